@@ -1,0 +1,847 @@
+//! The data: every field extension upstream's OpenAPI v3 documents (Kubernetes 1.33, matching the
+//! k8s-openapi `v1_33` types) carry on the schemas reachable from the kinds capstan serves.
+//!
+//! Read off upstream's published documents, one entry per field that has a patch strategy, a
+//! merge key, a list type, a map type or a meaningful default (the defaults of required scalars,
+//! `{}`/`""`/`0`/`false`, are left out). The test in the parent module checks every entry names a
+//! field that exists.
+
+use super::F;
+
+/// Field extensions per schema, schemas and fields in name order.
+pub(crate) static FIELDS: &[(&str, &[F])] = &[
+    (
+        "io.k8s.api.apps.v1.DaemonSetStatus",
+        &[F::new("conditions")
+            .strategy("merge")
+            .merge_key("type")
+            .list_map(&["type"])],
+    ),
+    (
+        "io.k8s.api.apps.v1.DeploymentSpec",
+        &[F::new("strategy").strategy("retainKeys")],
+    ),
+    (
+        "io.k8s.api.apps.v1.DeploymentStatus",
+        &[F::new("conditions")
+            .strategy("merge")
+            .merge_key("type")
+            .list_map(&["type"])],
+    ),
+    (
+        "io.k8s.api.apps.v1.ReplicaSetStatus",
+        &[F::new("conditions")
+            .strategy("merge")
+            .merge_key("type")
+            .list_map(&["type"])],
+    ),
+    (
+        "io.k8s.api.apps.v1.StatefulSetSpec",
+        &[F::new("volumeClaimTemplates").list("atomic")],
+    ),
+    (
+        "io.k8s.api.apps.v1.StatefulSetStatus",
+        &[F::new("conditions")
+            .strategy("merge")
+            .merge_key("type")
+            .list_map(&["type"])],
+    ),
+    (
+        "io.k8s.api.authentication.v1.TokenRequestSpec",
+        &[F::new("audiences").list("atomic")],
+    ),
+    (
+        "io.k8s.api.autoscaling.v2.HPAScalingRules",
+        &[F::new("policies").list("atomic")],
+    ),
+    (
+        "io.k8s.api.autoscaling.v2.HorizontalPodAutoscalerSpec",
+        &[F::new("metrics").list("atomic")],
+    ),
+    (
+        "io.k8s.api.autoscaling.v2.HorizontalPodAutoscalerStatus",
+        &[
+            F::new("conditions")
+                .strategy("merge")
+                .merge_key("type")
+                .list_map(&["type"]),
+            F::new("currentMetrics").list("atomic"),
+        ],
+    ),
+    (
+        "io.k8s.api.batch.v1.CronJobStatus",
+        &[F::new("active").list("atomic")],
+    ),
+    (
+        "io.k8s.api.batch.v1.JobStatus",
+        &[F::new("conditions")
+            .strategy("merge")
+            .merge_key("type")
+            .list("atomic")],
+    ),
+    (
+        "io.k8s.api.batch.v1.PodFailurePolicy",
+        &[F::new("rules").list("atomic")],
+    ),
+    (
+        "io.k8s.api.batch.v1.PodFailurePolicyOnExitCodesRequirement",
+        &[F::new("values").list("set")],
+    ),
+    (
+        "io.k8s.api.batch.v1.PodFailurePolicyRule",
+        &[F::new("onPodConditions").list("atomic")],
+    ),
+    (
+        "io.k8s.api.batch.v1.SuccessPolicy",
+        &[F::new("rules").list("atomic")],
+    ),
+    (
+        "io.k8s.api.batch.v1.UncountedTerminatedPods",
+        &[
+            F::new("failed").list("set"),
+            F::new("succeeded").list("set"),
+        ],
+    ),
+    (
+        "io.k8s.api.core.v1.AzureDiskVolumeSource",
+        &[
+            F::new("cachingMode").default("\"ReadWrite\""),
+            F::new("fsType").default("\"ext4\""),
+            F::new("kind").default("\"Shared\""),
+        ],
+    ),
+    (
+        "io.k8s.api.core.v1.Capabilities",
+        &[F::new("add").list("atomic"), F::new("drop").list("atomic")],
+    ),
+    (
+        "io.k8s.api.core.v1.CephFSPersistentVolumeSource",
+        &[F::new("monitors").list("atomic")],
+    ),
+    (
+        "io.k8s.api.core.v1.CephFSVolumeSource",
+        &[F::new("monitors").list("atomic")],
+    ),
+    (
+        "io.k8s.api.core.v1.ConfigMapProjection",
+        &[F::new("items").list("atomic")],
+    ),
+    (
+        "io.k8s.api.core.v1.ConfigMapVolumeSource",
+        &[F::new("items").list("atomic")],
+    ),
+    (
+        "io.k8s.api.core.v1.Container",
+        &[
+            F::new("args").list("atomic"),
+            F::new("command").list("atomic"),
+            F::new("env")
+                .strategy("merge")
+                .merge_key("name")
+                .list_map(&["name"]),
+            F::new("envFrom").list("atomic"),
+            F::new("ports")
+                .strategy("merge")
+                .merge_key("containerPort")
+                .list_map(&["containerPort", "protocol"]),
+            F::new("resizePolicy").list("atomic"),
+            F::new("volumeDevices")
+                .strategy("merge")
+                .merge_key("devicePath")
+                .list_map(&["devicePath"]),
+            F::new("volumeMounts")
+                .strategy("merge")
+                .merge_key("mountPath")
+                .list_map(&["mountPath"]),
+        ],
+    ),
+    (
+        "io.k8s.api.core.v1.ContainerImage",
+        &[F::new("names").list("atomic")],
+    ),
+    (
+        "io.k8s.api.core.v1.ContainerPort",
+        &[F::new("protocol").default("\"TCP\"")],
+    ),
+    (
+        "io.k8s.api.core.v1.ContainerStatus",
+        &[
+            F::new("allocatedResourcesStatus")
+                .strategy("merge")
+                .merge_key("name")
+                .list_map(&["name"]),
+            F::new("volumeMounts")
+                .strategy("merge")
+                .merge_key("mountPath")
+                .list_map(&["mountPath"]),
+        ],
+    ),
+    (
+        "io.k8s.api.core.v1.DownwardAPIProjection",
+        &[F::new("items").list("atomic")],
+    ),
+    (
+        "io.k8s.api.core.v1.DownwardAPIVolumeSource",
+        &[F::new("items").list("atomic")],
+    ),
+    (
+        "io.k8s.api.core.v1.EndpointSubset",
+        &[
+            F::new("addresses").list("atomic"),
+            F::new("notReadyAddresses").list("atomic"),
+            F::new("ports").list("atomic"),
+        ],
+    ),
+    (
+        "io.k8s.api.core.v1.Endpoints",
+        &[F::new("subsets").list("atomic")],
+    ),
+    (
+        "io.k8s.api.core.v1.EphemeralContainer",
+        &[
+            F::new("args").list("atomic"),
+            F::new("command").list("atomic"),
+            F::new("env")
+                .strategy("merge")
+                .merge_key("name")
+                .list_map(&["name"]),
+            F::new("envFrom").list("atomic"),
+            F::new("ports")
+                .strategy("merge")
+                .merge_key("containerPort")
+                .list_map(&["containerPort", "protocol"]),
+            F::new("resizePolicy").list("atomic"),
+            F::new("volumeDevices")
+                .strategy("merge")
+                .merge_key("devicePath")
+                .list_map(&["devicePath"]),
+            F::new("volumeMounts")
+                .strategy("merge")
+                .merge_key("mountPath")
+                .list_map(&["mountPath"]),
+        ],
+    ),
+    (
+        "io.k8s.api.core.v1.ExecAction",
+        &[F::new("command").list("atomic")],
+    ),
+    (
+        "io.k8s.api.core.v1.FCVolumeSource",
+        &[
+            F::new("targetWWNs").list("atomic"),
+            F::new("wwids").list("atomic"),
+        ],
+    ),
+    (
+        "io.k8s.api.core.v1.HTTPGetAction",
+        &[F::new("httpHeaders").list("atomic")],
+    ),
+    (
+        "io.k8s.api.core.v1.HostAlias",
+        &[F::new("hostnames").list("atomic")],
+    ),
+    (
+        "io.k8s.api.core.v1.ISCSIPersistentVolumeSource",
+        &[
+            F::new("iscsiInterface").default("\"default\""),
+            F::new("portals").list("atomic"),
+        ],
+    ),
+    (
+        "io.k8s.api.core.v1.ISCSIVolumeSource",
+        &[
+            F::new("iscsiInterface").default("\"default\""),
+            F::new("portals").list("atomic"),
+        ],
+    ),
+    (
+        "io.k8s.api.core.v1.LimitRangeSpec",
+        &[F::new("limits").list("atomic")],
+    ),
+    (
+        "io.k8s.api.core.v1.LinuxContainerUser",
+        &[F::new("supplementalGroups").list("atomic")],
+    ),
+    (
+        "io.k8s.api.core.v1.LoadBalancerIngress",
+        &[F::new("ports").list("atomic")],
+    ),
+    (
+        "io.k8s.api.core.v1.LoadBalancerStatus",
+        &[F::new("ingress").list("atomic")],
+    ),
+    (
+        "io.k8s.api.core.v1.NamespaceSpec",
+        &[F::new("finalizers").list("atomic")],
+    ),
+    (
+        "io.k8s.api.core.v1.NamespaceStatus",
+        &[F::new("conditions")
+            .strategy("merge")
+            .merge_key("type")
+            .list_map(&["type"])],
+    ),
+    (
+        "io.k8s.api.core.v1.NodeAffinity",
+        &[F::new("preferredDuringSchedulingIgnoredDuringExecution").list("atomic")],
+    ),
+    (
+        "io.k8s.api.core.v1.NodeSelector",
+        &[F::new("nodeSelectorTerms").list("atomic")],
+    ),
+    (
+        "io.k8s.api.core.v1.NodeSelectorRequirement",
+        &[F::new("values").list("atomic")],
+    ),
+    (
+        "io.k8s.api.core.v1.NodeSelectorTerm",
+        &[
+            F::new("matchExpressions").list("atomic"),
+            F::new("matchFields").list("atomic"),
+        ],
+    ),
+    (
+        "io.k8s.api.core.v1.NodeSpec",
+        &[
+            F::new("podCIDRs").strategy("merge").list("set"),
+            F::new("taints").list("atomic"),
+        ],
+    ),
+    (
+        "io.k8s.api.core.v1.NodeStatus",
+        &[
+            F::new("addresses")
+                .strategy("merge")
+                .merge_key("type")
+                .list_map(&["type"]),
+            F::new("conditions")
+                .strategy("merge")
+                .merge_key("type")
+                .list_map(&["type"]),
+            F::new("images").list("atomic"),
+            F::new("runtimeHandlers").list("atomic"),
+            F::new("volumesAttached").list("atomic"),
+            F::new("volumesInUse").list("atomic"),
+        ],
+    ),
+    (
+        "io.k8s.api.core.v1.PersistentVolumeClaimSpec",
+        &[F::new("accessModes").list("atomic")],
+    ),
+    (
+        "io.k8s.api.core.v1.PersistentVolumeClaimStatus",
+        &[
+            F::new("accessModes").list("atomic"),
+            F::new("allocatedResourceStatuses").map("granular"),
+            F::new("conditions")
+                .strategy("merge")
+                .merge_key("type")
+                .list_map(&["type"]),
+        ],
+    ),
+    (
+        "io.k8s.api.core.v1.PersistentVolumeSpec",
+        &[
+            F::new("accessModes").list("atomic"),
+            F::new("claimRef").map("granular"),
+            F::new("mountOptions").list("atomic"),
+        ],
+    ),
+    (
+        "io.k8s.api.core.v1.PodAffinity",
+        &[
+            F::new("preferredDuringSchedulingIgnoredDuringExecution").list("atomic"),
+            F::new("requiredDuringSchedulingIgnoredDuringExecution").list("atomic"),
+        ],
+    ),
+    (
+        "io.k8s.api.core.v1.PodAffinityTerm",
+        &[
+            F::new("matchLabelKeys").list("atomic"),
+            F::new("mismatchLabelKeys").list("atomic"),
+            F::new("namespaces").list("atomic"),
+        ],
+    ),
+    (
+        "io.k8s.api.core.v1.PodAntiAffinity",
+        &[
+            F::new("preferredDuringSchedulingIgnoredDuringExecution").list("atomic"),
+            F::new("requiredDuringSchedulingIgnoredDuringExecution").list("atomic"),
+        ],
+    ),
+    (
+        "io.k8s.api.core.v1.PodDNSConfig",
+        &[
+            F::new("nameservers").list("atomic"),
+            F::new("options").list("atomic"),
+            F::new("searches").list("atomic"),
+        ],
+    ),
+    (
+        "io.k8s.api.core.v1.PodSecurityContext",
+        &[
+            F::new("supplementalGroups").list("atomic"),
+            F::new("sysctls").list("atomic"),
+        ],
+    ),
+    (
+        "io.k8s.api.core.v1.PodSpec",
+        &[
+            F::new("containers")
+                .strategy("merge")
+                .merge_key("name")
+                .list_map(&["name"]),
+            F::new("ephemeralContainers")
+                .strategy("merge")
+                .merge_key("name")
+                .list_map(&["name"]),
+            F::new("hostAliases")
+                .strategy("merge")
+                .merge_key("ip")
+                .list_map(&["ip"]),
+            F::new("imagePullSecrets")
+                .strategy("merge")
+                .merge_key("name")
+                .list_map(&["name"]),
+            F::new("initContainers")
+                .strategy("merge")
+                .merge_key("name")
+                .list_map(&["name"]),
+            F::new("nodeSelector").map("atomic"),
+            F::new("readinessGates").list("atomic"),
+            F::new("resourceClaims")
+                .strategy("merge,retainKeys")
+                .merge_key("name")
+                .list_map(&["name"]),
+            F::new("schedulingGates")
+                .strategy("merge")
+                .merge_key("name")
+                .list_map(&["name"]),
+            F::new("tolerations").list("atomic"),
+            F::new("topologySpreadConstraints")
+                .strategy("merge")
+                .merge_key("topologyKey")
+                .list_map(&["topologyKey", "whenUnsatisfiable"]),
+            F::new("volumes")
+                .strategy("merge,retainKeys")
+                .merge_key("name")
+                .list_map(&["name"]),
+        ],
+    ),
+    (
+        "io.k8s.api.core.v1.PodStatus",
+        &[
+            F::new("conditions")
+                .strategy("merge")
+                .merge_key("type")
+                .list_map(&["type"]),
+            F::new("containerStatuses").list("atomic"),
+            F::new("ephemeralContainerStatuses").list("atomic"),
+            F::new("hostIPs")
+                .strategy("merge")
+                .merge_key("ip")
+                .list("atomic"),
+            F::new("initContainerStatuses").list("atomic"),
+            F::new("podIPs")
+                .strategy("merge")
+                .merge_key("ip")
+                .list_map(&["ip"]),
+            F::new("resourceClaimStatuses")
+                .strategy("merge,retainKeys")
+                .merge_key("name")
+                .list_map(&["name"]),
+        ],
+    ),
+    (
+        "io.k8s.api.core.v1.ProjectedVolumeSource",
+        &[F::new("sources").list("atomic")],
+    ),
+    (
+        "io.k8s.api.core.v1.RBDPersistentVolumeSource",
+        &[
+            F::new("keyring").default("\"/etc/ceph/keyring\""),
+            F::new("monitors").list("atomic"),
+            F::new("pool").default("\"rbd\""),
+            F::new("user").default("\"admin\""),
+        ],
+    ),
+    (
+        "io.k8s.api.core.v1.RBDVolumeSource",
+        &[
+            F::new("keyring").default("\"/etc/ceph/keyring\""),
+            F::new("monitors").list("atomic"),
+            F::new("pool").default("\"rbd\""),
+            F::new("user").default("\"admin\""),
+        ],
+    ),
+    (
+        "io.k8s.api.core.v1.ReplicationControllerSpec",
+        &[
+            F::new("replicas").default("1"),
+            F::new("selector").map("atomic"),
+        ],
+    ),
+    (
+        "io.k8s.api.core.v1.ReplicationControllerStatus",
+        &[F::new("conditions")
+            .strategy("merge")
+            .merge_key("type")
+            .list_map(&["type"])],
+    ),
+    (
+        "io.k8s.api.core.v1.ResourceQuotaSpec",
+        &[F::new("scopes").list("atomic")],
+    ),
+    (
+        "io.k8s.api.core.v1.ResourceRequirements",
+        &[F::new("claims").list_map(&["name"])],
+    ),
+    (
+        "io.k8s.api.core.v1.ResourceStatus",
+        &[F::new("resources").list_map(&["resourceID"])],
+    ),
+    (
+        "io.k8s.api.core.v1.ScaleIOPersistentVolumeSource",
+        &[
+            F::new("fsType").default("\"xfs\""),
+            F::new("storageMode").default("\"ThinProvisioned\""),
+        ],
+    ),
+    (
+        "io.k8s.api.core.v1.ScaleIOVolumeSource",
+        &[
+            F::new("fsType").default("\"xfs\""),
+            F::new("storageMode").default("\"ThinProvisioned\""),
+        ],
+    ),
+    (
+        "io.k8s.api.core.v1.ScopeSelector",
+        &[F::new("matchExpressions").list("atomic")],
+    ),
+    (
+        "io.k8s.api.core.v1.ScopedResourceSelectorRequirement",
+        &[F::new("values").list("atomic")],
+    ),
+    (
+        "io.k8s.api.core.v1.SecretProjection",
+        &[F::new("items").list("atomic")],
+    ),
+    (
+        "io.k8s.api.core.v1.SecretVolumeSource",
+        &[F::new("items").list("atomic")],
+    ),
+    (
+        "io.k8s.api.core.v1.ServiceAccount",
+        &[
+            F::new("imagePullSecrets").list("atomic"),
+            F::new("secrets")
+                .strategy("merge")
+                .merge_key("name")
+                .list_map(&["name"]),
+        ],
+    ),
+    (
+        "io.k8s.api.core.v1.ServicePort",
+        &[F::new("protocol").default("\"TCP\"")],
+    ),
+    (
+        "io.k8s.api.core.v1.ServiceSpec",
+        &[
+            F::new("clusterIPs").list("atomic"),
+            F::new("externalIPs").list("atomic"),
+            F::new("ipFamilies").list("atomic"),
+            F::new("loadBalancerSourceRanges").list("atomic"),
+            F::new("ports")
+                .strategy("merge")
+                .merge_key("port")
+                .list_map(&["port", "protocol"]),
+            F::new("selector").map("atomic"),
+        ],
+    ),
+    (
+        "io.k8s.api.core.v1.ServiceStatus",
+        &[F::new("conditions")
+            .strategy("merge")
+            .merge_key("type")
+            .list_map(&["type"])],
+    ),
+    (
+        "io.k8s.api.core.v1.TopologySelectorLabelRequirement",
+        &[F::new("values").list("atomic")],
+    ),
+    (
+        "io.k8s.api.core.v1.TopologySelectorTerm",
+        &[F::new("matchLabelExpressions").list("atomic")],
+    ),
+    (
+        "io.k8s.api.core.v1.TopologySpreadConstraint",
+        &[F::new("matchLabelKeys").list("atomic")],
+    ),
+    (
+        "io.k8s.api.discovery.v1.Endpoint",
+        &[F::new("addresses").list("set")],
+    ),
+    (
+        "io.k8s.api.discovery.v1.EndpointHints",
+        &[
+            F::new("forNodes").list("atomic"),
+            F::new("forZones").list("atomic"),
+        ],
+    ),
+    (
+        "io.k8s.api.discovery.v1.EndpointSlice",
+        &[
+            F::new("endpoints").list("atomic"),
+            F::new("ports").list("atomic"),
+        ],
+    ),
+    (
+        "io.k8s.api.networking.v1.HTTPIngressRuleValue",
+        &[F::new("paths").list("atomic")],
+    ),
+    (
+        "io.k8s.api.networking.v1.IPBlock",
+        &[F::new("except").list("atomic")],
+    ),
+    (
+        "io.k8s.api.networking.v1.IngressLoadBalancerIngress",
+        &[F::new("ports").list("atomic")],
+    ),
+    (
+        "io.k8s.api.networking.v1.IngressLoadBalancerStatus",
+        &[F::new("ingress").list("atomic")],
+    ),
+    (
+        "io.k8s.api.networking.v1.IngressSpec",
+        &[F::new("rules").list("atomic"), F::new("tls").list("atomic")],
+    ),
+    (
+        "io.k8s.api.networking.v1.IngressTLS",
+        &[F::new("hosts").list("atomic")],
+    ),
+    (
+        "io.k8s.api.networking.v1.NetworkPolicyEgressRule",
+        &[F::new("ports").list("atomic"), F::new("to").list("atomic")],
+    ),
+    (
+        "io.k8s.api.networking.v1.NetworkPolicyIngressRule",
+        &[
+            F::new("from").list("atomic"),
+            F::new("ports").list("atomic"),
+        ],
+    ),
+    (
+        "io.k8s.api.networking.v1.NetworkPolicySpec",
+        &[
+            F::new("egress").list("atomic"),
+            F::new("ingress").list("atomic"),
+            F::new("policyTypes").list("atomic"),
+        ],
+    ),
+    (
+        "io.k8s.api.policy.v1.PodDisruptionBudgetSpec",
+        &[F::new("selector").strategy("replace")],
+    ),
+    (
+        "io.k8s.api.policy.v1.PodDisruptionBudgetStatus",
+        &[F::new("conditions")
+            .strategy("merge")
+            .merge_key("type")
+            .list_map(&["type"])],
+    ),
+    (
+        "io.k8s.api.rbac.v1.AggregationRule",
+        &[F::new("clusterRoleSelectors").list("atomic")],
+    ),
+    (
+        "io.k8s.api.rbac.v1.ClusterRole",
+        &[F::new("rules").list("atomic")],
+    ),
+    (
+        "io.k8s.api.rbac.v1.ClusterRoleBinding",
+        &[F::new("subjects").list("atomic")],
+    ),
+    (
+        "io.k8s.api.rbac.v1.PolicyRule",
+        &[
+            F::new("apiGroups").list("atomic"),
+            F::new("nonResourceURLs").list("atomic"),
+            F::new("resourceNames").list("atomic"),
+            F::new("resources").list("atomic"),
+            F::new("verbs").list("atomic"),
+        ],
+    ),
+    ("io.k8s.api.rbac.v1.Role", &[F::new("rules").list("atomic")]),
+    (
+        "io.k8s.api.rbac.v1.RoleBinding",
+        &[F::new("subjects").list("atomic")],
+    ),
+    (
+        "io.k8s.api.storage.v1.StorageClass",
+        &[
+            F::new("allowedTopologies").list("atomic"),
+            F::new("mountOptions").list("atomic"),
+        ],
+    ),
+    (
+        "io.k8s.apiextensions-apiserver.pkg.apis.apiextensions.v1.CustomResourceDefinitionNames",
+        &[
+            F::new("categories").list("atomic"),
+            F::new("shortNames").list("atomic"),
+        ],
+    ),
+    (
+        "io.k8s.apiextensions-apiserver.pkg.apis.apiextensions.v1.CustomResourceDefinitionSpec",
+        &[F::new("versions").list("atomic")],
+    ),
+    (
+        "io.k8s.apiextensions-apiserver.pkg.apis.apiextensions.v1.CustomResourceDefinitionStatus",
+        &[
+            F::new("conditions").list_map(&["type"]),
+            F::new("storedVersions").list("atomic"),
+        ],
+    ),
+    (
+        "io.k8s.apiextensions-apiserver.pkg.apis.apiextensions.v1.CustomResourceDefinitionVersion",
+        &[
+            F::new("additionalPrinterColumns").list("atomic"),
+            F::new("selectableFields").list("atomic"),
+        ],
+    ),
+    (
+        "io.k8s.apiextensions-apiserver.pkg.apis.apiextensions.v1.JSONSchemaProps",
+        &[
+            F::new("allOf").list("atomic"),
+            F::new("anyOf").list("atomic"),
+            F::new("enum").list("atomic"),
+            F::new("oneOf").list("atomic"),
+            F::new("required").list("atomic"),
+            F::new("x-kubernetes-list-map-keys").list("atomic"),
+            F::new("x-kubernetes-validations")
+                .strategy("merge")
+                .merge_key("rule")
+                .list_map(&["rule"]),
+        ],
+    ),
+    (
+        "io.k8s.apiextensions-apiserver.pkg.apis.apiextensions.v1.WebhookConversion",
+        &[F::new("conversionReviewVersions").list("atomic")],
+    ),
+    (
+        "io.k8s.apimachinery.pkg.apis.meta.v1.APIResource",
+        &[
+            F::new("categories").list("atomic"),
+            F::new("shortNames").list("atomic"),
+        ],
+    ),
+    (
+        "io.k8s.apimachinery.pkg.apis.meta.v1.APIResourceList",
+        &[F::new("resources").list("atomic")],
+    ),
+    (
+        "io.k8s.apimachinery.pkg.apis.meta.v1.DeleteOptions",
+        &[F::new("dryRun").list("atomic")],
+    ),
+    (
+        "io.k8s.apimachinery.pkg.apis.meta.v1.LabelSelector",
+        &[F::new("matchExpressions").list("atomic")],
+    ),
+    (
+        "io.k8s.apimachinery.pkg.apis.meta.v1.LabelSelectorRequirement",
+        &[F::new("values").list("atomic")],
+    ),
+    (
+        "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta",
+        &[
+            F::new("finalizers").strategy("merge").list("set"),
+            F::new("managedFields").list("atomic"),
+            F::new("ownerReferences")
+                .strategy("merge")
+                .merge_key("uid")
+                .list_map(&["uid"]),
+        ],
+    ),
+    (
+        "io.k8s.apimachinery.pkg.apis.meta.v1.Status",
+        &[F::new("details").list("atomic")],
+    ),
+    (
+        "io.k8s.apimachinery.pkg.apis.meta.v1.StatusDetails",
+        &[F::new("causes").list("atomic")],
+    ),
+];
+
+/// `x-kubernetes-map-type` on whole schemas (structs that are replaced as a unit).
+pub(crate) static STRUCT_MAP_TYPES: &[(&str, &str)] = &[
+    (
+        "io.k8s.api.autoscaling.v1.CrossVersionObjectReference",
+        "atomic",
+    ),
+    ("io.k8s.api.core.v1.ConfigMapKeySelector", "atomic"),
+    ("io.k8s.api.core.v1.EndpointAddress", "atomic"),
+    ("io.k8s.api.core.v1.EndpointPort", "atomic"),
+    ("io.k8s.api.core.v1.LocalObjectReference", "atomic"),
+    ("io.k8s.api.core.v1.NodeSelector", "atomic"),
+    ("io.k8s.api.core.v1.NodeSelectorTerm", "atomic"),
+    ("io.k8s.api.core.v1.ObjectFieldSelector", "atomic"),
+    ("io.k8s.api.core.v1.ObjectReference", "atomic"),
+    ("io.k8s.api.core.v1.ResourceFieldSelector", "atomic"),
+    ("io.k8s.api.core.v1.ScopeSelector", "atomic"),
+    ("io.k8s.api.core.v1.SecretKeySelector", "atomic"),
+    ("io.k8s.api.core.v1.SecretReference", "atomic"),
+    ("io.k8s.api.core.v1.TopologySelectorTerm", "atomic"),
+    ("io.k8s.api.core.v1.TypedLocalObjectReference", "atomic"),
+    ("io.k8s.api.discovery.v1.EndpointPort", "atomic"),
+    ("io.k8s.api.networking.v1.ServiceBackendPort", "atomic"),
+    ("io.k8s.api.rbac.v1.RoleRef", "atomic"),
+    ("io.k8s.api.rbac.v1.Subject", "atomic"),
+    (
+        "io.k8s.apimachinery.pkg.apis.meta.v1.LabelSelector",
+        "atomic",
+    ),
+    (
+        "io.k8s.apimachinery.pkg.apis.meta.v1.OwnerReference",
+        "atomic",
+    ),
+];
+
+/// Upstream descriptions of list kinds and their `items` field (k8s-openapi has no list schemas).
+pub(crate) static LIST_DESCRIPTIONS: &[(&str, &str, &str)] = &[
+    ("io.k8s.api.apps.v1.ControllerRevisionList", "ControllerRevisionList is a resource containing a list of ControllerRevision objects.", "Items is the list of ControllerRevisions"),
+    ("io.k8s.api.apps.v1.DaemonSetList", "DaemonSetList is a collection of daemon sets.", "A list of daemon sets."),
+    ("io.k8s.api.apps.v1.DeploymentList", "DeploymentList is a list of Deployments.", "Items is the list of Deployments."),
+    ("io.k8s.api.apps.v1.ReplicaSetList", "ReplicaSetList is a collection of ReplicaSets.", "List of ReplicaSets. More info: https://kubernetes.io/docs/concepts/workloads/controllers/replicaset"),
+    ("io.k8s.api.apps.v1.StatefulSetList", "StatefulSetList is a collection of StatefulSets.", "Items is the list of stateful sets."),
+    ("io.k8s.api.autoscaling.v1.HorizontalPodAutoscalerList", "list of horizontal pod autoscaler objects.", "items is the list of horizontal pod autoscaler objects."),
+    ("io.k8s.api.autoscaling.v2.HorizontalPodAutoscalerList", "HorizontalPodAutoscalerList is a list of horizontal pod autoscaler objects.", "items is the list of horizontal pod autoscaler objects."),
+    ("io.k8s.api.batch.v1.CronJobList", "CronJobList is a collection of cron jobs.", "items is the list of CronJobs."),
+    ("io.k8s.api.batch.v1.JobList", "JobList is a collection of jobs.", "items is the list of Jobs."),
+    ("io.k8s.api.coordination.v1.LeaseList", "LeaseList is a list of Lease objects.", "items is a list of schema objects."),
+    ("io.k8s.api.core.v1.ConfigMapList", "ConfigMapList is a resource containing a list of ConfigMap objects.", "Items is the list of ConfigMaps."),
+    ("io.k8s.api.core.v1.EndpointsList", "EndpointsList is a list of endpoints. Deprecated: This API is deprecated in v1.33+.", "List of endpoints."),
+    ("io.k8s.api.core.v1.EventList", "EventList is a list of events.", "List of events"),
+    ("io.k8s.api.core.v1.LimitRangeList", "LimitRangeList is a list of LimitRange items.", "Items is a list of LimitRange objects. More info: https://kubernetes.io/docs/concepts/configuration/manage-resources-containers/"),
+    ("io.k8s.api.core.v1.NamespaceList", "NamespaceList is a list of Namespaces.", "Items is the list of Namespace objects in the list. More info: https://kubernetes.io/docs/concepts/overview/working-with-objects/namespaces/"),
+    ("io.k8s.api.core.v1.NodeList", "NodeList is the whole list of all Nodes which have been registered with master.", "List of nodes"),
+    ("io.k8s.api.core.v1.PersistentVolumeClaimList", "PersistentVolumeClaimList is a list of PersistentVolumeClaim items.", "items is a list of persistent volume claims. More info: https://kubernetes.io/docs/concepts/storage/persistent-volumes#persistentvolumeclaims"),
+    ("io.k8s.api.core.v1.PersistentVolumeList", "PersistentVolumeList is a list of PersistentVolume items.", "items is a list of persistent volumes. More info: https://kubernetes.io/docs/concepts/storage/persistent-volumes"),
+    ("io.k8s.api.core.v1.PodList", "PodList is a list of Pods.", "List of pods. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md"),
+    ("io.k8s.api.core.v1.PodTemplateList", "PodTemplateList is a list of PodTemplates.", "List of pod templates"),
+    ("io.k8s.api.core.v1.ReplicationControllerList", "ReplicationControllerList is a collection of replication controllers.", "List of replication controllers. More info: https://kubernetes.io/docs/concepts/workloads/controllers/replicationcontroller"),
+    ("io.k8s.api.core.v1.ResourceQuotaList", "ResourceQuotaList is a list of ResourceQuota items.", "Items is a list of ResourceQuota objects. More info: https://kubernetes.io/docs/concepts/policy/resource-quotas/"),
+    ("io.k8s.api.core.v1.SecretList", "SecretList is a list of Secret.", "Items is a list of secret objects. More info: https://kubernetes.io/docs/concepts/configuration/secret"),
+    ("io.k8s.api.core.v1.ServiceAccountList", "ServiceAccountList is a list of ServiceAccount objects", "List of ServiceAccounts. More info: https://kubernetes.io/docs/tasks/configure-pod-container/configure-service-account/"),
+    ("io.k8s.api.core.v1.ServiceList", "ServiceList holds a list of services.", "List of services"),
+    ("io.k8s.api.discovery.v1.EndpointSliceList", "EndpointSliceList represents a list of endpoint slices", "items is the list of endpoint slices"),
+    ("io.k8s.api.events.v1.EventList", "EventList is a list of Event objects.", "items is a list of schema objects."),
+    ("io.k8s.api.networking.v1.IngressClassList", "IngressClassList is a collection of IngressClasses.", "items is the list of IngressClasses."),
+    ("io.k8s.api.networking.v1.IngressList", "IngressList is a collection of Ingress.", "items is the list of Ingress."),
+    ("io.k8s.api.networking.v1.NetworkPolicyList", "NetworkPolicyList is a list of NetworkPolicy objects.", "items is a list of schema objects."),
+    ("io.k8s.api.policy.v1.PodDisruptionBudgetList", "PodDisruptionBudgetList is a collection of PodDisruptionBudgets.", "Items is a list of PodDisruptionBudgets"),
+    ("io.k8s.api.rbac.v1.ClusterRoleBindingList", "ClusterRoleBindingList is a collection of ClusterRoleBindings", "Items is a list of ClusterRoleBindings"),
+    ("io.k8s.api.rbac.v1.ClusterRoleList", "ClusterRoleList is a collection of ClusterRoles", "Items is a list of ClusterRoles"),
+    ("io.k8s.api.rbac.v1.RoleBindingList", "RoleBindingList is a collection of RoleBindings", "Items is a list of RoleBindings"),
+    ("io.k8s.api.rbac.v1.RoleList", "RoleList is a collection of Roles", "Items is a list of Roles"),
+    ("io.k8s.api.storage.v1.StorageClassList", "StorageClassList is a collection of storage classes.", "items is the list of StorageClasses"),
+    ("io.k8s.apiextensions-apiserver.pkg.apis.apiextensions.v1.CustomResourceDefinitionList", "CustomResourceDefinitionList is a list of CustomResourceDefinition objects.", "items list individual CustomResourceDefinition objects"),
+];
