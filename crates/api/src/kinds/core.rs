@@ -1,5 +1,8 @@
 //! core/v1 kinds.
 
+pub(crate) mod checks;
+pub mod quantity;
+
 use k8s_openapi::api::core::v1::*;
 
 use crate::strategy::KindHooks;
