@@ -55,6 +55,12 @@ pub struct ResourceInfo {
     pub conversion: Option<&'static Conversion>,
 }
 
+impl std::fmt::Debug for ResourceInfo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.api_version(), self.plural)
+    }
+}
+
 impl ResourceInfo {
     pub fn namespaced(&self) -> bool {
         self.scope == Scope::Namespaced

@@ -1,1 +1,417 @@
-pub fn x(){}
+//! The Kubernetes REST API over HTTPS.
+//!
+//! Entry points: [`ApiServer::new`] builds the server around a [`capstan_store::Store`];
+//! [`serve`] accepts TLS connections (HTTP/1.1 and HTTP/2) and hands each request to
+//! [`ApiServer::handle`], which authenticates, routes ([`route`]) and dispatches to
+//! [`handlers`]. All writes go through [`registry::Registry`]; lists and watches through
+//! [`read`]. Kind-specific behaviour comes from the `capstan-api` catalogue.
+
+pub mod allocator;
+pub mod auth;
+pub mod bootstrap;
+pub mod codec;
+pub mod discovery;
+pub mod error;
+pub mod handlers;
+pub mod metrics;
+pub mod params;
+pub mod patch;
+pub mod pki;
+pub mod read;
+pub mod registry;
+pub mod route;
+pub mod scale;
+pub mod selectors;
+pub mod strict;
+pub mod table;
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{header, Method, Request, Response};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use serde_json::json;
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+
+use crate::auth::Authenticator;
+use crate::discovery::Aggregated;
+use crate::error::{ApiError, ApiResult};
+use crate::handlers::{error_response, json_response, Body, Req};
+use crate::metrics::Metrics;
+use crate::params::Query;
+use crate::registry::Registry;
+use crate::route::Route;
+
+/// Largest request body accepted (upstream's limit for JSON).
+pub const MAX_BODY_BYTES: usize = 3 * 1024 * 1024;
+
+/// What /version reports. kubectl's dispatcher picks its binary by `minor`.
+pub const KUBERNETES_VERSION: (&str, &str) = ("1", "32");
+pub const GIT_VERSION: &str = concat!("v1.32.0+capstan-", env!("CARGO_PKG_VERSION"));
+
+/// Optional providers of documents this crate does not build itself.
+pub trait OpenApiProvider: Send + Sync {
+    /// The /openapi/v3 index.
+    fn index(&self) -> Bytes;
+    /// A group-version document ("api/v1", "apis/apps/v1") with its hash.
+    fn document(&self, path: &str) -> Option<(String, Bytes)>;
+}
+
+pub struct ApiServer {
+    pub registry: Registry,
+    pub auth: Authenticator,
+    pub metrics: Metrics,
+    /// host:port clients should use, for legacy discovery.
+    pub advertise: String,
+    pub openapi: Option<Box<dyn OpenApiProvider>>,
+    ready: AtomicBool,
+    shutdown: tokio::sync::watch::Receiver<bool>,
+}
+
+impl ApiServer {
+    pub fn new(
+        registry: Registry,
+        auth: Authenticator,
+        advertise: String,
+        shutdown: tokio::sync::watch::Receiver<bool>,
+    ) -> Self {
+        Self {
+            registry,
+            auth,
+            metrics: Metrics::new(),
+            advertise,
+            openapi: None,
+            ready: AtomicBool::new(false),
+            shutdown,
+        }
+    }
+
+    pub fn set_ready(&self, ready: bool) {
+        self.ready.store(ready, Ordering::SeqCst);
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::SeqCst)
+    }
+
+    /// Serves one request; never fails: errors become Status responses.
+    pub async fn handle(self: Arc<Self>, req: Request<Incoming>) -> Response<Body> {
+        let start = Instant::now();
+        let method = req.method().clone();
+        let path = req.uri().path().to_string();
+        let query = Query::parse(req.uri().query());
+        let route = route::parse(&path);
+        let anonymous_ok = matches!(route, Ok(Route::Version | Route::Health(_)));
+        let (verb, resource) = metric_labels(&method, &route, &query);
+        let response = if !anonymous_ok && self.auth.authenticate(req.headers()).is_none() {
+            error_response(&ApiError::unauthorized())
+        } else {
+            match route {
+                Err(e) => error_response(&e),
+                Ok(route) => match self.clone().dispatch(method.clone(), route, query, req).await {
+                    Ok(r) => r,
+                    Err(e) => {
+                        if e.code >= 500 {
+                            tracing::warn!(%method, %path, code = e.code, error = %e.message, "request failed");
+                        }
+                        error_response(&e)
+                    }
+                },
+            }
+        };
+        let code = response.status().as_u16();
+        self.metrics.observe(verb, &resource, code, start.elapsed());
+        tracing::debug!(%method, %path, code, elapsed_ms = start.elapsed().as_secs_f64() * 1000.0, "request");
+        response
+    }
+
+    async fn dispatch(
+        self: Arc<Self>,
+        method: Method,
+        route: Route,
+        query: Query,
+        req: Request<Incoming>,
+    ) -> ApiResult<Response<Body>> {
+        let accept = req
+            .headers()
+            .get(header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let content_type = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let get_only = |m: &Method| -> ApiResult<()> {
+            if *m == Method::GET || *m == Method::HEAD {
+                Ok(())
+            } else {
+                Err(ApiError::method_not_supported())
+            }
+        };
+        let json_doc = |v: serde_json::Value| json_response(200, serde_json::to_vec(&v).unwrap_or_default(), "application/json");
+        match route {
+            Route::Version => {
+                get_only(&method)?;
+                Ok(json_doc(version_info()))
+            }
+            Route::Health(which) => {
+                get_only(&method)?;
+                let ok = which != "readyz" || self.is_ready();
+                let mut r = json_response(if ok { 200 } else { 503 }, if ok { "ok" } else { "not ready" }, "text/plain; charset=utf-8");
+                r.headers_mut().insert("x-content-type-options", http::HeaderValue::from_static("nosniff"));
+                Ok(r)
+            }
+            Route::Metrics => {
+                get_only(&method)?;
+                Ok(json_response(200, self.metrics.render(), "text/plain; version=0.0.4; charset=utf-8"))
+            }
+            Route::CoreGroup | Route::Groups => {
+                get_only(&method)?;
+                let core = matches!(route, Route::CoreGroup);
+                match Aggregated::from_accept(accept.as_deref()) {
+                    Some(which) => Ok(json_response(
+                        200,
+                        serde_json::to_vec(&discovery::aggregated(core, which)).unwrap_or_default(),
+                        &which.content_type(),
+                    )),
+                    None if core => Ok(json_doc(discovery::api_versions(&self.advertise))),
+                    None => Ok(json_doc(discovery::api_group_list())),
+                }
+            }
+            Route::Group(g) => {
+                get_only(&method)?;
+                discovery::api_group(&g).map(json_doc).ok_or_else(ApiError::no_such_resource)
+            }
+            Route::GroupVersion { group, version } => {
+                get_only(&method)?;
+                Ok(json_doc(discovery::api_resource_list(&group, &version)))
+            }
+            Route::OpenApiV3Index => {
+                get_only(&method)?;
+                let p = self.openapi.as_ref().ok_or_else(ApiError::no_such_resource)?;
+                Ok(json_response(200, p.index(), "application/json"))
+            }
+            Route::OpenApiV3(path) => {
+                get_only(&method)?;
+                let p = self.openapi.as_ref().ok_or_else(ApiError::no_such_resource)?;
+                let (_hash, doc) = p.document(&path).ok_or_else(ApiError::no_such_resource)?;
+                let mut r = json_response(200, doc, "application/json");
+                // Documents are addressed by content hash, so they can be cached for long.
+                if query.get("hash").is_some() {
+                    r.headers_mut().insert(header::CACHE_CONTROL, http::HeaderValue::from_static("public, immutable"));
+                }
+                Ok(r)
+            }
+            Route::OpenApiV2 => Err(ApiError::no_such_resource()),
+            Route::Resource(rr) => {
+                let body = read_body(req).await?;
+                let handler_req = Req {
+                    route: rr,
+                    query,
+                    accept: accept.as_deref(),
+                    content_type: content_type.as_deref(),
+                    body,
+                };
+                self.resource_request(method, handler_req).await
+            }
+        }
+    }
+
+    async fn resource_request(self: Arc<Self>, method: Method, req: Req<'_>) -> ApiResult<Response<Body>> {
+        let reg = &self.registry;
+        let name = req.route.name.clone();
+        if !req.route.info.verbs.is_empty() {
+            let verb = match (&method, &name) {
+                (&Method::GET, None) if req.query.flag("watch") => "watch",
+                (&Method::GET, None) => "list",
+                (&Method::GET, Some(_)) => "get",
+                (&Method::POST, None) => "create",
+                (&Method::PUT, _) => "update",
+                (&Method::PATCH, _) => "patch",
+                (&Method::DELETE, None) => "deletecollection",
+                (&Method::DELETE, Some(_)) => "delete",
+                _ => "",
+            };
+            if req.route.subresource.is_none() && !verb.is_empty() && !req.route.info.verbs.contains(&verb) {
+                return Err(ApiError::method_not_supported());
+            }
+        }
+        match (method, name) {
+            (Method::GET, None) if req.query.flag("watch") => self.watch(&req).await,
+            (Method::GET, Some(_)) if req.query.flag("watch") => self.watch(&req).await,
+            (Method::GET, None) => handlers::list(reg, &req).await,
+            (Method::GET, Some(n)) => handlers::get(reg, &req, &n).await,
+            (Method::POST, None) => handlers::create(reg, &req).await,
+            (Method::POST, Some(n)) => handlers::create_subresource(reg, &req, &n).await,
+            (Method::PUT, Some(n)) => handlers::update(reg, &req, &n).await,
+            (Method::PATCH, Some(n)) => handlers::patch(reg, &req, &n).await,
+            (Method::DELETE, Some(n)) => handlers::delete(reg, &req, &n).await,
+            (Method::DELETE, None) => handlers::delete_collection(reg, &req).await,
+            _ => Err(ApiError::method_not_supported()),
+        }
+    }
+
+    async fn watch(self: &Arc<Self>, req: &Req<'_>) -> ApiResult<Response<Body>> {
+        let labels = metrics::ResourceLabels {
+            resource: req.route.info.plural.to_string(),
+        };
+        self.metrics.watchers.get_or_create(&labels).inc();
+        let me = self.clone();
+        let on_end = {
+            let labels = labels.clone();
+            move || {
+                me.metrics.watchers.get_or_create(&labels).dec();
+            }
+        };
+        match handlers::watch(&self.registry, req, self.shutdown.clone(), on_end).await {
+            Ok(r) => Ok(r),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// Reads a request body up to [`MAX_BODY_BYTES`]; larger ones are 413.
+async fn read_body(req: Request<Incoming>) -> ApiResult<Bytes> {
+    if let Some(len) = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok())
+    {
+        if len > MAX_BODY_BYTES {
+            return Err(ApiError::too_large(MAX_BODY_BYTES));
+        }
+    }
+    match Limited::new(req.into_body(), MAX_BODY_BYTES).collect().await {
+        Ok(c) => Ok(c.to_bytes()),
+        Err(e) => {
+            if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
+                Err(ApiError::too_large(MAX_BODY_BYTES))
+            } else {
+                Err(ApiError::bad_request(format!("reading the request body failed: {e}")))
+            }
+        }
+    }
+}
+
+fn metric_labels(method: &Method, route: &Result<Route, ApiError>, q: &Query) -> (&'static str, String) {
+    let (resource, named) = match route {
+        Ok(Route::Resource(r)) => {
+            let mut res = r.info.plural.to_string();
+            if let Some(s) = &r.subresource {
+                res = format!("{res}/{s}");
+            }
+            (res, r.name.is_some())
+        }
+        _ => (String::new(), true),
+    };
+    let verb = match *method {
+        Method::GET if q.flag("watch") => "WATCH",
+        Method::GET if !named => "LIST",
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE if !named => "DELETECOLLECTION",
+        Method::DELETE => "DELETE",
+        _ => "OTHER",
+    };
+    (verb, resource)
+}
+
+/// The /version document.
+pub fn version_info() -> serde_json::Value {
+    json!({
+        "major": KUBERNETES_VERSION.0,
+        "minor": KUBERNETES_VERSION.1,
+        "gitVersion": GIT_VERSION,
+        "gitCommit": option_env!("CAPSTAN_GIT_COMMIT").unwrap_or("unknown"),
+        "gitTreeState": "clean",
+        "buildDate": option_env!("CAPSTAN_BUILD_DATE").unwrap_or("1970-01-01T00:00:00Z"),
+        "goVersion": "n/a (rust)",
+        "compiler": "rustc",
+        "platform": format!("{}/{}", std::env::consts::OS, match std::env::consts::ARCH { "x86_64" => "amd64", "aarch64" => "arm64", a => a }),
+    })
+}
+
+/// TLS settings for serving: the serving certificate and key, with ALPN for h2 and http/1.1.
+pub fn tls_config(cert_pem: &str, key_pem: &str) -> Result<Arc<rustls::ServerConfig>, String> {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(cert_pem.as_bytes())
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("parsing the serving certificate: {e}"))?;
+    let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).map_err(|e| format!("parsing the serving key: {e}"))?;
+    let mut cfg = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| format!("building the TLS configuration: {e}"))?;
+    cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(Arc::new(cfg))
+}
+
+/// How long in-flight requests may run after a shutdown signal.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Accepts connections until `shutdown` flips, then drains in-flight requests.
+pub async fn serve(
+    api: Arc<ApiServer>,
+    listener: TcpListener,
+    tls: Arc<rustls::ServerConfig>,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) {
+    let acceptor = TlsAcceptor::from(tls);
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let builder = hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
+    loop {
+        let (tcp, peer): (tokio::net::TcpStream, SocketAddr) = tokio::select! {
+            _ = shutdown.changed() => break,
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = tcp.set_nodelay(true);
+        let acceptor = acceptor.clone();
+        let api = api.clone();
+        let builder = builder.clone();
+        let watcher = graceful.watcher();
+        tokio::spawn(async move {
+            let tls = match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => {
+                    tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                    return;
+                }
+                Err(_) => {
+                    tracing::debug!(%peer, "TLS handshake timed out");
+                    return;
+                }
+            };
+            let svc = hyper::service::service_fn(move |req| {
+                let api = api.clone();
+                async move { Ok::<_, std::convert::Infallible>(api.handle(req).await) }
+            });
+            let conn = builder.serve_connection_with_upgrades(hyper_util::rt::TokioIo::new(tls), svc);
+            if let Err(e) = watcher.watch(conn.into_owned()).await {
+                tracing::debug!(%peer, error = %e, "connection ended with an error");
+            }
+        });
+    }
+    tracing::info!("stopped accepting connections; draining in-flight requests");
+    if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown()).await.is_err() {
+        tracing::warn!("some connections were still open after {DRAIN_TIMEOUT:?}; closing them");
+    }
+}

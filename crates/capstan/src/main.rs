@@ -1,1 +1,42 @@
-fn main(){}
+//! capstan: a Kubernetes-compatible orchestrator in one binary. This file only parses the
+//! command line and hands over to the command's module.
+
+mod hostinfo;
+mod kubeconfig;
+mod server;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "capstan", version, about = "A small, fast Kubernetes-compatible orchestrator in one binary", long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a server: API server, store and (unless disabled) the node agent: a whole one-node cluster.
+    Server(server::ServerArgs),
+}
+
+fn init_logging(debug: bool) {
+    let default = if debug { "debug" } else { "info" };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("CAPSTAN_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt().with_env_filter(filter).with_target(false).init();
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Server(args) => {
+            init_logging(args.debug);
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .thread_name("capstan")
+                .build()?;
+            rt.block_on(server::run(args))
+        }
+    }
+}

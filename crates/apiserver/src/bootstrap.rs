@@ -1,0 +1,68 @@
+//! What exists from the first start: the default namespaces, the `default/kubernetes` Service
+//! at the first service IP with Endpoints pointing at this API server, and the allocator's
+//! memory of every stored Service. Idempotent: safe on every start.
+
+use std::net::IpAddr;
+
+use capstan_api::catalogue;
+use serde_json::{json, Value};
+
+use crate::codec::{self, decode_stored};
+use crate::error::{ApiError, ApiResult};
+use crate::registry::{Registry, WriteOptions};
+
+pub const SYSTEM_NAMESPACES: &[&str] = &["default", "kube-system", "kube-public", "kube-node-lease"];
+
+fn info(group: &str, plural: &str) -> ApiResult<&'static catalogue::ResourceInfo> {
+    catalogue::lookup(group, "v1", plural).ok_or_else(|| ApiError::internal(format!("{plural} missing from the catalogue")))
+}
+
+async fn ensure(reg: &Registry, group: &str, plural: &str, ns: Option<&str>, obj: Value) -> ApiResult<()> {
+    let info = info(group, plural)?;
+    match reg.create(info, ns, obj, &WriteOptions::default(), Vec::new()).await {
+        Ok(_) => Ok(()),
+        Err(e) if e.code == 409 => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Brings the store to the state every cluster starts from.
+pub async fn run(reg: &Registry, advertise_ip: IpAddr, port: u16) -> ApiResult<()> {
+    // Services first: the allocator must know every address in use before anything allocates.
+    let services = info("", "services")?;
+    let existing = reg
+        .store()
+        .list(&codec::prefix(services, None), Default::default())
+        .await
+        .map_err(crate::error::from_store)?;
+    for kv in &existing.items {
+        reg.services().restore(&decode_stored(services, kv)?);
+    }
+    for ns in SYSTEM_NAMESPACES {
+        ensure(reg, "", "namespaces", None, json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})).await?;
+    }
+    let cluster_ip = reg.services().config().service_ip(1).to_string();
+    ensure(
+        reg,
+        "",
+        "services",
+        Some("default"),
+        json!({
+            "apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": "kubernetes", "namespace": "default", "labels": {"component": "apiserver", "provider": "kubernetes"}},
+            "spec": {"type": "ClusterIP", "clusterIP": cluster_ip, "sessionAffinity": "None",
+                     "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": port}]},
+        }),
+    )
+    .await?;
+    let endpoints = info("", "endpoints")?;
+    let desired = json!({
+        "apiVersion": "v1", "kind": "Endpoints",
+        "metadata": {"name": "kubernetes", "namespace": "default", "labels": {"endpointslice.kubernetes.io/skip-mirror": "true"}},
+        "subsets": [{"addresses": [{"ip": advertise_ip.to_string()}], "ports": [{"name": "https", "port": port, "protocol": "TCP"}]}],
+    });
+    // The address may change between starts; PUT creates or replaces.
+    reg.update(endpoints, Some("default"), "kubernetes", desired, &WriteOptions::default(), None, Vec::new())
+        .await?;
+    Ok(())
+}

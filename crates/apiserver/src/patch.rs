@@ -1,0 +1,177 @@
+//! PATCH: JSON patch, JSON merge patch and strategic merge patch applied to the current
+//! object (or its Scale), then written with the same rules as an update.
+
+use serde_json::Value;
+
+use crate::codec::{self, decode_stored};
+use crate::error::{ApiError, ApiResult};
+use crate::handlers::Req;
+use crate::registry::{decode_body, ObjectOut, Registry, WriteOptions, Written};
+
+/// The patch formats upstream accepts, by Content-Type.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PatchType {
+    Json,
+    Merge,
+    Strategic,
+    Apply,
+}
+
+const ACCEPTED: &str = "application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml, application/strategic-merge-patch+json";
+
+impl PatchType {
+    pub fn from_content_type(ct: Option<&str>) -> ApiResult<Self> {
+        let mime = ct.unwrap_or("").split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+        match mime.as_str() {
+            "application/json-patch+json" => Ok(Self::Json),
+            "application/merge-patch+json" => Ok(Self::Merge),
+            "application/strategic-merge-patch+json" => Ok(Self::Strategic),
+            "application/apply-patch+yaml" | "application/apply-patch+cbor" => Ok(Self::Apply),
+            other => Err(ApiError::new(
+                415,
+                "UnsupportedMediaType",
+                format!("the body of the request was in an unknown format - accepted media types include: {ACCEPTED} (got {other:?})"),
+            )),
+        }
+    }
+}
+
+/// What a patch produced.
+pub enum Patched {
+    Object(Written),
+    Scale(Value),
+}
+
+/// RFC 7386 JSON merge patch.
+pub fn merge_patch(target: &mut Value, patch: &Value) {
+    match patch {
+        Value::Object(p) => {
+            if !target.is_object() {
+                *target = Value::Object(Default::default());
+            }
+            if let Value::Object(t) = target {
+                for (k, v) in p {
+                    if v.is_null() {
+                        t.remove(k);
+                    } else {
+                        merge_patch(t.entry(k.clone()).or_insert(Value::Null), v);
+                    }
+                }
+            }
+        }
+        other => *target = other.clone(),
+    }
+}
+
+fn rejected(e: impl std::fmt::Display) -> ApiError {
+    ApiError::new(
+        422,
+        "Invalid",
+        format!("the server rejected our request due to an error in our request: {e}"),
+    )
+}
+
+/// Applies a parsed patch document of the given type to `doc`.
+fn apply_patch(pt: PatchType, doc: &Value, patch: &Value) -> ApiResult<Value> {
+    let mut out = doc.clone();
+    match pt {
+        PatchType::Merge => merge_patch(&mut out, patch),
+        PatchType::Json => {
+            let p: json_patch::Patch = serde_json::from_value(patch.clone())
+                .map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))?;
+            json_patch::patch(&mut out, &p).map_err(rejected)?;
+        }
+        PatchType::Strategic | PatchType::Apply => {
+            return Err(ApiError::new(
+                415,
+                "UnsupportedMediaType",
+                "this server does not support strategic merge patch or server-side apply yet",
+            ))
+        }
+    }
+    Ok(out)
+}
+
+fn parse_patch(pt: PatchType, body: &[u8]) -> ApiResult<Value> {
+    let v: Value = match pt {
+        PatchType::Apply => {
+            let text = std::str::from_utf8(body).map_err(|e| ApiError::bad_request(format!("patch is not UTF-8: {e}")))?;
+            serde_saphyr::from_str(text).map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))?
+        }
+        _ => serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))?,
+    };
+    match (pt, &v) {
+        (PatchType::Json, Value::Array(_)) => Ok(v),
+        (PatchType::Json, _) => Err(ApiError::bad_request("json patch must be an array of operations")),
+        (_, Value::Object(_)) => Ok(v),
+        _ => Err(ApiError::bad_request("patch must be a JSON object")),
+    }
+}
+
+pub async fn patch(reg: &Registry, req: &Req<'_>, name: &str, pt: PatchType, opts: &WriteOptions) -> ApiResult<Patched> {
+    let r = &req.route;
+    let info = r.info;
+    let patch_doc = parse_patch(pt, &req.body)?;
+    let fv = opts.field_validation;
+    match r.subresource.as_deref() {
+        None | Some("status") => {
+            let w = reg
+                .update_with(info, r.namespace.as_deref(), name, opts, r.subresource.as_deref(), |old| {
+                    let patched = apply_patch(pt, old, &patch_doc)?;
+                    let mut warnings = Vec::new();
+                    let raw = serde_json::to_vec(&patched).map_err(ApiError::internal)?;
+                    let dups = crate::strict::duplicate_fields(&raw, codec::BodyType::Json);
+                    let obj = decode_body(info, patched, fv, &dups, &mut warnings)?;
+                    Ok((obj, warnings))
+                })
+                .await?;
+            Ok(Patched::Object(w))
+        }
+        Some("scale") => {
+            let w = reg
+                .update_with(info, r.namespace.as_deref(), name, opts, None, |old| {
+                    let scale = crate::scale::to_scale(info, old)?;
+                    let patched = apply_patch(pt, &scale, &patch_doc)?;
+                    Ok((crate::scale::apply_scale(info, old, &patched)?, vec![]))
+                })
+                .await?;
+            let obj = match &w.object {
+                ObjectOut::Stored(kv) => decode_stored(info, kv)?,
+                ObjectOut::Value(v) => v.clone(),
+            };
+            Ok(Patched::Scale(crate::scale::to_scale(info, &obj)?))
+        }
+        Some(other) => Err(ApiError::not_implemented(format!("patching the {other} subresource is not implemented yet"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn merge_patch_follows_rfc7386() {
+        let mut t = json!({"a": "b", "c": {"d": "e", "f": "g"}});
+        merge_patch(&mut t, &json!({"a": "z", "c": {"f": null}}));
+        assert_eq!(t, json!({"a": "z", "c": {"d": "e"}}));
+        let mut t = json!({"a": [1, 2]});
+        merge_patch(&mut t, &json!({"a": [3]}));
+        assert_eq!(t, json!({"a": [3]}));
+    }
+
+    #[test]
+    fn json_patch_applies_and_reports_failures() {
+        let doc = json!({"spec": {"replicas": 1}});
+        let out = apply_patch(PatchType::Json, &doc, &json!([{"op": "replace", "path": "/spec/replicas", "value": 3}])).expect("ok");
+        assert_eq!(out["spec"]["replicas"], 3);
+        let e = apply_patch(PatchType::Json, &doc, &json!([{"op": "test", "path": "/spec/replicas", "value": 9}])).expect_err("test fails");
+        assert_eq!(e.code, 422);
+    }
+
+    #[test]
+    fn content_types_map_to_patch_types() {
+        assert_eq!(PatchType::from_content_type(Some("application/merge-patch+json")).expect("ok"), PatchType::Merge);
+        assert_eq!(PatchType::from_content_type(Some("application/json")).expect_err("415").code, 415);
+    }
+}

@@ -1,0 +1,237 @@
+//! `capstan server`: opens the store, creates or reuses the cluster's credentials, writes the
+//! admin kubeconfig, bootstraps default objects and serves the API until SIGTERM.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::Context;
+use capstan_apiserver::allocator::{AllocatorConfig, ServiceAllocator};
+use capstan_apiserver::auth::{Authenticator, User};
+use capstan_apiserver::pki::{write_private, Pki};
+use capstan_apiserver::registry::Registry;
+use capstan_apiserver::ApiServer;
+use capstan_store::sqlite::{SqliteConfig, SqliteStore};
+use capstan_store::Store;
+use clap::Args;
+
+use crate::{hostinfo, kubeconfig};
+
+/// Flags are named as k3s names them; each can also be set by its CAPSTAN_* variable.
+#[derive(Args, Debug, Clone)]
+pub struct ServerArgs {
+    /// Folder holding all state: database, certificates, credentials, kubeconfig.
+    #[arg(long, env = "CAPSTAN_DATA_DIR", default_value = "/var/lib/capstan")]
+    pub data_dir: PathBuf,
+
+    /// Address the API server listens on.
+    #[arg(long, env = "CAPSTAN_BIND_ADDRESS", default_value = "0.0.0.0")]
+    pub bind_address: IpAddr,
+
+    /// Port the API server listens on (HTTPS).
+    #[arg(long, env = "CAPSTAN_HTTPS_LISTEN_PORT", default_value_t = 6443)]
+    pub https_listen_port: u16,
+
+    /// Address advertised to cluster members and in the `kubernetes` Service's endpoints
+    /// (default: the host's primary address).
+    #[arg(long, env = "CAPSTAN_ADVERTISE_ADDRESS")]
+    pub advertise_address: Option<IpAddr>,
+
+    /// Extra host names or IPs for the serving certificate (repeatable).
+    #[arg(long = "tls-san", env = "CAPSTAN_TLS_SAN", value_delimiter = ',')]
+    pub tls_san: Vec<String>,
+
+    /// Shared secret agents use to join (default: generated once and kept in
+    /// <data-dir>/server/token).
+    #[arg(long, env = "CAPSTAN_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+
+    /// Do not run the node agent in this process.
+    #[arg(long, env = "CAPSTAN_DISABLE_AGENT")]
+    pub disable_agent: bool,
+
+    /// Service ClusterIP range.
+    #[arg(long, env = "CAPSTAN_SERVICE_CIDR", default_value = "10.43.0.0/16")]
+    pub service_cidr: String,
+
+    /// NodePort range.
+    #[arg(long, env = "CAPSTAN_SERVICE_NODE_PORT_RANGE", default_value = "30000-32767")]
+    pub service_node_port_range: String,
+
+    /// Where to also write the admin kubeconfig (it is always written to <data-dir>/kubeconfig.yaml).
+    #[arg(long = "write-kubeconfig", short = 'o', env = "CAPSTAN_KUBECONFIG_OUTPUT")]
+    pub write_kubeconfig: Option<PathBuf>,
+
+    /// Log at debug level (or set CAPSTAN_LOG, e.g. CAPSTAN_LOG=capstan_apiserver=debug).
+    #[arg(long, env = "CAPSTAN_DEBUG")]
+    pub debug: bool,
+}
+
+fn parse_cidr(s: &str) -> anyhow::Result<(Ipv4Addr, u8)> {
+    let (ip, len) = s.split_once('/').context("expected a CIDR such as 10.43.0.0/16")?;
+    let ip: Ipv4Addr = ip.parse().context("the CIDR's address is not an IPv4 address")?;
+    let len: u8 = len.parse().context("the CIDR's prefix length is not a number")?;
+    anyhow::ensure!((8..=30).contains(&len), "the service CIDR's prefix length must be between 8 and 30");
+    Ok((ip, len))
+}
+
+fn parse_port_range(s: &str) -> anyhow::Result<(u16, u16)> {
+    let (a, b) = s.split_once('-').context("expected a port range such as 30000-32767")?;
+    let (a, b): (u16, u16) = (a.trim().parse()?, b.trim().parse()?);
+    anyhow::ensure!(a <= b, "the port range's start is after its end");
+    Ok((a, b))
+}
+
+fn random_token() -> String {
+    use rand::Rng;
+    let bytes: [u8; 24] = rand::rng().random();
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Reads a secret from `path`, or writes `fallback()` there on first start.
+fn load_or_create_secret(path: &Path, given: Option<&str>, fallback: impl FnOnce() -> String) -> anyhow::Result<String> {
+    if let Some(g) = given {
+        write_private(path, g)?;
+        return Ok(g.to_string());
+    }
+    match std::fs::read_to_string(path) {
+        Ok(s) if !s.trim().is_empty() => Ok(s.trim().to_string()),
+        _ => {
+            let t = fallback();
+            write_private(path, &t)?;
+            Ok(t)
+        }
+    }
+}
+
+pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let server_dir = args.data_dir.join("server");
+    std::fs::create_dir_all(&server_dir).with_context(|| format!("creating {}", server_dir.display()))?;
+
+    let allocator = AllocatorConfig {
+        service_cidr: parse_cidr(&args.service_cidr).context("--service-cidr")?,
+        node_ports: parse_port_range(&args.service_node_port_range).context("--service-node-port-range")?,
+    };
+
+    let advertise = args
+        .advertise_address
+        .or_else(|| hostinfo::primary_ipv4().map(IpAddr::V4))
+        .unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST));
+    let mut dns_names = vec!["localhost".to_string(), "kubernetes".into(), "kubernetes.default".into(), "kubernetes.default.svc".into(), "kubernetes.default.svc.cluster.local".into()];
+    let mut ips: Vec<IpAddr> = vec![IpAddr::V4(Ipv4Addr::LOCALHOST), advertise, IpAddr::V4(allocator.service_ip(1))];
+    if let Some(h) = hostinfo::hostname() {
+        dns_names.push(h);
+    }
+    ips.extend(hostinfo::local_ipv4_addresses().into_iter().map(IpAddr::V4));
+    for san in &args.tls_san {
+        match san.parse::<IpAddr>() {
+            Ok(ip) => ips.push(ip),
+            Err(_) => dns_names.push(san.clone()),
+        }
+    }
+    ips.sort();
+    ips.dedup();
+    let pki = Pki::load_or_create(&server_dir.join("tls"), &dns_names, &ips).context("preparing certificates")?;
+
+    let join_token = load_or_create_secret(&server_dir.join("token"), args.token.as_deref(), random_token)
+        .context("preparing the join token")?;
+    let admin_token = load_or_create_secret(&server_dir.join("cred").join("admin.token"), None, random_token)
+        .context("preparing the admin credentials")?;
+
+    let db_dir = server_dir.join("db");
+    std::fs::create_dir_all(&db_dir)?;
+    let store_config = SqliteConfig {
+        // A small page cache per connection keeps idle memory low; the OS caches the file.
+        cache_size_kib: 4 * 1024,
+        read_connections: 3,
+        ..SqliteConfig::default()
+    };
+    let store: Arc<dyn Store> = Arc::new(
+        SqliteStore::open(&db_dir.join("state.db"), store_config).context("opening the database")?,
+    );
+    let _compactor = capstan_store::compactor::spawn_auto_compactor(&store, Default::default());
+
+    let auth = Authenticator::new();
+    auth.add_token(admin_token.clone(), User::admin());
+    auth.add_token(
+        join_token,
+        User {
+            name: "system:node-bootstrap".into(),
+            groups: vec!["system:bootstrappers".into(), "system:authenticated".into()],
+        },
+    );
+
+    let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
+    let registry = Registry::new(store.clone(), ServiceAllocator::new(allocator));
+    let port = args.https_listen_port;
+    let api = Arc::new(ApiServer::new(registry, auth, format!("{advertise}:{port}"), shutdown_rx.clone()));
+
+    let addr = SocketAddr::new(args.bind_address, port);
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("listening on {addr}"))?;
+    let tls = capstan_apiserver::tls_config(&pki.serving_cert_pem, &pki.serving_key_pem).map_err(anyhow::Error::msg)?;
+    let serving = tokio::spawn(capstan_apiserver::serve(api.clone(), listener, tls, shutdown_rx.clone()));
+
+    capstan_apiserver::bootstrap::run(&api.registry, advertise, port)
+        .await
+        .map_err(|e| anyhow::anyhow!("bootstrapping default objects: {e}"))?;
+
+    let kubeconfig_text = kubeconfig::render(&format!("https://127.0.0.1:{port}"), &pki.ca_cert_pem, &admin_token);
+    let kubeconfig_path = args.data_dir.join("kubeconfig.yaml");
+    write_private(&kubeconfig_path, &kubeconfig_text)?;
+    if let Some(extra) = &args.write_kubeconfig {
+        write_private(extra, &kubeconfig_text)?;
+    }
+    api.set_ready(true);
+    tracing::info!(
+        address = %addr,
+        kubeconfig = %kubeconfig_path.display(),
+        ready_in_ms = started.elapsed().as_millis() as u64,
+        "capstan server is ready"
+    );
+    if !args.disable_agent {
+        tracing::info!("the node agent is not built yet; running the control plane only");
+    }
+
+    wait_for_signal().await;
+    tracing::info!("shutting down");
+    api.set_ready(false);
+    let _ = shutdown_tx.send(true);
+    let _ = serving.await;
+    drop(api);
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot listen for SIGTERM; stopping on Ctrl-C only");
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cidrs_and_port_ranges_parse() {
+        assert_eq!(parse_cidr("10.43.0.0/16").expect("ok"), (Ipv4Addr::new(10, 43, 0, 0), 16));
+        assert!(parse_cidr("10.43.0.0").is_err());
+        assert!(parse_cidr("10.43.0.0/2").is_err());
+        assert_eq!(parse_port_range("30000-32767").expect("ok"), (30000, 32767));
+        assert!(parse_port_range("3-1").is_err());
+    }
+}
