@@ -1,6 +1,6 @@
 //! What capstan knows about the shape of its kinds: the OpenAPI v3 documents it serves
 //! ([`index`], [`document`]), the type model those documents describe ([`model`]), and the patch
-//! engines that model drives.
+//! engines that model drives ([`patch`]).
 //!
 //! Architecture invariant: no I/O and no HTTP here. The API server routes `/openapi/v3` and
 //! `/openapi/v3/<path>` to [`index`] and [`document`] and sends the bytes with
@@ -13,6 +13,7 @@ mod extensions;
 mod kinds;
 pub mod model;
 mod params;
+pub mod patch;
 mod paths;
 mod schemas;
 
