@@ -54,21 +54,12 @@ pub const MAX_BODY_BYTES: usize = 3 * 1024 * 1024;
 pub const KUBERNETES_VERSION: (&str, &str) = ("1", "32");
 pub const GIT_VERSION: &str = concat!("v1.32.0+capstan-", env!("CARGO_PKG_VERSION"));
 
-/// Optional providers of documents this crate does not build itself.
-pub trait OpenApiProvider: Send + Sync {
-    /// The /openapi/v3 index.
-    fn index(&self) -> Bytes;
-    /// A group-version document ("api/v1", "apis/apps/v1") with its hash.
-    fn document(&self, path: &str) -> Option<(String, Bytes)>;
-}
-
 pub struct ApiServer {
     pub registry: Registry,
     pub auth: Authenticator,
     pub metrics: Metrics,
     /// host:port clients should use, for legacy discovery.
     pub advertise: String,
-    pub openapi: Option<Box<dyn OpenApiProvider>>,
     ready: AtomicBool,
     shutdown: tokio::sync::watch::Receiver<bool>,
 }
@@ -85,7 +76,6 @@ impl ApiServer {
             auth,
             metrics: Metrics::new(),
             advertise,
-            openapi: None,
             ready: AtomicBool::new(false),
             shutdown,
         }
@@ -194,14 +184,12 @@ impl ApiServer {
             }
             Route::OpenApiV3Index => {
                 get_only(&method)?;
-                let p = self.openapi.as_ref().ok_or_else(ApiError::no_such_resource)?;
-                Ok(json_response(200, p.index(), "application/json"))
+                Ok(json_response(200, Bytes::from_static(capstan_openapi::index()), capstan_openapi::CONTENT_TYPE))
             }
             Route::OpenApiV3(path) => {
                 get_only(&method)?;
-                let p = self.openapi.as_ref().ok_or_else(ApiError::no_such_resource)?;
-                let (_hash, doc) = p.document(&path).ok_or_else(ApiError::no_such_resource)?;
-                let mut r = json_response(200, doc, "application/json");
+                let (_hash, doc) = capstan_openapi::document(&path).ok_or_else(ApiError::no_such_resource)?;
+                let mut r = json_response(200, Bytes::from_static(doc), capstan_openapi::CONTENT_TYPE);
                 // Documents are addressed by content hash, so they can be cached for long.
                 if query.get("hash").is_some() {
                     r.headers_mut().insert(header::CACHE_CONTROL, http::HeaderValue::from_static("public, immutable"));

@@ -42,50 +42,31 @@ pub enum Patched {
     Scale(Value),
 }
 
-/// RFC 7386 JSON merge patch.
-pub fn merge_patch(target: &mut Value, patch: &Value) {
-    match patch {
-        Value::Object(p) => {
-            if !target.is_object() {
-                *target = Value::Object(Default::default());
-            }
-            if let Value::Object(t) = target {
-                for (k, v) in p {
-                    if v.is_null() {
-                        t.remove(k);
-                    } else {
-                        merge_patch(t.entry(k.clone()).or_insert(Value::Null), v);
-                    }
-                }
-            }
-        }
-        other => *target = other.clone(),
+fn patch_error(code: u16, message: String) -> ApiError {
+    match code {
+        400 => ApiError::bad_request(message),
+        413 => ApiError::new(413, "RequestEntityTooLarge", message),
+        _ => ApiError::new(422, "Invalid", message),
     }
 }
 
-fn rejected(e: impl std::fmt::Display) -> ApiError {
-    ApiError::new(
-        422,
-        "Invalid",
-        format!("the server rejected our request due to an error in our request: {e}"),
-    )
-}
-
-/// Applies a parsed patch document of the given type to `doc`.
-fn apply_patch(pt: PatchType, doc: &Value, patch: &Value) -> ApiResult<Value> {
+/// Applies a parsed patch document of the given type to `doc` (an object of the kind `ty`
+/// names, or a Scale).
+fn apply_patch(pt: PatchType, doc: &Value, patch: &Value, ty: (&str, &str, &str)) -> ApiResult<Value> {
+    use capstan_openapi::patch;
     let mut out = doc.clone();
     match pt {
-        PatchType::Merge => merge_patch(&mut out, patch),
-        PatchType::Json => {
-            let p: json_patch::Patch = serde_json::from_value(patch.clone())
-                .map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))?;
-            json_patch::patch(&mut out, &p).map_err(rejected)?;
+        PatchType::Merge => patch::merge::apply(&mut out, patch),
+        PatchType::Json => patch::json::apply(&mut out, patch).map_err(|e| patch_error(e.status_code(), e.to_string()))?,
+        PatchType::Strategic => {
+            out = patch::strategic::apply_to_kind(doc, patch, ty.0, ty.1, ty.2)
+                .map_err(|e| patch_error(e.status_code(), e.to_string()))?;
         }
-        PatchType::Strategic | PatchType::Apply => {
+        PatchType::Apply => {
             return Err(ApiError::new(
                 415,
                 "UnsupportedMediaType",
-                "this server does not support strategic merge patch or server-side apply yet",
+                "server-side apply is not implemented yet",
             ))
         }
     }
@@ -117,7 +98,7 @@ pub async fn patch(reg: &Registry, req: &Req<'_>, name: &str, pt: PatchType, opt
         None | Some("status") => {
             let w = reg
                 .update_with(info, r.namespace.as_deref(), name, opts, r.subresource.as_deref(), |old| {
-                    let patched = apply_patch(pt, old, &patch_doc)?;
+                    let patched = apply_patch(pt, old, &patch_doc, (info.group, info.version, info.kind))?;
                     let mut warnings = Vec::new();
                     let raw = serde_json::to_vec(&patched).map_err(ApiError::internal)?;
                     let dups = crate::strict::duplicate_fields(&raw, codec::BodyType::Json);
@@ -131,7 +112,7 @@ pub async fn patch(reg: &Registry, req: &Req<'_>, name: &str, pt: PatchType, opt
             let w = reg
                 .update_with(info, r.namespace.as_deref(), name, opts, None, |old| {
                     let scale = crate::scale::to_scale(info, old)?;
-                    let patched = apply_patch(pt, &scale, &patch_doc)?;
+                    let patched = apply_patch(pt, &scale, &patch_doc, ("autoscaling", "v1", "Scale"))?;
                     Ok((crate::scale::apply_scale(info, old, &patched)?, vec![]))
                 })
                 .await?;
@@ -150,23 +131,23 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    #[test]
-    fn merge_patch_follows_rfc7386() {
-        let mut t = json!({"a": "b", "c": {"d": "e", "f": "g"}});
-        merge_patch(&mut t, &json!({"a": "z", "c": {"f": null}}));
-        assert_eq!(t, json!({"a": "z", "c": {"d": "e"}}));
-        let mut t = json!({"a": [1, 2]});
-        merge_patch(&mut t, &json!({"a": [3]}));
-        assert_eq!(t, json!({"a": [3]}));
-    }
+    const DEPLOYMENT: (&str, &str, &str) = ("apps", "v1", "Deployment");
 
     #[test]
     fn json_patch_applies_and_reports_failures() {
         let doc = json!({"spec": {"replicas": 1}});
-        let out = apply_patch(PatchType::Json, &doc, &json!([{"op": "replace", "path": "/spec/replicas", "value": 3}])).expect("ok");
+        let out = apply_patch(PatchType::Json, &doc, &json!([{"op": "replace", "path": "/spec/replicas", "value": 3}]), DEPLOYMENT).expect("ok");
         assert_eq!(out["spec"]["replicas"], 3);
-        let e = apply_patch(PatchType::Json, &doc, &json!([{"op": "test", "path": "/spec/replicas", "value": 9}])).expect_err("test fails");
+        let e = apply_patch(PatchType::Json, &doc, &json!([{"op": "test", "path": "/spec/replicas", "value": 9}]), DEPLOYMENT).expect_err("test fails");
         assert_eq!(e.code, 422);
+    }
+
+    #[test]
+    fn strategic_patch_merges_containers_by_name() {
+        let doc = json!({"spec": {"template": {"spec": {"containers": [{"name": "a", "image": "x"}, {"name": "b", "image": "y"}]}}}});
+        let p = json!({"spec": {"template": {"spec": {"containers": [{"name": "b", "image": "z"}]}}}});
+        let out = apply_patch(PatchType::Strategic, &doc, &p, DEPLOYMENT).expect("ok");
+        assert_eq!(out["spec"]["template"]["spec"]["containers"], json!([{"name": "a", "image": "x"}, {"name": "b", "image": "z"}]));
     }
 
     #[test]

@@ -1,0 +1,318 @@
+//! Starts a real `capstan server` for a test (own data dir, free port, own kubectl cache) and
+//! runs the real kubectl against it. Acceptance tests use this; nothing here is mocked.
+
+use std::io::Write;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// A running server, stopped when dropped.
+pub struct Server {
+    bin: PathBuf,
+    child: Option<Child>,
+    pub dir: tempfile::TempDir,
+    pub port: u16,
+    pub extra_args: Vec<String>,
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("no free port on 127.0.0.1")
+}
+
+impl Server {
+    /// Starts `bin server` with a fresh data dir on a free port, without the node agent.
+    pub fn start(bin: &str) -> Self {
+        Self::start_with(bin, &[])
+    }
+
+    /// Like [`Server::start`] with extra server flags.
+    pub fn start_with(bin: &str, extra: &[&str]) -> Self {
+        let mut s = Server {
+            bin: PathBuf::from(bin),
+            child: None,
+            dir: tempfile::tempdir().expect("tempdir"),
+            port: free_port(),
+            extra_args: extra.iter().map(|s| s.to_string()).collect(),
+        };
+        s.spawn();
+        s
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    pub fn kubeconfig(&self) -> PathBuf {
+        self.data_dir().join("kubeconfig.yaml")
+    }
+
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.path().join("server.log")
+    }
+
+    /// The server's log so far (for failure messages).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
+    fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_path())
+            .expect("log file");
+        let _ = std::fs::remove_file(self.kubeconfig());
+        let child = Command::new(&self.bin)
+            .arg("server")
+            .arg("--data-dir")
+            .arg(self.data_dir())
+            .arg("--https-listen-port")
+            .arg(self.port.to_string())
+            .arg("--bind-address")
+            .arg("127.0.0.1")
+            .arg("--disable-agent")
+            .args(&self.extra_args)
+            .env("CAPSTAN_LOG", std::env::var("CAPSTAN_LOG").unwrap_or_else(|_| "info".into()))
+            .stdout(Stdio::from(log.try_clone().expect("log")))
+            .stderr(Stdio::from(log))
+            .spawn()
+            .expect("starting capstan server");
+        self.child = Some(child);
+        self.wait_ready();
+    }
+
+    /// Waits until the kubeconfig exists (written once the server is ready) and kubectl answers.
+    fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(c) = self.child.as_mut() {
+                if let Ok(Some(status)) = c.try_wait() {
+                    panic!("capstan server exited with {status}:\n{}", self.log());
+                }
+            }
+            if self.kubeconfig().exists() {
+                let out = self.kubectl(&["get", "--raw", "/readyz"]);
+                if out.status.success() {
+                    return;
+                }
+            }
+            assert!(Instant::now() < deadline, "server not ready after 30s:\n{}", self.log());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Stops the server with SIGTERM and waits for it to exit.
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = Command::new("kill").arg("-TERM").arg(c.id().to_string()).status();
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = c.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+            panic!("server did not stop within 20s of SIGTERM:\n{}", self.log());
+        }
+    }
+
+    /// Kills the server with SIGKILL, as a crash would.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// The server process id, while running.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// Starts the server again on the same data dir and port.
+    pub fn restart(&mut self) {
+        self.stop();
+        self.spawn();
+    }
+
+    /// Starts a stopped or killed server again.
+    pub fn start_again(&mut self) {
+        assert!(self.child.is_none(), "server still running");
+        self.spawn();
+    }
+
+    fn kubectl_cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new("kubectl");
+        c.args(args)
+            .env("KUBECONFIG", self.kubeconfig())
+            .env("KUBECACHEDIR", self.dir.path().join("kubecache"))
+            .env("HOME", self.dir.path())
+            .env_remove("KUBECTL_EXTERNAL_DIFF");
+        c
+    }
+
+    /// Runs kubectl and returns its output, whatever the exit code.
+    pub fn kubectl(&self, args: &[&str]) -> Output {
+        self.kubectl_cmd(args).output().expect("running kubectl")
+    }
+
+    /// Runs kubectl with `input` on stdin.
+    pub fn kubectl_stdin(&self, args: &[&str], input: &str) -> Output {
+        let mut child = self
+            .kubectl_cmd(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("running kubectl");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(input.as_bytes())
+            .expect("writing stdin");
+        child.wait_with_output().expect("kubectl output")
+    }
+
+    /// Runs kubectl, panicking with its stderr and the server log if it fails; returns stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.kubectl(args);
+        check_ok(args, &out, self);
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Like [`Server::ok`] with stdin.
+    pub fn ok_stdin(&self, args: &[&str], input: &str) -> String {
+        let out = self.kubectl_stdin(args, input);
+        check_ok(args, &out, self);
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Runs kubectl expecting failure; returns stderr.
+    pub fn fails(&self, args: &[&str]) -> String {
+        let out = self.kubectl(args);
+        assert!(
+            !out.status.success(),
+            "kubectl {} unexpectedly succeeded: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stdout)
+        );
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    }
+
+    /// `kubectl get ... -o json`, parsed.
+    pub fn get_json(&self, args: &[&str]) -> serde_json::Value {
+        let mut a: Vec<&str> = vec!["get"];
+        a.extend_from_slice(args);
+        a.extend_from_slice(&["-o", "json"]);
+        let out = self.ok(&a);
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("kubectl output is not JSON ({e}): {out}"))
+    }
+
+    /// `kubectl get --raw PATH`, parsed as JSON.
+    pub fn raw(&self, path: &str) -> serde_json::Value {
+        let out = self.ok(&["get", "--raw", path]);
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("{path} is not JSON ({e}): {out}"))
+    }
+
+    /// The admin bearer token (for raw HTTP clients).
+    pub fn admin_token(&self) -> String {
+        std::fs::read_to_string(self.data_dir().join("server/cred/admin.token"))
+            .expect("admin token")
+            .trim()
+            .to_string()
+    }
+
+    /// The server's CA certificate file.
+    pub fn ca_file(&self) -> PathBuf {
+        self.data_dir().join("server/tls/ca.crt")
+    }
+
+    pub fn url(&self) -> String {
+        format!("https://127.0.0.1:{}", self.port)
+    }
+}
+
+fn check_ok(args: &[&str], out: &Output, s: &Server) {
+    if !out.status.success() {
+        panic!(
+            "kubectl {} failed ({}):\nstdout: {}\nstderr: {}\nserver log (tail):\n{}",
+            args.join(" "),
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+            tail(&s.log(), 40)
+        );
+    }
+}
+
+fn tail(s: &str, n: usize) -> String {
+    let lines: Vec<&str> = s.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Polls `f` until it returns Some, or panics after `timeout` with `what`.
+pub fn eventually<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The project's examples folder.
+pub fn examples_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples")
+}
+
+/// Writes `contents` to a file in `dir` and returns its path.
+pub fn write_file(dir: &Path, name: &str, contents: &str) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, contents).expect("writing test file");
+    p
+}
+
+/// A raw HTTPS request with the admin token (or none), via curl, for inputs kubectl would not
+/// send. Returns the status code and the body (parsed as JSON when it is JSON).
+pub fn http(s: &Server, method: &str, path: &str, body: Option<&[u8]>, content_type: &str, authenticated: bool) -> (u16, serde_json::Value) {
+    let dir = tempfile::tempdir().expect("tmp");
+    let out_file = dir.path().join("out");
+    let mut c = Command::new("curl");
+    c.args(["-s", "-o"])
+        .arg(&out_file)
+        .args(["-w", "%{http_code}", "--cacert"])
+        .arg(s.ca_file())
+        .args(["-X", method, "-H", &format!("Content-Type: {content_type}")]);
+    if authenticated {
+        c.args(["-H", &format!("Authorization: Bearer {}", s.admin_token())]);
+    }
+    if let Some(b) = body {
+        let f = dir.path().join("body");
+        std::fs::write(&f, b).expect("body file");
+        c.arg("--data-binary").arg(format!("@{}", f.display()));
+    }
+    c.arg(format!("{}{path}", s.url()));
+    let out = c.output().expect("curl");
+    let code: u16 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap_or(0);
+    let text = std::fs::read_to_string(&out_file).unwrap_or_default();
+    let v = serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text));
+    (code, v)
+}

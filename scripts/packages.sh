@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Installs the system packages capstan and its tests need, with apt, only when missing.
+set -euo pipefail
+
+packages=(
+  build-essential   # cc for crates that build C (SQLite is bundled)
+  pkg-config
+  curl
+  ca-certificates
+  python3-pip       # the Python kubernetes client used by the tests
+)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  echo "installing: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}"
+else
+  echo "all system packages present"
+fi
+command -v kubectl >/dev/null || { echo "kubectl is not on PATH; install kubectl 1.32" >&2; exit 1; }
+command -v cargo >/dev/null || { echo "cargo is not on PATH; install Rust with rustup" >&2; exit 1; }

@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Brings up a one-node capstan cluster on this machine: installs what is missing (apt),
+# builds capstan (release), starts `capstan server` in the background and prints how to
+# point kubectl at it. Safe to run again: it restarts the server on the same data.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DATA_DIR="${CAPSTAN_DATA_DIR:-/var/lib/capstan}"
+PORT="${CAPSTAN_HTTPS_LISTEN_PORT:-6443}"
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "system packages"
+./scripts/packages.sh
+
+step "building capstan (release; the first build takes several minutes on 2 cores)"
+cargo build --release --locked -p capstan
+BIN="$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')/release/capstan"
+install -m 0755 "$BIN" /usr/local/bin/capstan
+
+step "starting capstan server (data in $DATA_DIR, log in $DATA_DIR/capstan.log)"
+mkdir -p "$DATA_DIR"
+if [ -f "$DATA_DIR/capstan.pid" ] && kill -0 "$(cat "$DATA_DIR/capstan.pid")" 2>/dev/null; then
+  echo "stopping the running server (pid $(cat "$DATA_DIR/capstan.pid"))"
+  kill -TERM "$(cat "$DATA_DIR/capstan.pid")"
+  for _ in $(seq 1 100); do kill -0 "$(cat "$DATA_DIR/capstan.pid")" 2>/dev/null || break; sleep 0.1; done
+fi
+rm -f "$DATA_DIR/kubeconfig.yaml"
+nohup /usr/local/bin/capstan server --data-dir "$DATA_DIR" --https-listen-port "$PORT" >>"$DATA_DIR/capstan.log" 2>&1 &
+echo $! >"$DATA_DIR/capstan.pid"
+
+for _ in $(seq 1 300); do
+  [ -f "$DATA_DIR/kubeconfig.yaml" ] && break
+  kill -0 "$(cat "$DATA_DIR/capstan.pid")" 2>/dev/null || { tail -n 30 "$DATA_DIR/capstan.log"; echo "capstan server exited"; exit 1; }
+  sleep 0.1
+done
+KUBECONFIG="$DATA_DIR/kubeconfig.yaml" kubectl get --raw /readyz >/dev/null
+step "ready"
+echo "capstan is running (pid $(cat "$DATA_DIR/capstan.pid")). Point kubectl at it with:"
+echo
+echo "    export KUBECONFIG=$DATA_DIR/kubeconfig.yaml"
+echo "    kubectl get nodes,namespaces"

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Runs every test: unit tests, the store conformance suite, and the acceptance tests that
+# start real capstan servers and drive the real kubectl, kube-rs and the Python client.
+# This is what CI (.ci/run) runs.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "system packages"
+./scripts/packages.sh
+
+step "Python client for the compatibility tests"
+python3 -c 'import kubernetes' 2>/dev/null || python3 -m pip install -q 'kubernetes==31.0.0'
+
+step "build"
+cargo build --locked --workspace --all-targets
+
+step "tests"
+if cargo nextest --version >/dev/null 2>&1; then
+  cargo nextest run --locked --workspace --no-fail-fast --failure-output final
+else
+  cargo test --locked --workspace --no-fail-fast
+fi
