@@ -13,10 +13,10 @@ use k8s_openapi::api::core::v1::{PodSpec, PodTemplateSpec};
 
 use crate::field_error::{ErrorList, Path};
 
-pub(crate) use defaults::{default_container, default_pod_only, default_pvc_spec, image_tag};
+pub(crate) use defaults::{default_pod_only, default_pvc_spec};
 pub(crate) use validation::{
-    check_access_modes, host_path, image_whitespace, parsed, pod_annotations,
-    resource_requirements, taint_effect, tolerations, validate_pvc_spec, validate_spec, Options,
+    check_access_modes, host_path, image_whitespace, parsed, pod_annotations, taint_effect,
+    validate_pvc_spec, validate_spec, Options,
 };
 
 /// Upstream's SetDefaults_PodSpec and the container/volume defaults under it.

@@ -423,9 +423,9 @@ pub(crate) fn resource_name(name: &str, path: &Path, errs: &mut ErrorList) -> bo
     if errs.len() != before {
         return false;
     }
-    if !name.contains('/')
-        && !(STANDARD_RESOURCES.contains(&name) || is_hugepages(name) || is_quota_hugepages(name))
-    {
+    let standard =
+        STANDARD_RESOURCES.contains(&name) || is_hugepages(name) || is_quota_hugepages(name);
+    if !name.contains('/') && !standard {
         errs.push(FieldError::invalid(
             path,
             name,
@@ -456,12 +456,15 @@ pub(crate) fn container_resource_name(name: &str, path: &Path, errs: &mut ErrorL
     }
 }
 
+/// Upstream's IsStandardQuotaResourceName.
+pub(crate) fn is_standard_quota_resource(name: &str) -> bool {
+    STANDARD_QUOTA_RESOURCES.contains(&name) || is_quota_hugepages(name)
+}
+
 /// Upstream's ValidateResourceQuotaResourceName.
 pub(crate) fn quota_resource_name(name: &str, path: &Path, errs: &mut ErrorList) {
     resource_name(name, path, errs);
-    if !name.contains('/')
-        && !(STANDARD_QUOTA_RESOURCES.contains(&name) || is_quota_hugepages(name))
-    {
+    if !name.contains('/') && !is_standard_quota_resource(name) {
         errs.push(FieldError::invalid(
             path,
             name,
