@@ -135,17 +135,47 @@ pub(crate) fn validate_not_more_than_100_percent(
     }
 }
 
-fn non_negative_opt(v: Option<i32>, path: &Path, errs: &mut ErrorList) {
+/// Upstream's `IsDomainPrefixedPath` (e.g. `acme.io/foo`).
+pub(crate) fn validate_domain_prefixed_path(value: &str, path: &Path, errs: &mut ErrorList) {
+    if value.is_empty() {
+        errs.push(FieldError::required(path, ""));
+        return;
+    }
+    let Some((host, rest)) = value
+        .split_once('/')
+        .filter(|(h, r)| !h.is_empty() && !r.is_empty())
+    else {
+        errs.push(FieldError::invalid(
+            path,
+            value,
+            "must be a domain-prefixed path (such as \"acme.io/foo\")",
+        ));
+        return;
+    };
+    for msg in crate::validation::dns1123_subdomain(host) {
+        errs.push(FieldError::invalid(path, host, msg));
+    }
+    let path_char = |c: char| c.is_ascii_alphanumeric() || "/-._~%!$&'()*+,;=:".contains(c);
+    if !rest.chars().all(path_char) {
+        errs.push(FieldError::invalid(
+            path,
+            rest,
+            "Invalid path (regex used for validation is '[A-Za-z0-9/\\-._~%!$&'()*+,;=:]+')",
+        ));
+    }
+}
+
+pub(crate) fn non_negative_opt(v: Option<i32>, path: &Path, errs: &mut ErrorList) {
     if let Some(v) = v {
         non_negative(i64::from(v), path, errs);
     }
 }
 
-fn is_blank(s: Option<&str>) -> bool {
+pub(crate) fn is_blank(s: Option<&str>) -> bool {
     s.is_none_or(str::is_empty)
 }
 
-fn selector_mismatch(t: &PodTemplateSpec, path: &Path) -> FieldError {
+pub(crate) fn selector_mismatch(t: &PodTemplateSpec, path: &Path) -> FieldError {
     let labels = t.metadata.as_ref().and_then(|m| m.labels.as_ref());
     FieldError::invalid(
         path.child("metadata").child("labels"),
@@ -231,11 +261,13 @@ fn validate_replica_set_template(
     no_active_deadline(t, path, "ReplicaSet", errs);
 }
 
-fn name_cell(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> Value {
+pub(crate) fn name_cell(
+    meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+) -> Value {
     json!(meta.name.clone().unwrap_or_default())
 }
 
-fn age_cell(
+pub(crate) fn age_cell(
     meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
     ctx: &RowContext,
 ) -> Value {
@@ -330,7 +362,7 @@ impl KindHooks for Deployment {
         let path = Path::new("spec");
         non_negative(
             i64::from(spec.replicas.unwrap_or(0)),
-            &path.child("replicas"),
+            path.child("replicas"),
             errs,
         );
         if let Some(sel) = checked_selector(
@@ -354,7 +386,7 @@ impl KindHooks for Deployment {
             errs,
         );
         if let Some(pds) = spec.progress_deadline_seconds {
-            non_negative(i64::from(pds), &path.child("progressDeadlineSeconds"), errs);
+            non_negative(i64::from(pds), path.child("progressDeadlineSeconds"), errs);
             if pds <= spec.min_ready_seconds.unwrap_or(0) {
                 errs.push(FieldError::invalid(
                     path.child("progressDeadlineSeconds"),
@@ -430,7 +462,7 @@ impl KindHooks for ReplicaSet {
         let path = Path::new("spec");
         non_negative(
             i64::from(spec.replicas.unwrap_or(0)),
-            &path.child("replicas"),
+            path.child("replicas"),
             errs,
         );
         non_negative_opt(spec.min_ready_seconds, &path.child("minReadySeconds"), errs);
@@ -624,7 +656,7 @@ impl KindHooks for StatefulSet {
                     let rp = sp.child("rollingUpdate");
                     non_negative(
                         i64::from(ru.partition.unwrap_or(0)),
-                        &rp.child("partition"),
+                        rp.child("partition"),
                         errs,
                     );
                     if let Some(mu) = &ru.max_unavailable {
@@ -654,14 +686,14 @@ impl KindHooks for StatefulSet {
         );
         non_negative(
             i64::from(spec.replicas.unwrap_or(0)),
-            &path.child("replicas"),
+            path.child("replicas"),
             errs,
         );
         non_negative_opt(spec.min_ready_seconds, &path.child("minReadySeconds"), errs);
         if let Some(o) = &spec.ordinals {
             non_negative(
                 i64::from(o.start.unwrap_or(0)),
-                &path.child("ordinals.start"),
+                path.child("ordinals.start"),
                 errs,
             );
         }
@@ -856,7 +888,7 @@ impl KindHooks for DaemonSet {
         no_active_deadline(&spec.template, &tp, "DaemonSet", errs);
         non_negative_opt(spec.min_ready_seconds, &path.child("minReadySeconds"), errs);
         if let Some(g) = template_generation(self) {
-            non_negative(g, &path.child("templateGeneration"), errs);
+            non_negative(g, path.child("templateGeneration"), errs);
         }
         validate_daemon_set_strategy(
             spec.update_strategy.as_ref(),
