@@ -50,3 +50,96 @@ fn finalizer_name(name: &str, path: &Path, errs: &mut ErrorList) {
         ));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use k8s_openapi::api::core::v1 as core;
+    use proptest::prelude::*;
+    use serde_json::json;
+
+    use crate::strategy::{Strategy, Typed};
+    use crate::table::RowContext;
+
+    fn strategies() -> Vec<(&'static str, &'static dyn Strategy)> {
+        vec![
+            ("Pod", &Typed::<core::Pod>::NEW),
+            ("Service", &Typed::<core::Service>::NEW),
+            ("Node", &Typed::<core::Node>::NEW),
+            ("Namespace", &Typed::<core::Namespace>::NEW),
+            ("Endpoints", &Typed::<core::Endpoints>::NEW),
+            ("Event", &Typed::<core::Event>::NEW),
+            ("ConfigMap", &Typed::<core::ConfigMap>::NEW),
+            ("Secret", &Typed::<core::Secret>::NEW),
+            ("ServiceAccount", &Typed::<core::ServiceAccount>::NEW),
+            ("PersistentVolume", &Typed::<core::PersistentVolume>::NEW),
+            (
+                "PersistentVolumeClaim",
+                &Typed::<core::PersistentVolumeClaim>::NEW,
+            ),
+            ("LimitRange", &Typed::<core::LimitRange>::NEW),
+            ("ResourceQuota", &Typed::<core::ResourceQuota>::NEW),
+            (
+                "ReplicationController",
+                &Typed::<core::ReplicationController>::NEW,
+            ),
+            ("PodTemplate", &Typed::<core::PodTemplate>::NEW),
+        ]
+    }
+
+    #[test]
+    fn every_kind_has_as_many_cells_as_columns() {
+        let ctx = RowContext::now();
+        for (kind, s) in strategies() {
+            let mut unknown = Vec::new();
+            let mut obj = s
+                .decode(
+                    json!({"metadata": {"name": "x", "namespace": "d"}}),
+                    &mut unknown,
+                )
+                .expect("decodes");
+            s.apply_defaults(&mut obj);
+            s.prepare_for_create(&mut obj);
+            assert_eq!(s.row(&obj, &ctx).len(), s.columns().len(), "{kind}");
+            for f in s.field_selectors() {
+                assert!(s.field_value(&obj, f).is_some(), "{kind} {f}");
+            }
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn hooks_never_panic_on_arbitrary_strings(a in "\\PC{0,16}", b in "\\PC{0,16}", n in any::<i32>()) {
+            let body = json!({
+                "metadata": {"name": a, "namespace": b, "labels": {a.clone(): b}},
+                "spec": {
+                    "type": a, "clusterIP": b, "ports": [{"port": n, "name": a, "targetPort": b, "nodePort": n}],
+                    "selector": {b.clone(): a}, "containers": [{"name": a, "image": b, "ports": [{"containerPort": n}]}],
+                    "capacity": {"storage": a}, "accessModes": [b], "hard": {a.clone(): b},
+                    "limits": [{"type": a, "max": {b.clone(): a}}], "finalizers": [a], "podCIDRs": [b],
+                    "taints": [{"key": a, "effect": b}], "replicas": n
+                },
+                "data": {a.clone(): b}, "type": a,
+                "subsets": [{"addresses": [{"ip": a}], "ports": [{"port": n, "protocol": b}]}],
+                "involvedObject": {"kind": a, "namespace": b}, "reason": a,
+                "template": {"metadata": {"labels": {a.clone(): b}}, "spec": {"containers": [{"name": b, "image": a}]}}
+            });
+            let ctx = RowContext::now();
+            for (_, s) in strategies() {
+                let mut unknown = Vec::new();
+                let Ok(mut obj) = s.decode(body.clone(), &mut unknown) else { continue };
+                s.apply_defaults(&mut obj);
+                let old = obj.clone();
+                s.prepare_for_create(&mut obj);
+                let mut errs = Vec::new();
+                s.validate(&obj, &mut errs);
+                let mut new = obj.clone();
+                s.prepare_for_update(&mut new, &old);
+                s.validate_update(&new, &old, &mut errs);
+                let _ = s.row(&obj, &ctx);
+                for f in s.field_selectors() {
+                    let _ = s.field_value(&obj, f);
+                }
+            }
+        }
+    }
+}

@@ -869,6 +869,7 @@ fn port_string(spec: &ServiceSpec) -> String {
 
 impl KindHooks for Service {
     const NAME_RULE: NameRule = NameRule::Dns1035Label;
+    const FIELD_SELECTORS: &'static [&'static str] = &["spec.clusterIP", "spec.type"];
 
     fn defaults(&mut self) {
         let spec = self.spec.get_or_insert_with(Default::default);
@@ -989,6 +990,15 @@ impl KindHooks for Service {
             age_cell(&self.metadata, ctx),
             json!(format_labels(spec.selector.as_ref())),
         ]
+    }
+
+    fn field_value(&self, field: &str) -> Option<String> {
+        let spec = self.spec.as_ref();
+        match field {
+            "spec.clusterIP" => Some(spec.map(|sp| s(&sp.cluster_ip)).unwrap_or("").to_string()),
+            "spec.type" => Some(spec.map(type_of).unwrap_or("").to_string()),
+            _ => None,
+        }
     }
 }
 
@@ -1183,6 +1193,10 @@ mod tests {
         );
         let ctx = RowContext::now();
         assert_eq!(strategy().row(&obj, &ctx)[3], json!("<pending>"));
+        assert_eq!(
+            strategy().field_value(&obj, "spec.type").as_deref(),
+            Some("LoadBalancer")
+        );
         assert_eq!(obj["spec"]["allocateLoadBalancerNodePorts"], true);
     }
 }
