@@ -19,6 +19,13 @@ fn info(group: &str, plural: &str) -> ApiResult<&'static catalogue::ResourceInfo
 
 async fn ensure(reg: &Registry, group: &str, plural: &str, ns: Option<&str>, obj: Value) -> ApiResult<()> {
     let info = info(group, plural)?;
+    let name = obj["metadata"]["name"].as_str().unwrap_or_default();
+    // Look first: creating an existing Service would fail on its (taken) address, not its name.
+    match reg.get(info, ns, name).await {
+        Ok(_) => return Ok(()),
+        Err(e) if e.code == 404 => {}
+        Err(e) => return Err(e),
+    }
     match reg.create(info, ns, obj, &WriteOptions::default(), Vec::new()).await {
         Ok(_) => Ok(()),
         Err(e) if e.code == 409 => Ok(()),

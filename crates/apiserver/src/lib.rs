@@ -32,7 +32,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::{header, Method, Request, Response};
-use http_body_util::{BodyExt, Limited};
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use serde_json::json;
 use tokio::net::TcpListener;
@@ -273,17 +273,44 @@ async fn read_body(req: Request<Incoming>) -> ApiResult<Bytes> {
         .and_then(|v| v.parse::<usize>().ok())
     {
         if len > MAX_BODY_BYTES {
+            drain(req.into_body()).await;
             return Err(ApiError::too_large(MAX_BODY_BYTES));
         }
     }
-    match Limited::new(req.into_body(), MAX_BODY_BYTES).collect().await {
-        Ok(c) => Ok(c.to_bytes()),
-        Err(e) => {
-            if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
-                Err(ApiError::too_large(MAX_BODY_BYTES))
-            } else {
-                Err(ApiError::bad_request(format!("reading the request body failed: {e}")))
+    let mut body = req.into_body();
+    let mut buf = bytes::BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| ApiError::bad_request(format!("reading the request body failed: {e}")))?;
+        if let Ok(data) = frame.into_data() {
+            if buf.len() + data.len() > MAX_BODY_BYTES {
+                drain(body).await;
+                return Err(ApiError::too_large(MAX_BODY_BYTES));
             }
+            buf.extend_from_slice(&data);
+        }
+    }
+    Ok(buf.freeze())
+}
+
+/// Reads and discards what is left of an oversized body (up to a bound), so an HTTP/1.1 client
+/// still sending it receives the 413 instead of a reset connection.
+async fn drain(mut body: Incoming) {
+    let mut left: usize = 16 * MAX_BODY_BYTES;
+    let deadline = tokio::time::sleep(Duration::from_secs(10));
+    tokio::pin!(deadline);
+    loop {
+        tokio::select! {
+            _ = &mut deadline => return,
+            frame = body.frame() => match frame {
+                Some(Ok(f)) => {
+                    let n = f.data_ref().map_or(0, |d| d.len());
+                    match left.checked_sub(n) {
+                        Some(l) => left = l,
+                        None => return,
+                    }
+                }
+                _ => return,
+            },
         }
     }
 }

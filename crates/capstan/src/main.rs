@@ -1,6 +1,8 @@
 //! capstan: a Kubernetes-compatible orchestrator in one binary. This file only parses the
 //! command line and hands over to the command's module.
 
+mod client;
+mod components;
 mod hostinfo;
 mod kubeconfig;
 mod server;

@@ -16,7 +16,7 @@ use capstan_store::sqlite::{SqliteConfig, SqliteStore};
 use capstan_store::Store;
 use clap::Args;
 
-use crate::{hostinfo, kubeconfig};
+use crate::{client, components, hostinfo, kubeconfig};
 
 /// Flags are named as k3s names them; each can also be set by its CAPSTAN_* variable.
 #[derive(Args, Debug, Clone)]
@@ -155,6 +155,15 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
 
     let auth = Authenticator::new();
     auth.add_token(admin_token.clone(), User::admin());
+    // In-process components authenticate with a token that lives only as long as this process.
+    let internal_token = random_token();
+    auth.add_token(
+        internal_token.clone(),
+        User {
+            name: "system:capstan-internal".into(),
+            groups: vec!["system:masters".into(), "system:authenticated".into()],
+        },
+    );
     auth.add_token(
         join_token,
         User {
@@ -189,15 +198,18 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         write_private(extra, &kubeconfig_text)?;
     }
     api.set_ready(true);
+    let ctx = components::Context {
+        client: client::kube_client(&format!("https://127.0.0.1:{port}"), &pki.ca_cert_pem, &internal_token).await?,
+        shutdown: shutdown_rx.clone(),
+        data_dir: args.data_dir.clone(),
+    };
+    components::start(&ctx, &args);
     tracing::info!(
         address = %addr,
         kubeconfig = %kubeconfig_path.display(),
         ready_in_ms = started.elapsed().as_millis() as u64,
         "capstan server is ready"
     );
-    if !args.disable_agent {
-        tracing::info!("the node agent is not built yet; running the control plane only");
-    }
 
     wait_for_signal().await;
     tracing::info!("shutting down");

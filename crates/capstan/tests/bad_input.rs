@@ -26,7 +26,8 @@ fn requests_without_credentials_are_401_except_health_and_version() {
         assert_eq!(code, 200, "{path}");
     }
     let out = s.kubectl(&["--token=wrong", "get", "pods"]);
-    assert!(String::from_utf8_lossy(&out.stderr).contains("Unauthorized"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("You must be logged in to the server"), "{stderr}");
 }
 
 #[test]
