@@ -1,6 +1,7 @@
 //! capstan: a Kubernetes-compatible orchestrator in one binary. This file only parses the
 //! command line and hands over to the command's module.
 
+mod agent;
 mod client;
 mod components;
 mod hostinfo;
@@ -20,6 +21,8 @@ struct Cli {
 enum Command {
     /// Run a server: API server, store and (unless disabled) the node agent: a whole one-node cluster.
     Server(server::ServerArgs),
+    /// Join a machine to a cluster as a node, or register simulated nodes.
+    Agent(agent::AgentArgs),
 }
 
 fn init_logging(debug: bool) {
@@ -39,6 +42,14 @@ fn main() -> anyhow::Result<()> {
                 .thread_name("capstan")
                 .build()?;
             rt.block_on(server::run(args))
+        }
+        Command::Agent(args) => {
+            init_logging(false);
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .thread_name("capstan-agent")
+                .build()?;
+            rt.block_on(agent::run(args))
         }
     }
 }

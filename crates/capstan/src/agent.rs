@@ -1,0 +1,34 @@
+//! `capstan agent`: joins a machine to a cluster as a node (real containers through containerd),
+//! or registers simulated nodes (`--simulate N`) for testing at scale.
+
+use std::path::PathBuf;
+
+use clap::Args;
+
+#[derive(Args, Debug, Clone)]
+pub struct AgentArgs {
+    /// The server to join, e.g. https://10.0.0.1:6443.
+    #[arg(long, env = "CAPSTAN_URL")]
+    pub server: String,
+
+    /// The cluster's join token (the server keeps it in <data-dir>/server/token).
+    #[arg(long, env = "CAPSTAN_TOKEN", hide_env_values = true)]
+    pub token: String,
+
+    /// Folder for the agent's state.
+    #[arg(long, env = "CAPSTAN_DATA_DIR", default_value = "/var/lib/capstan")]
+    pub data_dir: PathBuf,
+
+    /// Node name (default: the host name).
+    #[arg(long, env = "CAPSTAN_NODE_NAME")]
+    pub node_name: Option<String>,
+
+    /// Register this many simulated nodes instead of running containers.
+    #[arg(long, env = "CAPSTAN_SIMULATE", default_value_t = 0)]
+    pub simulate: u32,
+}
+
+pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
+    let _ = args;
+    anyhow::bail!("capstan agent is not implemented yet")
+}
