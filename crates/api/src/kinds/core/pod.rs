@@ -601,6 +601,21 @@ impl KindHooks for Pod {
         for (i, c) in spec.init_containers.iter().flatten().enumerate() {
             pod_spec::image_whitespace(c, &spec_path.child("initContainers").index(i), errs);
         }
+        // A new object carries no resourceVersion yet; only creates get upstream's
+        // ValidatePodCreate checks.
+        let creating = s(&self.metadata.resource_version).is_empty();
+        if creating
+            && !spec
+                .ephemeral_containers
+                .as_deref()
+                .unwrap_or_default()
+                .is_empty()
+        {
+            errs.push(FieldError::forbidden(
+                spec_path.child("ephemeralContainers"),
+                "cannot be set on create",
+            ));
+        }
         if !s(&spec.node_name).is_empty()
             && !spec
                 .scheduling_gates
@@ -757,41 +772,47 @@ mod tests {
 
     #[test]
     fn the_example_pod_reads_back_as_upstream_stores_it() {
+        // examples/pod.yaml, as `kubectl create -f` sends it.
         let obj = created(
             json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "my-pod", "namespace": "default"},
             "spec": {"containers": [{"name": "my-container", "image": "nginx"}]}}),
         );
         assert_eq!(
-            obj["spec"],
+            obj,
             json!({
-                "containers": [{
-                    "image": "nginx",
-                    "imagePullPolicy": "Always",
-                    "name": "my-container",
-                    "resources": {},
-                    "terminationMessagePath": "/dev/termination-log",
-                    "terminationMessagePolicy": "File"
-                }],
-                "dnsPolicy": "ClusterFirst",
-                "enableServiceLinks": true,
-                "preemptionPolicy": "PreemptLowerPriority",
-                "priority": 0,
-                "restartPolicy": "Always",
-                "schedulerName": "default-scheduler",
-                "securityContext": {},
-                "serviceAccount": "default",
-                "serviceAccountName": "default",
-                "terminationGracePeriodSeconds": 30,
-                "tolerations": [
-                    {"effect": "NoExecute", "key": "node.kubernetes.io/not-ready", "operator": "Exists", "tolerationSeconds": 300},
-                    {"effect": "NoExecute", "key": "node.kubernetes.io/unreachable", "operator": "Exists", "tolerationSeconds": 300}
-                ]
+                "apiVersion": "v1",
+                "kind": "Pod",
+                "metadata": {"name": "my-pod", "namespace": "default"},
+                "spec": {
+                    "containers": [{
+                        "image": "nginx",
+                        "imagePullPolicy": "Always",
+                        "name": "my-container",
+                        "resources": {},
+                        "terminationMessagePath": "/dev/termination-log",
+                        "terminationMessagePolicy": "File"
+                    }],
+                    "dnsPolicy": "ClusterFirst",
+                    "enableServiceLinks": true,
+                    "preemptionPolicy": "PreemptLowerPriority",
+                    "priority": 0,
+                    "restartPolicy": "Always",
+                    "schedulerName": "default-scheduler",
+                    "securityContext": {},
+                    "serviceAccount": "default",
+                    "serviceAccountName": "default",
+                    "terminationGracePeriodSeconds": 30,
+                    "tolerations": [
+                        {"effect": "NoExecute", "key": "node.kubernetes.io/not-ready", "operator": "Exists", "tolerationSeconds": 300},
+                        {"effect": "NoExecute", "key": "node.kubernetes.io/unreachable", "operator": "Exists", "tolerationSeconds": 300}
+                    ]
+                },
+                "status": {"phase": "Pending", "qosClass": "BestEffort"}
             })
         );
-        assert_eq!(
-            obj["status"],
-            json!({"phase": "Pending", "qosClass": "BestEffort"})
-        );
+        let mut errs = Vec::new();
+        Typed::<Pod>::NEW.validate(&obj, &mut errs);
+        assert!(errs.is_empty(), "{errs:?}");
     }
 
     #[test]
@@ -838,6 +859,17 @@ mod tests {
                 json!({"metadata": {"name": "p", "namespace": "d"}, "spec": {"containers": [{"name": "c"}]}})
             ),
             vec!["spec.containers[0].image: Required value"]
+        );
+    }
+
+    #[test]
+    fn ephemeral_containers_cannot_be_set_on_create() {
+        assert_eq!(
+            errors(
+                json!({"metadata": {"name": "p", "namespace": "d"}, "spec": {"containers": [{"name": "c", "image": "i"}],
+                "ephemeralContainers": [{"name": "debug", "image": "busybox"}]}})
+            ),
+            vec!["spec.ephemeralContainers: Forbidden: cannot be set on create"]
         );
     }
 

@@ -179,6 +179,15 @@ impl Quantity {
             format,
         };
         q.round_up_to(NANO);
+        // Upstream caps magnitudes at 2^63-1.
+        let max = Quantity::from_int(i64::MAX);
+        if q.cmp(&max) == Ordering::Greater {
+            q.mantissa = max.mantissa;
+            q.exponent = 0;
+        } else if q.mantissa < 0 && Quantity::from_int(-i64::MAX).cmp(&q) == Ordering::Greater {
+            q.mantissa = -max.mantissa;
+            q.exponent = 0;
+        }
         // Binary values below one unit print better in decimal; upstream switches too.
         if q.format == Format::BinarySi
             && q.mantissa > 0
@@ -450,6 +459,7 @@ mod tests {
         assert_eq!(canon("2"), "2");
         assert_eq!(canon("10G"), "10G");
         assert_eq!(canon("1E"), "1E");
+        assert_eq!(canon("100E"), "9223372036854775807");
     }
 
     #[test]
