@@ -887,6 +887,24 @@ mod tests {
         assert!(back["metadata"].get("annotations").is_none());
     }
 
+    proptest::proptest! {
+        #[test]
+        fn v1_hpa_specs_survive_a_trip_through_v2(target in proptest::option::of(1i32..500), min in 1i32..20, extra in 0i32..20) {
+            let mut v1 = v1_hpa();
+            v1["spec"]["minReplicas"] = json!(min);
+            v1["spec"]["maxReplicas"] = json!(min + extra);
+            match target {
+                Some(t) => v1["spec"]["targetCPUUtilizationPercentage"] = json!(t),
+                None => { v1["spec"].as_object_mut().expect("spec").remove("targetCPUUtilizationPercentage"); }
+            }
+            let back = hpa_v2_to_v1(hpa_v1_to_v2(v1.clone()));
+            let mut want = v1["spec"].clone();
+            want["targetCPUUtilizationPercentage"] = json!(target.unwrap_or(80));
+            proptest::prop_assert_eq!(&back["spec"], &want);
+            proptest::prop_assert_eq!(&back["status"], &v1["status"]);
+        }
+    }
+
     #[test]
     fn events_fields_are_renamed_both_ways() {
         let e = json!({"apiVersion":"events.k8s.io/v1","kind":"Event","metadata":{"name":"e","namespace":"default"},

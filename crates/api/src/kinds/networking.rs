@@ -365,27 +365,25 @@ fn validate_ingress_spec(spec: &IngressSpec, errs: &mut ErrorList) {
     }
 }
 
-/// Upstream's `formatHosts`: up to three hosts, `*` when none.
+/// Upstream's `formatHosts`: the first three hosts, `*` when none.
 fn format_hosts(rules: &[IngressRule]) -> String {
     const MAX: usize = 3;
-    let hosts: Vec<&str> = rules
-        .iter()
-        .filter_map(|r| r.host.as_deref().filter(|h| !h.is_empty()))
-        .collect();
-    if rules.len() > MAX {
-        let shown: Vec<&str> = rules[..MAX]
-            .iter()
-            .filter_map(|r| r.host.as_deref().filter(|h| !h.is_empty()))
-            .collect();
-        if shown.is_empty() {
-            return "*".to_string();
+    let mut list: Vec<&str> = Vec::new();
+    let mut more = false;
+    for rule in rules {
+        if list.len() == MAX {
+            more = true;
         }
-        return format!("{} + {} more...", shown.join(","), rules.len() - MAX);
+        if let Some(h) = rule.host.as_deref().filter(|h| !more && !h.is_empty()) {
+            list.push(h);
+        }
     }
-    if hosts.is_empty() {
+    if list.is_empty() {
         "*".to_string()
+    } else if more {
+        format!("{} + {} more...", list.join(","), rules.len() - MAX)
     } else {
-        hosts.join(",")
+        list.join(",")
     }
 }
 
@@ -1123,6 +1121,20 @@ mod tests {
                 json!("60m"),
             ]
         );
+    }
+
+    #[test]
+    fn ingress_hosts_are_summarised_like_kubectl() {
+        let rules: Vec<IngressRule> = ["a.io", "", "b.io", "c.io", "d.io"]
+            .iter()
+            .map(|h| IngressRule {
+                host: Some(h.to_string()),
+                http: None,
+            })
+            .collect();
+        assert_eq!(format_hosts(&rules), "a.io,b.io,c.io + 2 more...");
+        assert_eq!(format_hosts(&rules[..4]), "a.io,b.io,c.io");
+        assert_eq!(format_hosts(&rules[1..2]), "*");
     }
 
     #[test]
