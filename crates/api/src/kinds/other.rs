@@ -44,6 +44,11 @@ fn drop_coordinated_fields(lease: &mut Lease, old: Option<&Lease>) {
 }
 
 impl KindHooks for Lease {
+    fn defaults(&mut self) {
+        // A non-pointer struct upstream: always serialized.
+        self.spec.get_or_insert_with(Default::default);
+    }
+
     fn prepare_for_create(&mut self) {
         drop_coordinated_fields(self, None);
     }
@@ -372,6 +377,11 @@ const PDB_COLUMNS: &[Column] = &[
 ];
 
 impl KindHooks for PodDisruptionBudget {
+    fn defaults(&mut self) {
+        // A non-pointer struct upstream: always serialized.
+        self.spec.get_or_insert_with(Default::default);
+    }
+
     fn validate(&self, errs: &mut ErrorList) {
         let Some(spec) = &self.spec else { return };
         let path = Path::new("spec");
