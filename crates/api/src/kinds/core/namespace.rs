@@ -52,9 +52,20 @@ impl KindHooks for Namespace {
         set_name_label(self);
     }
 
+    /// Upstream keeps spec.finalizers on updates and changes them only through the finalize
+    /// subresource. capstan's server sends finalize writes through this hook too, so removals
+    /// (what finalizing does) are kept and anything else is restored.
     fn prepare_for_update(&mut self, old: &Self) {
-        let finalizers = old.spec.as_ref().and_then(|s| s.finalizers.clone());
-        self.spec.get_or_insert_with(Default::default).finalizers = finalizers;
+        let old_finalizers = old
+            .spec
+            .as_ref()
+            .and_then(|s| s.finalizers.clone())
+            .unwrap_or_default();
+        let spec = self.spec.get_or_insert_with(Default::default);
+        let new_finalizers = spec.finalizers.clone().unwrap_or_default();
+        if !new_finalizers.iter().all(|f| old_finalizers.contains(f)) || spec.finalizers.is_none() {
+            spec.finalizers = old.spec.as_ref().and_then(|s| s.finalizers.clone());
+        }
         set_name_label(self);
     }
 
@@ -128,19 +139,26 @@ mod tests {
     }
 
     #[test]
-    fn finalizers_cannot_change_through_update() {
-        let old: Namespace = serde_json::from_value(
-            json!({"metadata": {"name": "a"}, "spec": {"finalizers": ["kubernetes"]}}),
-        )
-        .expect("ns");
-        let mut new: Namespace =
-            serde_json::from_value(json!({"metadata": {"name": "a"}, "spec": {"finalizers": []}}))
-                .expect("ns");
-        new.prepare_for_update(&old);
+    fn updates_may_only_remove_finalizers() {
+        let ns = |v: Value| -> Namespace { serde_json::from_value(v).expect("ns") };
+        let old = ns(json!({"metadata": {"name": "a"}, "spec": {"finalizers": ["kubernetes"]}}));
+        let mut added = ns(
+            json!({"metadata": {"name": "a"}, "spec": {"finalizers": ["kubernetes", "example.com/x"]}}),
+        );
+        added.prepare_for_update(&old);
         assert_eq!(
-            new.spec.and_then(|s| s.finalizers),
+            added.spec.and_then(|s| s.finalizers),
             Some(vec!["kubernetes".to_string()])
         );
+        let mut omitted = ns(json!({"metadata": {"name": "a"}}));
+        omitted.prepare_for_update(&old);
+        assert_eq!(
+            omitted.spec.and_then(|s| s.finalizers),
+            Some(vec!["kubernetes".to_string()])
+        );
+        let mut finalized = ns(json!({"metadata": {"name": "a"}, "spec": {"finalizers": []}}));
+        finalized.prepare_for_update(&old);
+        assert_eq!(finalized.spec.and_then(|s| s.finalizers), Some(vec![]));
     }
 
     #[test]

@@ -294,6 +294,11 @@ fn validate_pod_update(new: &Pod, old: &Pod, errs: &mut ErrorList) {
         c.image = o.image.clone();
     }
     munged.active_deadline_seconds = old_spec.active_deadline_seconds;
+    // pods/binding reaches here as an update that sets spec.nodeName once; upstream binds
+    // outside the update rules, so that one change is let through.
+    if s(&old_spec.node_name).is_empty() {
+        munged.node_name = old_spec.node_name.clone();
+    }
     munged.scheduling_gates = old_spec.scheduling_gates.clone();
     munged.tolerations = old_spec.tolerations.clone();
     if old_spec
@@ -913,6 +918,23 @@ mod tests {
             "{msg}"
         );
         assert!(msg.contains("- \trestartPolicy: \"Always\""), "{msg}");
+    }
+
+    #[test]
+    fn binding_may_set_the_node_name_once() {
+        let s: &dyn Strategy = &Typed::<Pod>::NEW;
+        let old = created(
+            json!({"metadata": {"name": "p", "namespace": "d"}, "spec": {"containers": [{"name": "c", "image": "nginx"}]}}),
+        );
+        let mut bound = old.clone();
+        bound["spec"]["nodeName"] = json!("n1");
+        let mut errs = Vec::new();
+        s.validate_update(&bound, &old, &mut errs);
+        assert!(errs.is_empty(), "{errs:?}");
+        let mut moved = bound.clone();
+        moved["spec"]["nodeName"] = json!("n2");
+        s.validate_update(&moved, &bound, &mut errs);
+        assert_eq!(errs.len(), 1);
     }
 
     #[test]
