@@ -131,7 +131,16 @@ impl KindHooks for Node {
     const FIELD_SELECTORS: &'static [&'static str] = &["spec.unschedulable"];
 
     fn defaults(&mut self) {
-        self.spec.get_or_insert_with(Default::default);
+        let spec = self.spec.get_or_insert_with(Default::default);
+        // Upstream's conversion keeps podCIDR and podCIDRs in step.
+        match spec.pod_cidrs.as_deref().and_then(|l| l.first()) {
+            Some(first) => spec.pod_cidr = Some(first.clone()),
+            None => {
+                if let Some(c) = spec.pod_cidr.clone().filter(|c| !c.is_empty()) {
+                    spec.pod_cidrs = Some(vec![c]);
+                }
+            }
+        }
         let status = self.status.get_or_insert_with(Default::default);
         if status.allocatable.is_none() {
             status.allocatable = status.capacity.clone();

@@ -129,7 +129,29 @@ fn admit(pod: &mut Pod) {
     add_default_tolerations(spec);
 }
 
+/// Upstream's conversion keeps podIP/podIPs and hostIP/hostIPs in step: the plural lists win,
+/// and a lone singular value seeds its list.
+fn sync_ips(status: &mut PodStatus) {
+    match status.pod_ips.as_deref().and_then(|l| l.first()) {
+        Some(first) => status.pod_ip = Some(first.ip.clone()),
+        None => {
+            if let Some(ip) = status.pod_ip.clone().filter(|ip| !ip.is_empty()) {
+                status.pod_ips = Some(vec![k8s_openapi::api::core::v1::PodIP { ip }]);
+            }
+        }
+    }
+    match status.host_ips.as_deref().and_then(|l| l.first()) {
+        Some(first) => status.host_ip = Some(first.ip.clone()),
+        None => {
+            if let Some(ip) = status.host_ip.clone().filter(|ip| !ip.is_empty()) {
+                status.host_ips = Some(vec![k8s_openapi::api::core::v1::HostIP { ip }]);
+            }
+        }
+    }
+}
+
 fn default_status(status: &mut PodStatus) {
+    sync_ips(status);
     for list in [
         status.container_statuses.as_mut(),
         status.init_container_statuses.as_mut(),
@@ -1036,6 +1058,18 @@ mod tests {
             {"name": "a", "image": "i", "imageID": "", "ready": true, "restartCount": 0, "state": {"running": {}}},
             {"name": "b", "image": "i", "imageID": "", "ready": false, "restartCount": 0, "state": {"terminated": {"exitCode": 0, "reason": "Completed"}}}]}));
         assert_eq!(cells(&p)[2], json!("NotReady"));
+    }
+
+    #[test]
+    fn pod_ip_and_pod_ips_are_kept_in_step() {
+        let mut p = pod(
+            json!({"phase": "Running", "podIP": "10.42.0.7", "hostIPs": [{"ip": "192.168.1.10"}]}),
+        );
+        p.defaults();
+        let st = serde_json::to_value(&p.status).expect("json");
+        assert_eq!(st["podIPs"], json!([{"ip": "10.42.0.7"}]));
+        assert_eq!(st["hostIP"], "192.168.1.10");
+        assert_eq!(cells(&p)[5], json!("10.42.0.7"));
     }
 
     #[test]

@@ -97,6 +97,15 @@ fn default_resources(r: &mut Option<ResourceRequirements>) {
     let r = r.get_or_insert_with(Default::default);
     canonicalize_opt_list(&mut r.limits);
     canonicalize_opt_list(&mut r.requests);
+    // Empty lists are omitted by upstream's serializer (omitempty).
+    for list in [&mut r.limits, &mut r.requests] {
+        if list.as_ref().is_some_and(|l| l.is_empty()) {
+            *list = None;
+        }
+    }
+    if r.claims.as_ref().is_some_and(|c| c.is_empty()) {
+        r.claims = None;
+    }
 }
 
 /// `SetDefaults_Container` and the generated defaults under a container.
