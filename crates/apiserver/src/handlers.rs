@@ -237,9 +237,9 @@ pub async fn watch(
         .unwrap_or_else(|| Duration::from_secs(1800 + rand::random::<u64>() % 1800));
     let include = IncludeObject::parse(&req.query)?;
     let info = r.info;
-    let events = read::watch(reg.store().clone(), info, r.namespace.clone(), &req.query, matcher).await?;
+    let (events, from) = read::watch(reg.store().clone(), info, r.namespace.clone(), &req.query, matcher).await?;
 
-    let stream = async_stream(events, info, format, include, bookmarks, timeout, shutdown);
+    let stream = async_stream(events, from, info, format, include, bookmarks, timeout, shutdown);
     let body = StreamBody::new(stream.map(|b| Ok::<_, Infallible>(Frame::data(b))));
     let mut resp = Response::new(BodyExt::boxed_unsync(GuardedBody { inner: body, on_end: Some(Box::new(on_end)) }));
     resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
@@ -248,8 +248,10 @@ pub async fn watch(
 }
 
 /// Serialises watch events, interleaving bookmarks and ending on timeout or shutdown.
+#[allow(clippy::too_many_arguments)]
 fn async_stream(
     events: impl futures::Stream<Item = WatchEvent> + Send + 'static,
+    start_rv: i64,
     info: &'static ResourceInfo,
     format: Format,
     include: IncludeObject,
@@ -264,7 +266,7 @@ fn async_stream(
         tokio::pin!(deadline);
         let mut ticker = tokio::time::interval(BOOKMARK_INTERVAL);
         ticker.tick().await;
-        let mut last_rv: i64 = 0;
+        let mut last_rv: i64 = start_rv;
         let mut first_table = true;
         loop {
             let ev = tokio::select! {
@@ -297,6 +299,7 @@ fn async_stream(
                     }
                 }
                 WatchEvent::Bookmark(rv) => read::bookmark_object(info, *rv),
+                WatchEvent::InitialEventsEnd(rv) => read::initial_events_end_object(info, *rv),
                 WatchEvent::Error(e) => e.to_status(),
             };
             let line = json!({"type": ev.type_name(), "object": object});

@@ -241,6 +241,8 @@ pub enum WatchEvent {
     Modified(Value),
     Deleted(Value),
     Bookmark(i64),
+    /// The bookmark that ends the initial events of a `sendInitialEvents=true` watch.
+    InitialEventsEnd(i64),
     Error(ApiError),
 }
 
@@ -250,7 +252,7 @@ impl WatchEvent {
             WatchEvent::Added(_) => "ADDED",
             WatchEvent::Modified(_) => "MODIFIED",
             WatchEvent::Deleted(_) => "DELETED",
-            WatchEvent::Bookmark(_) => "BOOKMARK",
+            WatchEvent::Bookmark(_) | WatchEvent::InitialEventsEnd(_) => "BOOKMARK",
             WatchEvent::Error(_) => "ERROR",
         }
     }
@@ -261,15 +263,17 @@ pub const BOOKMARK_INTERVAL: Duration = Duration::from_secs(30);
 
 /// Starts a watch: synthetic ADDED events for the current state when the request's
 /// resourceVersion is unset or "0", then changes after it.
+/// Also returns the revision the watch starts after, the first bookmark's revision.
 pub async fn watch(
     store: Arc<dyn Store>,
     info: &'static ResourceInfo,
     ns: Option<String>,
     q: &Query,
     matcher: Matcher,
-) -> ApiResult<impl Stream<Item = WatchEvent> + Send + 'static> {
+) -> ApiResult<(impl Stream<Item = WatchEvent> + Send + 'static, i64)> {
     let prefix = codec::prefix(info, ns.as_deref());
     let rv = q.get("resourceVersion").filter(|s| !s.is_empty());
+    let explicit_initial = q.get("sendInitialEvents") == Some("true");
     let send_initial = match q.get("sendInitialEvents") {
         Some("true") => true,
         Some("false") => false,
@@ -287,6 +291,11 @@ pub async fn watch(
                 events.push(WatchEvent::Added(obj));
             }
         }
+        // Streaming lists (sendInitialEvents=true) learn where the initial state ends from a
+        // bookmark annotated k8s.io/initial-events-end.
+        if explicit_initial && q.flag("allowWatchBookmarks") {
+            events.push(WatchEvent::InitialEventsEnd(res.revision));
+        }
         (events, res.revision)
     } else {
         let n = match rv {
@@ -300,7 +309,7 @@ pub async fn watch(
         Err(capstan_store::Error::Compacted { requested, compacted }) => {
             // Upstream answers 200 and then an ERROR event carrying 410 Expired.
             let e = ApiError::expired(format!("too old resource version: {requested} ({compacted})"));
-            return Ok(futures::stream::iter(vec![WatchEvent::Error(e)]).boxed());
+            return Ok((futures::stream::iter(vec![WatchEvent::Error(e)]).boxed(), from));
         }
         Err(e) => return Err(from_store(e)),
     };
@@ -316,7 +325,7 @@ pub async fn watch(
             }
         }
     });
-    Ok(futures::stream::iter(initial).chain(events).boxed())
+    Ok((futures::stream::iter(initial).chain(events).boxed(), from))
 }
 
 fn translate(info: &ResourceInfo, matcher: &Matcher, ev: capstan_store::Event) -> Option<WatchEvent> {
@@ -349,6 +358,13 @@ fn translate(info: &ResourceInfo, matcher: &Matcher, ev: capstan_store::Event) -
 /// The object of a BOOKMARK event: only kind, apiVersion and resourceVersion.
 pub fn bookmark_object(info: &ResourceInfo, rv: i64) -> Value {
     json!({"kind": info.kind, "apiVersion": info.api_version(), "metadata": {"resourceVersion": rv.to_string()}})
+}
+
+/// The bookmark ending a streaming list's initial events.
+pub fn initial_events_end_object(info: &ResourceInfo, rv: i64) -> Value {
+    let mut b = bookmark_object(info, rv);
+    b["metadata"]["annotations"] = json!({"k8s.io/initial-events-end": "true"});
+    b
 }
 
 #[cfg(test)]

@@ -439,9 +439,14 @@ impl Registry {
         info.strategy.apply_defaults(&mut new);
         info.strategy.prepare_for_update(&mut new, &old);
         if info.has_generation {
+            // A kind's hook may bump the generation itself (Deployments count annotation
+            // changes); otherwise any spec change bumps it.
             let g = meta::generation(&old).unwrap_or(1);
-            let bumped = if meta::spec_part(&new) != meta::spec_part(&old) { g + 1 } else { g };
-            meta::metadata_mut(&mut new).insert("generation".into(), json!(bumped));
+            let hooked = meta::generation(&new).is_some_and(|n| n != g);
+            if !hooked {
+                let bumped = if meta::spec_part(&new) != meta::spec_part(&old) { g + 1 } else { g };
+                meta::metadata_mut(&mut new).insert("generation".into(), json!(bumped));
+            }
         }
         let mut errs = self.validate_new(info, &new);
         if let (Ok(nm), Ok(om)) = (

@@ -63,6 +63,14 @@ pub struct ServerArgs {
     #[arg(long = "write-kubeconfig", short = 'o', env = "CAPSTAN_KUBECONFIG_OUTPUT")]
     pub write_kubeconfig: Option<PathBuf>,
 
+    /// How often old revisions are compacted away (seconds).
+    #[arg(long, env = "CAPSTAN_COMPACTION_INTERVAL_SECONDS", default_value_t = 300)]
+    pub compaction_interval_seconds: u64,
+
+    /// How many recent revisions compaction keeps (watches and lists can reach back that far).
+    #[arg(long, env = "CAPSTAN_COMPACTION_KEEP_REVISIONS", default_value_t = 10_000)]
+    pub compaction_keep_revisions: i64,
+
     /// Log at debug level (or set CAPSTAN_LOG, e.g. CAPSTAN_LOG=capstan_apiserver=debug).
     #[arg(long, env = "CAPSTAN_DEBUG")]
     pub debug: bool,
@@ -151,7 +159,13 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let store: Arc<dyn Store> = Arc::new(
         SqliteStore::open(&db_dir.join("state.db"), store_config).context("opening the database")?,
     );
-    let _compactor = capstan_store::compactor::spawn_auto_compactor(&store, Default::default());
+    let _compactor = capstan_store::compactor::spawn_auto_compactor(
+        &store,
+        capstan_store::compactor::AutoCompaction {
+            interval: std::time::Duration::from_secs(args.compaction_interval_seconds.max(1)),
+            keep_revisions: args.compaction_keep_revisions.max(1),
+        },
+    );
 
     let auth = Authenticator::new();
     auth.add_token(admin_token.clone(), User::admin());

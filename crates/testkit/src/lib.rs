@@ -316,3 +316,19 @@ pub fn http(s: &Server, method: &str, path: &str, body: Option<&[u8]>, content_t
     let v = serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text));
     (code, v)
 }
+
+/// Streams a watch with curl for `seconds` and returns the events received (one JSON per line).
+pub fn watch_lines(s: &Server, path: &str, seconds: u32) -> Vec<serde_json::Value> {
+    let out = Command::new("curl")
+        .args(["-s", "-N", "--max-time", &seconds.to_string(), "--cacert"])
+        .arg(s.ca_file())
+        .args(["-H", &format!("Authorization: Bearer {}", s.admin_token())])
+        .arg(format!("{}{path}", s.url()))
+        .output()
+        .expect("curl");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("watch line is not JSON ({e}): {l}")))
+        .collect()
+}

@@ -356,6 +356,14 @@ impl KindHooks for Deployment {
         default_template(&mut spec.template);
     }
 
+    fn prepare_for_update(&mut self, old: &Self) {
+        // Annotations are copied from a Deployment to its ReplicaSets, so upstream treats an
+        // annotation change like a spec change and bumps the generation.
+        if self.spec != old.spec || self.metadata.annotations != old.metadata.annotations {
+            self.metadata.generation = Some(old.metadata.generation.unwrap_or(1) + 1);
+        }
+    }
+
     fn validate(&self, errs: &mut ErrorList) {
         let default = DeploymentSpec::default();
         let spec = self.spec.as_ref().unwrap_or(&default);
