@@ -328,3 +328,43 @@ fn delete_waits_for_finalizers_then_returns() {
         (!s.kubectl(&["get", "cm", "held"]).status.success()).then_some(())
     });
 }
+
+#[test]
+fn describe_shows_pods_deployments_and_nodes_with_their_events() {
+    let s = Server::start(BIN);
+    let ex = examples_dir();
+    s.ok(&["create", "-f", ex.join("pod.yaml").to_str().expect("p")]);
+    s.ok(&["create", "-f", ex.join("deployment.yaml").to_str().expect("p")]);
+    let pod = s.get_json(&["pod", "my-pod"]);
+    let uid = pod["metadata"]["uid"].as_str().expect("uid");
+    let event = json!({
+        "apiVersion": "v1", "kind": "Event",
+        "metadata": {"name": "my-pod.1", "namespace": "default"},
+        "involvedObject": {"kind": "Pod", "name": "my-pod", "namespace": "default", "uid": uid, "apiVersion": "v1"},
+        "reason": "Scheduled", "message": "Successfully assigned default/my-pod to n1", "type": "Normal",
+        "source": {"component": "default-scheduler"}, "count": 1,
+        "firstTimestamp": "2026-01-01T00:00:00Z", "lastTimestamp": "2026-01-01T00:00:00Z",
+    });
+    s.ok_stdin(&["create", "-f", "-"], &event.to_string());
+    let out = s.ok(&["describe", "pod", "my-pod"]);
+    for want in ["Name:", "my-pod", "Namespace:", "default", "Containers:", "my-container", "Image:", "nginx", "Events:", "Scheduled", "Successfully assigned default/my-pod to n1"] {
+        assert!(out.contains(want), "describe pod lacks {want:?}:\n{out}");
+    }
+    let out = s.ok(&["describe", "deployment", "my-deployment"]);
+    for want in ["Replicas:", "3 desired", "StrategyType:", "RollingUpdate", "Pod Template:", "my-container"] {
+        assert!(out.contains(want), "describe deployment lacks {want:?}:\n{out}");
+    }
+    let node = json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "n1", "labels": {"kubernetes.io/hostname": "n1"}},
+        "status": {"capacity": {"cpu": "2", "memory": "4Gi", "pods": "110"}, "allocatable": {"cpu": "2", "memory": "4Gi", "pods": "110"},
+                   "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady", "message": "ready",
+                                   "lastHeartbeatTime": "2026-01-01T00:00:00Z", "lastTransitionTime": "2026-01-01T00:00:00Z"}],
+                   "nodeInfo": {"kubeletVersion": "v1.32.0", "osImage": "Debian", "kernelVersion": "6", "containerRuntimeVersion": "containerd://1.6",
+                                "architecture": "amd64", "operatingSystem": "linux", "bootID": "", "machineID": "", "systemUUID": "", "kubeProxyVersion": ""}}});
+    s.ok_stdin(&["create", "-f", "-"], &node.to_string());
+    let out = s.ok(&["describe", "node", "n1"]);
+    for want in ["Name:", "n1", "Capacity:", "Allocatable:", "Conditions:", "Ready", "KubeletReady", "Non-terminated Pods:"] {
+        assert!(out.contains(want), "describe node lacks {want:?}:\n{out}");
+    }
+    let nodes = s.ok(&["get", "nodes"]);
+    assert!(nodes.contains("n1") && nodes.contains("Ready") && nodes.contains("v1.32.0"), "{nodes}");
+}

@@ -274,15 +274,23 @@ impl Quantity {
 
     /// The value rounded up to a whole number (upstream's `Value`).
     pub fn value(&self) -> i128 {
-        let mut q = *self;
-        q.round_up_to(0);
-        q.mantissa
+        self.scaled_value(0)
     }
 
     /// The value in thousandths, rounded up (upstream's `MilliValue`).
     pub fn milli_value(&self) -> i128 {
+        self.scaled_value(MILLI)
+    }
+
+    /// The value in units of 10^scale: rounded up when the quantity is finer than that,
+    /// multiplied out (saturating) when it is coarser.
+    fn scaled_value(&self, scale: i32) -> i128 {
         let mut q = *self;
-        q.round_up_to(MILLI);
+        if q.exponent > scale {
+            let factor = pow10((q.exponent - scale) as u32).unwrap_or(i128::MAX);
+            return q.mantissa.saturating_mul(factor);
+        }
+        q.round_up_to(scale);
         q.mantissa
     }
 
@@ -502,5 +510,15 @@ mod tests {
             let back = Quantity::parse(&q.canonical()).expect("canonical parses");
             prop_assert_eq!(q, back);
         }
+    }
+
+    #[test]
+    fn milli_and_whole_values_scale_coarse_quantities_up() {
+        let q = |s: &str| Quantity::parse(s).expect("parses");
+        assert_eq!(q("110").milli_value(), 110_000);
+        assert_eq!(q("2k").value(), 2000);
+        assert_eq!(q("1500m").value(), 2);
+        assert_eq!(q("1500m").milli_value(), 1500);
+        assert_eq!(q("1Mi").value(), 1_048_576);
     }
 }
