@@ -1,0 +1,23 @@
+//! capstan's controller manager: [`start`] runs leader election on a Lease and, while this
+//! server leads, every enabled controller on the shared [`runtime`]. Each controller is a plain
+//! client of the Kubernetes API (kube-rs), exactly as kube-controller-manager is.
+#![forbid(unsafe_code)]
+
+pub mod deployment;
+pub mod discovery;
+pub mod endpoints;
+pub mod endpointslice;
+pub mod events;
+pub mod expectations;
+pub mod garbagecollector;
+pub mod leader;
+pub mod manager;
+pub mod metrics;
+pub mod namespace;
+pub mod pods;
+pub mod replicaset;
+pub mod runtime;
+pub mod selector;
+pub mod serviceaccount;
+
+pub use manager::{start, Config, CONTROLLERS};
