@@ -101,6 +101,8 @@ pub fn decode_stored(info: &ResourceInfo, kv: &KeyValue) -> ApiResult<Value> {
 pub enum BodyType {
     Json,
     Yaml,
+    /// `application/vnd.kubernetes.protobuf` (kubectl's imperative commands), decoded to JSON.
+    Protobuf,
 }
 
 /// Classifies a Content-Type header; a missing one is JSON (kubectl's PUT on scale sends none).
@@ -115,6 +117,7 @@ pub fn body_type(content_type: Option<&str>) -> ApiResult<BodyType> {
     match ct.as_str() {
         "" | "application/json" | "*/*" => Ok(BodyType::Json),
         "application/yaml" | "application/x-yaml" | "text/yaml" => Ok(BodyType::Yaml),
+        crate::protobuf::CONTENT_TYPE => Ok(BodyType::Protobuf),
         other => Err(ApiError::unsupported_media_type(other)),
     }
 }
@@ -131,6 +134,8 @@ pub fn parse_body(body: &[u8], kind: BodyType) -> ApiResult<Value> {
             serde_saphyr::from_str(text)
                 .map_err(|e| ApiError::bad_request(format!("error converting YAML to JSON: {e}")))?
         }
+        // The envelope's apiVersion and kind come back as fields, so the kind checks apply.
+        BodyType::Protobuf => crate::protobuf::decode_body(body)?,
     };
     if !v.is_object() {
         return Err(ApiError::bad_request(format!(
@@ -209,6 +214,8 @@ mod tests {
         assert_eq!(parse_body(b"[1]", BodyType::Json).expect_err("bad").code, 400);
         assert_eq!(parse_body(b"a: [", BodyType::Yaml).expect_err("bad").code, 400);
         assert!(parse_body(b"kind: Pod\nmetadata:\n  name: x\n", BodyType::Yaml).is_ok());
-        assert_eq!(body_type(Some("application/vnd.kubernetes.protobuf")).expect_err("415").code, 415);
+        assert!(matches!(body_type(Some("application/vnd.kubernetes.protobuf")), Ok(BodyType::Protobuf)));
+        assert_eq!(body_type(Some("application/cbor")).expect_err("415").code, 415);
+        assert_eq!(parse_body(b"not protobuf", BodyType::Protobuf).expect_err("bad").code, 400);
     }
 }

@@ -12,11 +12,13 @@ pub mod bootstrap;
 pub mod codec;
 pub mod discovery;
 pub mod error;
+pub mod fieldmanager;
 pub mod handlers;
 pub mod metrics;
 pub mod params;
 pub mod patch;
 pub mod pki;
+pub mod protobuf;
 pub mod read;
 pub mod registry;
 pub mod route;
@@ -137,6 +139,11 @@ impl ApiServer {
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .map(str::to_string);
+        let user_agent = req
+            .headers()
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
         let get_only = |m: &Method| -> ApiResult<()> {
             if *m == Method::GET || *m == Method::HEAD {
                 Ok(())
@@ -204,6 +211,7 @@ impl ApiServer {
                     query,
                     accept: accept.as_deref(),
                     content_type: content_type.as_deref(),
+                    user_agent: user_agent.as_deref(),
                     body,
                 };
                 self.resource_request(method, handler_req).await

@@ -138,7 +138,9 @@ fn text(bytes: &[u8]) -> Result<String, Error> {
 }
 
 fn unexpected(message: &str, tag: u32) -> Error {
-    Error::Envelope(format!("unexpected field {tag} (or wire type) in {message}"))
+    Error::Envelope(format!(
+        "unexpected field {tag} (or wire type) in {message}"
+    ))
 }
 
 #[cfg(test)]

@@ -45,7 +45,8 @@ impl Decoder {
         let value = match msg.special {
             Special::Plain => {
                 let mut out = Map::new();
-                self.fields_into(msg, bytes, &mut out).map(|()| Value::Object(out))
+                self.fields_into(msg, bytes, &mut out)
+                    .map(|()| Value::Object(out))
             }
             s => special::decode(self, msg, s, bytes),
         };
@@ -80,10 +81,6 @@ impl Decoder {
             path: self.path(),
             what: what.into(),
         }
-    }
-
-    pub fn depth(&self) -> usize {
-        self.depth
     }
 
     fn lookup(&self, index: u16) -> Result<&'static Message, Error> {

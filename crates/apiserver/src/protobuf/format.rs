@@ -79,7 +79,11 @@ mod tests {
         assert_eq!(time(0).as_deref(), Some("1970-01-01T00:00:00Z"));
         assert_eq!(time(1_700_000_000).as_deref(), Some("2023-11-14T22:13:20Z"));
         assert_eq!(time(i64::MAX), None);
-        assert_eq!(time(-62_135_596_801), None, "year -1");
+        assert_eq!(
+            time(-62_167_219_200).as_deref(),
+            Some("0000-01-01T00:00:00Z")
+        );
+        assert_eq!(time(-62_167_219_201), None, "year -1");
         assert_eq!(
             micro_time(1_700_000_000, 123_456_789).as_deref(),
             Some("2023-11-14T22:13:20.123456Z")

@@ -36,7 +36,9 @@ pub(crate) enum Special {
     Time,
     /// meta/v1 MicroTime: RFC 3339 with microseconds, null when zero.
     MicroTime,
-    /// meta/v1 Duration {duration=1 (ns)}: Go's duration string ("1h0m0s").
+    /// meta/v1 Duration {duration=1 (ns)}: Go's duration string ("1h0m0s"). No GA kind
+    /// reaches it today; the generator emits it when one does.
+    #[allow(dead_code)]
     Duration,
     /// {raw=1}: embedded JSON (RawExtension, FieldsV1, apiextensions JSON).
     RawJson,
@@ -108,22 +110,39 @@ mod tests {
     #[test]
     fn every_table_reference_is_in_range_and_fields_are_sorted() {
         for m in table::MESSAGES {
-            assert!(m.fields.windows(2).all(|w| w[0].tag < w[1].tag), "{}", m.name);
+            assert!(
+                m.fields.windows(2).all(|w| w[0].tag < w[1].tag),
+                "{}",
+                m.name
+            );
             for f in m.fields {
                 if let Type::Msg(i) = f.ty {
-                    assert!(message(i).is_some(), "{}.{} points past the table", m.name, f.json);
+                    assert!(
+                        message(i).is_some(),
+                        "{}.{} points past the table",
+                        m.name,
+                        f.json
+                    );
                 }
             }
         }
-        assert!(table::KINDS.windows(2).all(|w| (w[0].0, w[0].1) < (w[1].0, w[1].1)));
+        assert!(table::KINDS
+            .windows(2)
+            .all(|w| (w[0].0, w[0].1) < (w[1].0, w[1].1)));
     }
 
     #[test]
     fn kinds_resolve_to_their_messages() {
         let name = |v, k| kind(v, k).and_then(message).map(|m| m.name);
-        assert_eq!(name("apps/v1", "Deployment"), Some("api.apps.v1.Deployment"));
+        assert_eq!(
+            name("apps/v1", "Deployment"),
+            Some("api.apps.v1.Deployment")
+        );
         assert_eq!(name("v1", "ConfigMap"), Some("api.core.v1.ConfigMap"));
-        assert_eq!(name("policy/v1", "Eviction"), Some("api.policy.v1.Eviction"));
+        assert_eq!(
+            name("policy/v1", "Eviction"),
+            Some("api.policy.v1.Eviction")
+        );
         assert_eq!(
             name("authentication.k8s.io/v1", "TokenRequest"),
             Some("api.authentication.v1.TokenRequest")

@@ -25,7 +25,11 @@ impl<'a> Fields<'a> {
     }
 
     fn last(&self, tag: u32) -> Option<Raw<'a>> {
-        self.all.iter().rev().find(|(t, _)| *t == tag).map(|(_, r)| *r)
+        self.all
+            .iter()
+            .rev()
+            .find(|(t, _)| *t == tag)
+            .map(|(_, r)| *r)
     }
 
     fn varint(&self, dec: &Decoder, tag: u32) -> Result<Option<u64>, Error> {
@@ -91,7 +95,9 @@ pub(crate) fn decode(
         Special::IntOrString => {
             fields.only(msg, dec, &[1, 2, 3])?;
             match fields.varint(dec, 1)?.unwrap_or(0) {
-                0 => Ok(Value::from(fields.varint(dec, 2)?.unwrap_or(0) as u32 as i32)),
+                0 => Ok(Value::from(
+                    fields.varint(dec, 2)?.unwrap_or(0) as u32 as i32
+                )),
                 1 => {
                     let s = fields.bytes(dec, 3)?.unwrap_or_default();
                     Ok(Value::String(dec.utf8(s)?.to_string()))
@@ -118,9 +124,8 @@ pub(crate) fn decode(
             } else {
                 format::micro_time(seconds, nanos)
             };
-            text.map(Value::String).ok_or_else(|| {
-                dec.invalid(format!("time {seconds}s {nanos}ns is out of range"))
-            })
+            text.map(Value::String)
+                .ok_or_else(|| dec.invalid(format!("time {seconds}s {nanos}ns is out of range")))
         }
         Special::Duration => {
             fields.only(msg, dec, &[1])?;

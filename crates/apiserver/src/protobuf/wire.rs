@@ -160,8 +160,13 @@ mod tests {
 
     #[test]
     fn lengths_past_the_end_are_truncation_not_panics() {
-        assert_eq!(Reader::new(&[0x12, 0x05, b'a']).field(), Err(Error::Truncated));
-        let huge = [0x12, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01];
+        assert_eq!(
+            Reader::new(&[0x12, 0x05, b'a']).field(),
+            Err(Error::Truncated)
+        );
+        let huge = [
+            0x12, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01,
+        ];
         assert_eq!(Reader::new(&huge).field(), Err(Error::Truncated));
         assert_eq!(Reader::new(&[0x0b]).field(), Err(Error::WireType(3)));
         assert_eq!(Reader::new(&[0x00]).field(), Err(Error::ZeroTag));
