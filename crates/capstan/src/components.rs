@@ -18,5 +18,8 @@ pub struct Context {
 /// Starts the in-process components the flags enable.
 pub fn start(ctx: &Context, args: &crate::server::ServerArgs) {
     // Each component: one line, guarded by its flag.
+    if !args.disable_controllers.iter().any(|c| c == "all") {
+        capstan_controllers::start(ctx.client.clone(), capstan_controllers::Config { disabled: args.disable_controllers.iter().cloned().collect(), identity: None }, ctx.shutdown.clone());
+    }
     let _ = (ctx, args);
 }

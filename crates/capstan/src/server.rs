@@ -51,6 +51,11 @@ pub struct ServerArgs {
     #[arg(long, env = "CAPSTAN_DISABLE_AGENT")]
     pub disable_agent: bool,
 
+    /// Controllers not to run, comma-separated: replicaset, replicationcontroller, deployment,
+    /// garbagecollector, namespace, endpoints, endpointslice, serviceaccount; `all` for none.
+    #[arg(long, env = "CAPSTAN_DISABLE_CONTROLLERS", value_delimiter = ',')]
+    pub disable_controllers: Vec<String>,
+
     /// Service ClusterIP range.
     #[arg(long, env = "CAPSTAN_SERVICE_CIDR", default_value = "10.43.0.0/16")]
     pub service_cidr: String,
