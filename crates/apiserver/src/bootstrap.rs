@@ -68,8 +68,13 @@ pub async fn run(reg: &Registry, advertise_ip: IpAddr, port: u16) -> ApiResult<(
         "metadata": {"name": "kubernetes", "namespace": "default", "labels": {"endpointslice.kubernetes.io/skip-mirror": "true"}},
         "subsets": [{"addresses": [{"ip": advertise_ip.to_string()}], "ports": [{"name": "https", "port": port, "protocol": "TCP"}]}],
     });
-    // The address may change between starts; PUT creates or replaces.
-    reg.update(endpoints, Some("default"), "kubernetes", desired, &WriteOptions::default(), None, Vec::new())
-        .await?;
+    // The address may change between starts; PUT creates or replaces. A host without a usable
+    // address (e.g. loopback only, which Endpoints refuse) still gets a working API server.
+    if let Err(e) = reg
+        .update(endpoints, Some("default"), "kubernetes", desired, &WriteOptions::default(), None, Vec::new())
+        .await
+    {
+        tracing::warn!(address = %advertise_ip, error = %e.message, "cannot publish the kubernetes Service's endpoints; set --advertise-address");
+    }
     Ok(())
 }

@@ -35,18 +35,34 @@ pub fn encode_for_storage(info: &ResourceInfo, obj: &Value) -> ApiResult<Vec<u8>
     let Value::Object(mut m) = obj else {
         return Err(ApiError::internal("object is not a JSON object"));
     };
-    let mut out = Map::with_capacity(m.len());
-    for k in ["apiVersion", "kind", "metadata"] {
-        if let Some(v) = m.remove(k) {
-            out.insert(k.to_string(), v);
-        }
-    }
-    if let Some(Value::Object(meta)) = out.get_mut("metadata") {
+    if let Some(Value::Object(meta)) = m.get_mut("metadata") {
         meta.remove("resourceVersion");
         meta.remove("selfLink");
     }
-    out.extend(m);
+    let mut out = Map::with_capacity(m.len());
+    for k in ["apiVersion", "kind", "metadata"] {
+        if let Some(v) = m.remove(k) {
+            out.insert(k.to_string(), canonical(v));
+        }
+    }
+    let mut rest: Vec<(String, Value)> = m.into_iter().collect();
+    rest.sort_by(|a, b| a.0.cmp(&b.0));
+    out.extend(rest.into_iter().map(|(k, v)| (k, canonical(v))));
     serde_json::to_vec(&Value::Object(out)).map_err(ApiError::internal)
+}
+
+/// Keys sorted at every level, so equal objects always have equal bytes (an unchanged update
+/// is then detected and skipped, whatever order a client or a hook wrote the keys in).
+fn canonical(v: Value) -> Value {
+    match v {
+        Value::Object(m) => {
+            let mut entries: Vec<(String, Value)> = m.into_iter().collect();
+            entries.sort_by(|a, b| a.0.cmp(&b.0));
+            Value::Object(entries.into_iter().map(|(k, v)| (k, canonical(v))).collect())
+        }
+        Value::Array(a) => Value::Array(a.into_iter().map(canonical).collect()),
+        other => other,
+    }
 }
 
 const METADATA_OPEN: &[u8] = b"\"metadata\":{";
@@ -190,6 +206,14 @@ mod tests {
         let served: Value = serde_json::from_slice(&render(info, &kv).expect("renders")).expect("json");
         assert_eq!(served["metadata"]["resourceVersion"], "7");
         assert_eq!(served["data"]["metadata"]["x"], 1);
+    }
+
+    #[test]
+    fn key_order_does_not_change_the_stored_bytes() {
+        let info = capstan_api::catalogue::lookup("", "v1", "namespaces").expect("ns");
+        let a = json!({"apiVersion":"v1","kind":"Namespace","metadata":{"name":"a","uid":"u","labels":{"y":"1","x":"2"}},"spec":{"finalizers":["kubernetes"]},"status":{"phase":"Active"}});
+        let b = json!({"status":{"phase":"Active"},"metadata":{"labels":{"x":"2","y":"1"},"uid":"u","name":"a"},"spec":{"finalizers":["kubernetes"]},"kind":"Namespace","apiVersion":"v1"});
+        assert_eq!(encode_for_storage(info, &a).expect("a"), encode_for_storage(info, &b).expect("b"));
     }
 
     #[test]

@@ -25,6 +25,8 @@ pub struct WriteOptions {
     pub dry_run: bool,
     pub field_validation: FieldValidation,
     pub field_manager: Option<String>,
+    /// Set when the caller already recorded the write in managedFields (server-side apply).
+    pub fields_tracked: bool,
 }
 
 impl Default for WriteOptions {
@@ -33,7 +35,16 @@ impl Default for WriteOptions {
             dry_run: false,
             field_validation: FieldValidation::Strict,
             field_manager: None,
+            fields_tracked: false,
         }
+    }
+}
+
+impl WriteOptions {
+    /// The manager a write is recorded under: the request's (fieldManager or User-Agent),
+    /// or the API server itself for its own writes, as upstream's loopback client names it.
+    pub fn manager(&self) -> &str {
+        self.field_manager.as_deref().unwrap_or("kube-apiserver")
     }
 }
 
@@ -244,6 +255,9 @@ impl Registry {
             self.check_namespace(info, ns, &name).await?;
         }
         self.prepare_new(info, &mut obj);
+        if !opts.fields_tracked {
+            crate::fieldmanager::track_create(info, &mut obj, opts.manager());
+        }
         let mut errs = self.validate_new(info, &obj);
         if !errs.is_empty() {
             return Err(ApiError::invalid(info, &name, &errs));
@@ -436,8 +450,13 @@ impl Registry {
                 }
             }
         }
+        // Binding and finalize are subresources with their own rules (upstream gives them
+        // separate strategies): the kind's update hooks would refuse what they exist to change.
+        let own_rules = matches!(subresource, Some("binding" | "finalize"));
         info.strategy.apply_defaults(&mut new);
-        info.strategy.prepare_for_update(&mut new, &old);
+        if !own_rules {
+            info.strategy.prepare_for_update(&mut new, &old);
+        }
         if info.has_generation {
             // A kind's hook may bump the generation itself (Deployments count annotation
             // changes); otherwise any spec change bumps it.
@@ -447,6 +466,10 @@ impl Registry {
                 let bumped = if meta::spec_part(&new) != meta::spec_part(&old) { g + 1 } else { g };
                 meta::metadata_mut(&mut new).insert("generation".into(), json!(bumped));
             }
+        }
+        // Binding is the scheduler's direct write; upstream records no manager for it.
+        if !opts.fields_tracked && subresource != Some("binding") {
+            crate::fieldmanager::track_update(info, &old, &mut new, opts.manager(), subresource);
         }
         let mut errs = self.validate_new(info, &new);
         if let (Ok(nm), Ok(om)) = (
@@ -464,7 +487,9 @@ impl Registry {
                 ));
             }
         }
-        info.strategy.validate_update(&new, &old, &mut errs);
+        if !own_rules {
+            info.strategy.validate_update(&new, &old, &mut errs);
+        }
         if !errs.is_empty() {
             return Err(ApiError::invalid(info, &name, &errs));
         }

@@ -368,3 +368,24 @@ fn describe_shows_pods_deployments_and_nodes_with_their_events() {
     let nodes = s.ok(&["get", "nodes"]);
     assert!(nodes.contains("n1") && nodes.contains("Ready") && nodes.contains("v1.32.0"), "{nodes}");
 }
+
+#[test]
+fn a_terminating_namespace_goes_once_its_finalizer_is_removed() {
+    let s = Server::start_with(BIN, &["--disable-controllers", "namespace"]);
+    s.ok(&["create", "namespace", "temp"]);
+    s.ok(&["delete", "namespace", "temp", "--wait=false"]);
+    let ns = s.get_json(&["namespace", "temp"]);
+    assert_eq!(ns["status"]["phase"], "Terminating");
+    assert_eq!(ns["spec"]["finalizers"], json!(["kubernetes"]));
+    // An ordinary update cannot drop the finalizer; the finalize subresource can.
+    let mut edited = ns.clone();
+    edited["spec"]["finalizers"] = json!([]);
+    let (code, body) = capstan_testkit::http(&s, "PUT", "/api/v1/namespaces/temp", Some(edited.to_string().as_bytes()), "application/json", true);
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(body["spec"]["finalizers"], json!(["kubernetes"]));
+    assert_eq!(body["metadata"]["resourceVersion"], ns["metadata"]["resourceVersion"], "an update that changes nothing writes nothing");
+    let (code, body) = capstan_testkit::http(&s, "PUT", "/api/v1/namespaces/temp/finalize", Some(edited.to_string().as_bytes()), "application/json", true);
+    assert_eq!(code, 200, "{body}");
+    let err = s.fails(&["get", "namespace", "temp"]);
+    assert!(err.contains("not found"), "{err}");
+}

@@ -52,20 +52,11 @@ impl KindHooks for Namespace {
         set_name_label(self);
     }
 
-    /// Upstream keeps spec.finalizers on updates and changes them only through the finalize
-    /// subresource. capstan's server sends finalize writes through this hook too, so removals
-    /// (what finalizing does) are kept and anything else is restored.
+    /// Upstream changes spec.finalizers only through the finalize subresource (which the
+    /// server keeps out of this hook): ordinary updates keep the old ones.
     fn prepare_for_update(&mut self, old: &Self) {
-        let old_finalizers = old
-            .spec
-            .as_ref()
-            .and_then(|s| s.finalizers.clone())
-            .unwrap_or_default();
         let spec = self.spec.get_or_insert_with(Default::default);
-        let new_finalizers = spec.finalizers.clone().unwrap_or_default();
-        if !new_finalizers.iter().all(|f| old_finalizers.contains(f)) || spec.finalizers.is_none() {
-            spec.finalizers = old.spec.as_ref().and_then(|s| s.finalizers.clone());
-        }
+        spec.finalizers = old.spec.as_ref().and_then(|s| s.finalizers.clone());
         set_name_label(self);
     }
 
@@ -139,7 +130,7 @@ mod tests {
     }
 
     #[test]
-    fn updates_may_only_remove_finalizers() {
+    fn ordinary_updates_keep_the_spec_finalizers() {
         let ns = |v: Value| -> Namespace { serde_json::from_value(v).expect("ns") };
         let old = ns(json!({"metadata": {"name": "a"}, "spec": {"finalizers": ["kubernetes"]}}));
         let mut added = ns(
@@ -156,9 +147,10 @@ mod tests {
             omitted.spec.and_then(|s| s.finalizers),
             Some(vec!["kubernetes".to_string()])
         );
-        let mut finalized = ns(json!({"metadata": {"name": "a"}, "spec": {"finalizers": []}}));
-        finalized.prepare_for_update(&old);
-        assert_eq!(finalized.spec.and_then(|s| s.finalizers), Some(vec![]));
+        // Removing them is the finalize subresource's job, which does not run this hook.
+        let mut emptied = ns(json!({"metadata": {"name": "a"}, "spec": {"finalizers": []}}));
+        emptied.prepare_for_update(&old);
+        assert_eq!(emptied.spec.and_then(|s| s.finalizers), Some(vec!["kubernetes".to_string()]));
     }
 
     #[test]
