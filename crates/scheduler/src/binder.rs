@@ -1,0 +1,89 @@
+//! Binding: POST a Binding to pods/{name}/binding, as upstream's DefaultBinder. Many bindings
+//! are in flight at once (up to [`Binder::concurrency`]); each result goes back to the
+//! scheduling loop, which confirms or forgets the assumed pod.
+
+use std::sync::Arc;
+
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, PostParams};
+use serde_json::json;
+use tokio::sync::{mpsc, Semaphore};
+
+/// Why a binding did not happen.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum BindError {
+    /// The pod is already bound, or being deleted: nothing to retry.
+    #[error("{0}")]
+    Conflict(String),
+    /// The pod is gone.
+    #[error("{0}")]
+    NotFound(String),
+    /// Anything else (retried after backoff).
+    #[error("{0}")]
+    Failed(String),
+}
+
+/// Sends bindings from the runtime the API client lives on.
+#[derive(Clone)]
+pub struct Binder {
+    client: kube::Client,
+    runtime: tokio::runtime::Handle,
+    permits: Arc<Semaphore>,
+}
+
+impl Binder {
+    pub fn new(client: kube::Client, runtime: tokio::runtime::Handle, concurrency: usize) -> Self {
+        Self {
+            client,
+            runtime,
+            permits: Arc::new(Semaphore::new(concurrency.max(1))),
+        }
+    }
+
+    /// Binds `namespace/name` to `node` in the background and sends `done(result)` to `to`.
+    pub fn bind<T: Send + 'static>(
+        &self,
+        namespace: String,
+        name: String,
+        uid: String,
+        node: String,
+        to: mpsc::Sender<T>,
+        done: impl FnOnce(Result<(), BindError>) -> T + Send + 'static,
+    ) {
+        let client = self.client.clone();
+        let permits = self.permits.clone();
+        self.runtime.spawn(async move {
+            let result = match permits.acquire_owned().await {
+                Ok(_permit) => bind(client, &namespace, &name, &uid, &node).await,
+                Err(_) => Err(BindError::Failed("the binder is shutting down".into())),
+            };
+            // The scheduling loop always drains its inputs, so this completes.
+            let _ = to.send(done(result)).await;
+        });
+    }
+}
+
+async fn bind(
+    client: kube::Client,
+    namespace: &str,
+    name: &str,
+    uid: &str,
+    node: &str,
+) -> Result<(), BindError> {
+    let api: Api<Pod> = Api::namespaced(client, namespace);
+    let body = json!({
+        "apiVersion": "v1",
+        "kind": "Binding",
+        "metadata": {"name": name, "namespace": namespace, "uid": uid},
+        "target": {"apiVersion": "v1", "kind": "Node", "name": node},
+    });
+    match api
+        .create_subresource::<_, serde_json::Value>("binding", name, &PostParams::default(), &body)
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(s)) if s.code == 409 => Err(BindError::Conflict(s.message.clone())),
+        Err(kube::Error::Api(s)) if s.code == 404 => Err(BindError::NotFound(s.message.clone())),
+        Err(e) => Err(BindError::Failed(e.to_string())),
+    }
+}

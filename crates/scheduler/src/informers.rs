@@ -1,0 +1,131 @@
+//! Watches of pods (all namespaces, terminal pods excluded as upstream does), nodes and
+//! namespaces, each parsed into the scheduler's own types off the scheduling loop and sent to
+//! it as [`Input`]s. A watch that breaks re-lists (after backoff); the loop reconciles.
+
+use std::sync::Arc;
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
+use kube::runtime::watcher::{self, Event};
+use kube::runtime::WatchStreamExt;
+use kube::Api;
+use tokio::sync::mpsc;
+
+use crate::binder::BindError;
+use crate::labels::Labels;
+use crate::nodeinfo::NodeProps;
+use crate::podinfo::{pod_key, PodInfo, PodKey};
+
+/// Pods the scheduler watches: everything not yet finished (upstream's field selector).
+pub const POD_FIELD_SELECTOR: &str = "status.phase!=Succeeded,status.phase!=Failed";
+
+/// One step of a watch, as the loop consumes it.
+#[derive(Debug)]
+pub enum Change<T, K> {
+    /// A (re-)list begins: objects not applied before `InitDone` are gone.
+    Init,
+    Apply(T),
+    Delete(K),
+    InitDone,
+}
+
+/// Everything the scheduling loop reacts to.
+#[derive(Debug)]
+pub enum Input {
+    Pod(Change<Arc<PodInfo>, PodKey>),
+    Node(Change<(String, NodeProps), String>),
+    Namespace(Change<(String, Labels), String>),
+    /// A binding finished.
+    Bound {
+        key: PodKey,
+        node: Arc<str>,
+        result: Result<(), BindError>,
+        popped: crate::queue::Popped,
+    },
+}
+
+fn map_event<K, T, D>(
+    e: Event<K>,
+    apply: impl Fn(&K) -> T,
+    delete: impl Fn(&K) -> D,
+) -> Change<T, D> {
+    match e {
+        Event::Init => Change::Init,
+        Event::InitApply(o) | Event::Apply(o) => Change::Apply(apply(&o)),
+        Event::Delete(o) => Change::Delete(delete(&o)),
+        Event::InitDone => Change::InitDone,
+    }
+}
+
+async fn forward<K, S>(
+    what: &'static str,
+    mut stream: S,
+    tx: mpsc::Sender<Input>,
+    wrap: impl Fn(Event<K>) -> Input,
+) where
+    S: futures::Stream<Item = Result<Event<K>, watcher::Error>> + Unpin,
+{
+    while let Some(item) = stream.next().await {
+        match item {
+            Ok(e) => {
+                if tx.send(wrap(e)).await.is_err() {
+                    return;
+                }
+            }
+            Err(e) => tracing::warn!(watch = what, error = %e, "scheduler watch failed; retrying"),
+        }
+    }
+}
+
+/// Starts the three watches on the current runtime.
+pub fn start(client: kube::Client, tx: mpsc::Sender<Input>) {
+    let pods: Api<Pod> = Api::all(client.clone());
+    let cfg = watcher::Config::default().fields(POD_FIELD_SELECTOR);
+    let stream = watcher::watcher(pods, cfg).default_backoff().boxed();
+    tokio::spawn(forward("pods", stream, tx.clone(), |e| {
+        Input::Pod(map_event(
+            e,
+            |p: &Pod| Arc::new(PodInfo::from_pod(p)),
+            |p: &Pod| {
+                pod_key(
+                    p.metadata.namespace.as_deref().unwrap_or("default"),
+                    p.metadata.name.as_deref().unwrap_or(""),
+                )
+            },
+        ))
+    }));
+
+    let nodes: Api<Node> = Api::all(client.clone());
+    let stream = watcher::watcher(nodes, watcher::Config::default())
+        .default_backoff()
+        .boxed();
+    tokio::spawn(forward("nodes", stream, tx.clone(), |e| {
+        Input::Node(map_event(
+            e,
+            |n: &Node| {
+                (
+                    n.metadata.name.clone().unwrap_or_default(),
+                    NodeProps::from_node(n),
+                )
+            },
+            |n: &Node| n.metadata.name.clone().unwrap_or_default(),
+        ))
+    }));
+
+    let namespaces: Api<Namespace> = Api::all(client);
+    let stream = watcher::watcher(namespaces, watcher::Config::default())
+        .default_backoff()
+        .boxed();
+    tokio::spawn(forward("namespaces", stream, tx, |e| {
+        Input::Namespace(map_event(
+            e,
+            |n: &Namespace| {
+                (
+                    n.metadata.name.clone().unwrap_or_default(),
+                    n.metadata.labels.clone().unwrap_or_default(),
+                )
+            },
+            |n: &Namespace| n.metadata.name.clone().unwrap_or_default(),
+        ))
+    }));
+}

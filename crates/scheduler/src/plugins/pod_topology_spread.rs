@@ -1,0 +1,342 @@
+//! PodTopologySpread: DoNotSchedule constraints keep the skew of matching pods between
+//! topology domains within maxSkew (filter, with per-domain counts computed once per cycle);
+//! ScheduleAnyway constraints prefer the domains with fewer matching pods (score).
+
+use std::collections::{HashMap, HashSet};
+
+use super::node_affinity;
+use super::taint_toleration::first_untolerated;
+use super::{Plugin, Rejection, MAX_NODE_SCORE};
+use crate::labels::Selector;
+use crate::nodeinfo::NodeInfo;
+use crate::podinfo::{PodInfo, SpreadConstraint};
+
+pub const ERR_REASON_CONSTRAINTS: &str = "node(s) didn't match pod topology spread constraints";
+pub const ERR_REASON_MISSING_LABEL: &str =
+    "node(s) didn't match pod topology spread constraints (missing required label)";
+
+pub const HOSTNAME_LABEL: &str = "kubernetes.io/hostname";
+
+type Pair<'a> = (&'a str, &'a str);
+
+/// Pods on `node` in namespace `ns` selected by `selector`, terminating pods excluded (an
+/// empty selector counts nothing, as upstream).
+fn count_matching(node: &NodeInfo, selector: &Selector, ns: &str) -> i64 {
+    if selector.is_empty() {
+        return 0;
+    }
+    node.pods
+        .iter()
+        .filter(|p| !p.terminating && p.namespace == ns && selector.matches(&p.labels))
+        .count() as i64
+}
+
+fn has_all_keys<'a>(
+    node: &NodeInfo,
+    mut constraints: impl Iterator<Item = &'a SpreadConstraint>,
+) -> bool {
+    constraints.all(|c| node.labels().contains_key(&c.topology_key))
+}
+
+/// nodeAffinityPolicy and nodeTaintsPolicy: whether the node's domain counts at all.
+fn node_included(c: &SpreadConstraint, pod: &PodInfo, node: &NodeInfo) -> bool {
+    if c.honor_node_affinity && !node_affinity::matches(pod, node) {
+        return false;
+    }
+    !(c.honor_node_taints && first_untolerated(node.taints(), &pod.tolerations).is_some())
+}
+
+/// Counts of matching pods per domain for the hard constraints.
+#[derive(Debug, Default)]
+pub struct FilterState<'a> {
+    constraints: Vec<&'a SpreadConstraint>,
+    matches: HashMap<Pair<'a>, i64>,
+    /// Per topology key: number of domains and the lowest count among them.
+    domains: HashMap<&'a str, (i64, i64)>,
+}
+
+/// Upstream's PreFilter: None when the pod has no DoNotSchedule constraint.
+pub fn pre_filter<'a>(pod: &'a PodInfo, nodes: &[&'a NodeInfo]) -> Option<FilterState<'a>> {
+    let constraints: Vec<&SpreadConstraint> = pod.spread.iter().filter(|c| c.hard).collect();
+    if constraints.is_empty() {
+        return None;
+    }
+    let mut matches: HashMap<Pair<'a>, i64> = HashMap::new();
+    for &node in nodes {
+        if !has_all_keys(node, constraints.iter().copied()) {
+            continue;
+        }
+        for c in &constraints {
+            if !node_included(c, pod, node) {
+                continue;
+            }
+            let Some((k, v)) = node.labels().get_key_value(&c.topology_key) else {
+                continue;
+            };
+            *matches.entry((k.as_str(), v.as_str())).or_insert(0) +=
+                count_matching(node, &c.selector, &pod.namespace);
+        }
+    }
+    let mut domains: HashMap<&str, (i64, i64)> = HashMap::new();
+    for ((k, _), n) in &matches {
+        let e = domains.entry(k).or_insert((0, i64::MAX));
+        e.0 += 1;
+        e.1 = e.1.min(*n);
+    }
+    Some(FilterState {
+        constraints,
+        matches,
+        domains,
+    })
+}
+
+pub fn filter(state: Option<&FilterState>, pod: &PodInfo, node: &NodeInfo) -> Option<Rejection> {
+    let state = state?;
+    for c in &state.constraints {
+        let Some((k, v)) = node.labels().get_key_value(&c.topology_key) else {
+            return Some(Rejection::unresolvable(
+                Plugin::PodTopologySpread,
+                ERR_REASON_MISSING_LABEL,
+            ));
+        };
+        let (num_domains, min) = state
+            .domains
+            .get(c.topology_key.as_str())
+            .copied()
+            .unwrap_or((0, 0));
+        let min = if c.min_domains.is_some_and(|m| num_domains < m as i64) || num_domains == 0 {
+            0
+        } else {
+            min
+        };
+        let self_match = i64::from(c.selector.matches(&pod.labels));
+        let here = state
+            .matches
+            .get(&(k.as_str(), v.as_str()))
+            .copied()
+            .unwrap_or(0);
+        if here + self_match - min > c.max_skew as i64 {
+            return Some(Rejection::unschedulable(
+                Plugin::PodTopologySpread,
+                ERR_REASON_CONSTRAINTS,
+            ));
+        }
+    }
+    None
+}
+
+/// Counts per domain among the feasible nodes for the soft constraints (upstream's PreScore).
+#[derive(Debug, Default)]
+pub struct ScoreState<'a> {
+    constraints: Vec<&'a SpreadConstraint>,
+    counts: HashMap<Pair<'a>, i64>,
+    weights: Vec<f64>,
+    ignored: HashSet<&'a str>,
+}
+
+/// None when the pod has no ScheduleAnyway constraint (the plugin is skipped).
+pub fn pre_score<'a>(
+    pod: &'a PodInfo,
+    feasible: &[&'a NodeInfo],
+    all_nodes: &[&'a NodeInfo],
+) -> Option<ScoreState<'a>> {
+    let constraints: Vec<&SpreadConstraint> = pod.spread.iter().filter(|c| !c.hard).collect();
+    if constraints.is_empty() || feasible.is_empty() {
+        return None;
+    }
+    let mut s = ScoreState {
+        constraints,
+        ..Default::default()
+    };
+    let mut sizes = vec![0usize; s.constraints.len()];
+    for &node in feasible {
+        if !has_all_keys(node, s.constraints.iter().copied()) {
+            s.ignored.insert(&node.name);
+            continue;
+        }
+        for (i, c) in s.constraints.iter().enumerate() {
+            if c.topology_key == HOSTNAME_LABEL {
+                continue;
+            }
+            if let Some((k, v)) = node.labels().get_key_value(&c.topology_key) {
+                if s.counts.insert((k.as_str(), v.as_str()), 0).is_none() {
+                    sizes[i] += 1;
+                }
+            }
+        }
+    }
+    s.weights = s
+        .constraints
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            let size = if c.topology_key == HOSTNAME_LABEL {
+                feasible.len() - s.ignored.len()
+            } else {
+                sizes[i]
+            };
+            ((size + 2) as f64).ln()
+        })
+        .collect();
+    for &node in all_nodes {
+        if !has_all_keys(node, s.constraints.iter().copied()) {
+            continue;
+        }
+        for c in &s.constraints {
+            if c.topology_key == HOSTNAME_LABEL || !node_included(c, pod, node) {
+                continue;
+            }
+            let Some((k, v)) = node.labels().get_key_value(&c.topology_key) else {
+                continue;
+            };
+            if let Some(n) = s.counts.get_mut(&(k.as_str(), v.as_str())) {
+                *n += count_matching(node, &c.selector, &pod.namespace);
+            }
+        }
+    }
+    Some(s)
+}
+
+pub fn raw_score(state: &ScoreState, pod: &PodInfo, node: &NodeInfo) -> i64 {
+    if state.ignored.contains(&*node.name) {
+        return 0;
+    }
+    let mut score = 0f64;
+    for (i, c) in state.constraints.iter().enumerate() {
+        let Some((k, v)) = node.labels().get_key_value(&c.topology_key) else {
+            continue;
+        };
+        let count = if c.topology_key == HOSTNAME_LABEL {
+            count_matching(node, &c.selector, &pod.namespace)
+        } else {
+            state
+                .counts
+                .get(&(k.as_str(), v.as_str()))
+                .copied()
+                .unwrap_or(0)
+        };
+        score += count as f64 * state.weights[i] + (c.max_skew - 1) as f64;
+    }
+    score.round() as i64
+}
+
+/// Fewer matching pods score higher; ignored nodes (missing a topology key) score 0.
+pub fn normalize(state: &ScoreState, nodes: &[&NodeInfo], scores: &mut [i64]) {
+    let considered = || {
+        nodes
+            .iter()
+            .zip(scores.iter())
+            .filter(|(n, _)| !state.ignored.contains(&*n.name))
+            .map(|(_, s)| *s)
+    };
+    let min = considered().min().unwrap_or(0);
+    let max = considered().max().unwrap_or(0);
+    for (n, s) in nodes.iter().zip(scores.iter_mut()) {
+        *s = if state.ignored.contains(&*n.name) {
+            0
+        } else if max == 0 {
+            MAX_NODE_SCORE
+        } else {
+            MAX_NODE_SCORE * (max + min - *s) / max
+        };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::nodeinfo::NodeProps;
+    use crate::podinfo::tests::pod;
+    use serde_json::json;
+    use std::sync::Arc;
+
+    fn node(name: &str, zone: Option<&str>) -> NodeInfo {
+        let mut labels: crate::labels::Labels = [(HOSTNAME_LABEL.to_string(), name.to_string())]
+            .into_iter()
+            .collect();
+        if let Some(z) = zone {
+            labels.insert("zone".into(), z.into());
+        }
+        NodeInfo::with_props(
+            name,
+            NodeProps {
+                labels,
+                ..Default::default()
+            },
+        )
+    }
+
+    fn spread(name: &str, max_skew: i32, when: &str) -> PodInfo {
+        pod(
+            json!({"metadata": {"name": name, "labels": {"app": "web"}}, "spec": {"topologySpreadConstraints": [
+                {"maxSkew": max_skew, "topologyKey": "zone", "whenUnsatisfiable": when, "labelSelector": {"matchLabels": {"app": "web"}}}
+            ]}}),
+        )
+    }
+
+    #[test]
+    fn the_filter_keeps_skew_within_max_skew() {
+        let mut nodes = [
+            node("a", Some("z1")),
+            node("b", Some("z1")),
+            node("c", Some("z2")),
+            node("d", None),
+        ];
+        nodes[0].add_pod(Arc::new(spread("w1", 1, "DoNotSchedule")));
+        let p = spread("w2", 1, "DoNotSchedule");
+        let refs: Vec<&NodeInfo> = nodes.iter().collect();
+        let state = pre_filter(&p, &refs);
+        let r: Vec<Option<String>> = nodes
+            .iter()
+            .map(|n| filter(state.as_ref(), &p, n).map(|r| r.reasons[0].to_string()))
+            .collect();
+        assert_eq!(
+            r,
+            vec![
+                Some(ERR_REASON_CONSTRAINTS.to_string()),
+                Some(ERR_REASON_CONSTRAINTS.to_string()),
+                None,
+                Some(ERR_REASON_MISSING_LABEL.to_string())
+            ]
+        );
+    }
+
+    #[test]
+    fn terminating_pods_and_other_namespaces_do_not_count() {
+        let mut nodes = [node("a", Some("z1")), node("c", Some("z2"))];
+        let mut gone = spread("w1", 1, "DoNotSchedule");
+        gone.terminating = true;
+        nodes[0].add_pod(Arc::new(gone));
+        nodes[0].add_pod(Arc::new(pod(json!({"metadata": {"name": "o", "namespace": "other", "labels": {"app": "web"}}, "spec": {}}))));
+        let p = spread("w2", 1, "DoNotSchedule");
+        let refs: Vec<&NodeInfo> = nodes.iter().collect();
+        let state = pre_filter(&p, &refs);
+        assert!(nodes
+            .iter()
+            .all(|n| filter(state.as_ref(), &p, n).is_none()));
+    }
+
+    #[test]
+    fn soft_constraints_prefer_emptier_domains() {
+        let mut nodes = [
+            node("a", Some("z1")),
+            node("b", Some("z1")),
+            node("c", Some("z2")),
+            node("d", None),
+        ];
+        nodes[0].add_pod(Arc::new(spread("w1", 1, "ScheduleAnyway")));
+        nodes[1].add_pod(Arc::new(spread("w2", 1, "ScheduleAnyway")));
+        let p = spread("w3", 1, "ScheduleAnyway");
+        let refs: Vec<&NodeInfo> = nodes.iter().collect();
+        assert!(pre_filter(&p, &refs).is_none());
+        let state = pre_score(&p, &refs, &refs).expect("soft constraints");
+        let mut scores: Vec<i64> = nodes.iter().map(|n| raw_score(&state, &p, n)).collect();
+        normalize(&state, &refs, &mut scores);
+        assert_eq!(scores[3], 0, "a node without the key is ignored");
+        assert!(
+            scores[2] > scores[0] && scores[0] == scores[1],
+            "{scores:?}"
+        );
+        assert_eq!(scores[2], MAX_NODE_SCORE);
+    }
+}
