@@ -14,11 +14,11 @@ step "Python client for the compatibility tests"
 python3 -c 'import kubernetes' 2>/dev/null || python3 -m pip install -q 'kubernetes==31.0.0'
 
 step "build"
-cargo build --locked --workspace --all-targets
+cargo build --workspace --all-targets
 
 step "tests"
 if cargo nextest --version >/dev/null 2>&1; then
-  cargo nextest run --locked --workspace --no-fail-fast --failure-output final
+  cargo nextest run --workspace --no-fail-fast --failure-output final
 else
-  cargo test --locked --workspace --no-fail-fast
+  cargo test --workspace --no-fail-fast
 fi

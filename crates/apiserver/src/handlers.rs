@@ -29,6 +29,8 @@ pub struct Req<'a> {
     pub query: Query,
     pub accept: Option<&'a str>,
     pub content_type: Option<&'a str>,
+    /// Names the field manager of writes that do not send `fieldManager`.
+    pub user_agent: Option<&'a str>,
     pub body: Bytes,
 }
 
@@ -107,11 +109,13 @@ fn to_vec(v: &Value) -> ApiResult<Vec<u8>> {
     serde_json::to_vec(v).map_err(ApiError::internal)
 }
 
-fn write_options(q: &Query) -> ApiResult<WriteOptions> {
+fn write_options(req: &Req<'_>) -> ApiResult<WriteOptions> {
+    let q = &req.query;
     Ok(WriteOptions {
         dry_run: q.dry_run()?,
         field_validation: q.field_validation()?,
-        field_manager: q.get("fieldManager").map(str::to_string),
+        field_manager: Some(crate::fieldmanager::manager_or_user_agent(q.get("fieldManager"), req.user_agent)),
+        fields_tracked: false,
     })
 }
 
@@ -343,7 +347,7 @@ impl<B: hyper::body::Body + Unpin> hyper::body::Body for GuardedBody<B> {
 pub async fn create(reg: &Registry, req: &Req<'_>) -> ApiResult<Response<Body>> {
     let r = &req.route;
     let format = negotiate(req.accept)?;
-    let opts = write_options(&req.query)?;
+    let opts = write_options(req)?;
     let mut warnings = Vec::new();
     let obj = decode_request_body(req, &mut warnings)?;
     let w = reg.create(r.info, r.namespace.as_deref(), obj, &opts, warnings).await?;
@@ -361,7 +365,7 @@ fn written_response(info: &ResourceInfo, w: Written, format: Format, q: &Query) 
 pub async fn update(reg: &Registry, req: &Req<'_>, name: &str) -> ApiResult<Response<Body>> {
     let r = &req.route;
     let format = negotiate(req.accept)?;
-    let opts = write_options(&req.query)?;
+    let opts = write_options(req)?;
     match r.subresource.as_deref() {
         None | Some("status") | Some("finalize") => {
             let mut warnings = Vec::new();
@@ -499,7 +503,7 @@ pub async fn delete_collection(reg: &Registry, req: &Req<'_>) -> ApiResult<Respo
 pub async fn patch(reg: &Registry, req: &Req<'_>, name: &str) -> ApiResult<Response<Body>> {
     let r = &req.route;
     let format = negotiate(req.accept)?;
-    let opts = write_options(&req.query)?;
+    let opts = write_options(req)?;
     let patch_type = crate::patch::PatchType::from_content_type(req.content_type)?;
     let w = crate::patch::patch(reg, req, name, patch_type, &opts).await?;
     match w {

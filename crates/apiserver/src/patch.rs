@@ -62,13 +62,8 @@ fn apply_patch(pt: PatchType, doc: &Value, patch: &Value, ty: (&str, &str, &str)
             out = patch::strategic::apply_to_kind(doc, patch, ty.0, ty.1, ty.2)
                 .map_err(|e| patch_error(e.status_code(), e.to_string()))?;
         }
-        PatchType::Apply => {
-            return Err(ApiError::new(
-                415,
-                "UnsupportedMediaType",
-                "server-side apply is not implemented yet",
-            ))
-        }
+        // Server-side apply never gets here: `patch` hands it to the field manager.
+        PatchType::Apply => return Err(ApiError::internal("apply patches are merged by the field manager")),
     }
     Ok(out)
 }
@@ -90,6 +85,10 @@ fn parse_patch(pt: PatchType, body: &[u8]) -> ApiResult<Value> {
 }
 
 pub async fn patch(reg: &Registry, req: &Req<'_>, name: &str, pt: PatchType, opts: &WriteOptions) -> ApiResult<Patched> {
+    crate::fieldmanager::apply::validate_options(pt == PatchType::Apply, &req.query)?;
+    if pt == PatchType::Apply {
+        return crate::fieldmanager::apply::patch(reg, req, name, opts).await.map(Patched::Object);
+    }
     let r = &req.route;
     let info = r.info;
     let patch_doc = parse_patch(pt, &req.body)?;
@@ -110,7 +109,7 @@ pub async fn patch(reg: &Registry, req: &Req<'_>, name: &str, pt: PatchType, opt
         }
         Some("scale") => {
             let w = reg
-                .update_with(info, r.namespace.as_deref(), name, opts, None, |old| {
+                .update_with(info, r.namespace.as_deref(), name, opts, Some("scale"), |old| {
                     let scale = crate::scale::to_scale(info, old)?;
                     let patched = apply_patch(pt, &scale, &patch_doc, ("autoscaling", "v1", "Scale"))?;
                     Ok((crate::scale::apply_scale(info, old, &patched)?, vec![]))

@@ -109,7 +109,7 @@ pub async fn update_scale(
     opts: &WriteOptions,
 ) -> ApiResult<Value> {
     let w = reg
-        .update_with(info, ns, name, opts, None, |old| Ok((apply_scale(info, old, scale)?, vec![])))
+        .update_with(info, ns, name, opts, Some("scale"), |old| Ok((apply_scale(info, old, scale)?, vec![])))
         .await?;
     let obj = match &w.object {
         ObjectOut::Stored(kv) => decode_stored(info, kv)?,

@@ -209,6 +209,16 @@ impl TypeRef {
             .flat_map(|m| m.keys().map(String::as_str))
     }
 
+    /// Names of the fields this struct requires (Go fields serialized even when empty, which
+    /// server-side apply's zero objects need).
+    pub fn required_fields(&self) -> impl Iterator<Item = &'static str> {
+        self.resolved
+            .get("required")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flat_map(|a| a.iter().filter_map(Value::as_str))
+    }
+
     /// The type of a list's items or of a map's values.
     pub fn items(&self) -> Option<TypeRef> {
         let site = self.resolved.get("items").or_else(|| {
