@@ -8,6 +8,14 @@ packages=(
   curl
   ca-certificates
   python3-pip       # the Python kubernetes client used by the tests
+  protobuf-compiler # protoc, for the CRI protos (k8s-cri) at build time
+  containerd        # the node agent's container runtime (CRI v1)
+  runc
+  containernetworking-plugins  # bridge, host-local, portmap, loopback (/usr/lib/cni)
+  iptables          # masquerade and hostPort rules the CNI plugins write
+  nftables
+  iproute2
+  busybox-static    # the test images (scripts/build-test-images.sh)
 )
 missing=()
 for p in "${packages[@]}"; do

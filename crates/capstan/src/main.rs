@@ -6,6 +6,7 @@ mod client;
 mod components;
 mod hostinfo;
 mod kubeconfig;
+mod node_agent;
 mod server;
 
 use clap::{Parser, Subcommand};

@@ -51,6 +51,17 @@ pub struct ServerArgs {
     #[arg(long, env = "CAPSTAN_DISABLE_AGENT")]
     pub disable_agent: bool,
 
+    /// This machine's node name, when the agent runs (default: the host name).
+    #[arg(long, env = "CAPSTAN_NODE_NAME")]
+    pub node_name: Option<String>,
+
+    /// Pod network range; each node gets a /24 of it as its podCIDR.
+    #[arg(long, env = "CAPSTAN_CLUSTER_CIDR", default_value = "10.42.0.0/16")]
+    pub cluster_cidr: String,
+
+    #[command(flatten)]
+    pub node: crate::node_agent::NodeArgs,
+
     /// Controllers not to run, comma-separated: replicaset, replicationcontroller, deployment,
     /// garbagecollector, namespace, endpoints, endpointslice, serviceaccount; `all` for none.
     #[arg(long, env = "CAPSTAN_DISABLE_CONTROLLERS", value_delimiter = ',')]
@@ -235,6 +246,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     api.set_ready(false);
     let _ = shutdown_tx.send(true);
     let _ = serving.await;
+    crate::node_agent::wait_stopped().await;
     drop(api);
     tracing::info!("stopped");
     Ok(())

@@ -1,5 +1,8 @@
 //! Starts a real `capstan server` for a test (own data dir, free port, own kubectl cache) and
 //! runs the real kubectl against it. Acceptance tests use this; nothing here is mocked.
+//! [`Server::start_with_agent`] also runs the node agent with its own containerd (see [`agent`]).
+
+pub mod agent;
 
 use std::io::Write;
 use std::net::TcpListener;
@@ -14,6 +17,8 @@ pub struct Server {
     pub dir: tempfile::TempDir,
     pub port: u16,
     pub extra_args: Vec<String>,
+    /// Set when the server runs its node agent (real containers).
+    pub agent: Option<agent::AgentOpts>,
 }
 
 fn free_port() -> u16 {
@@ -37,6 +42,7 @@ impl Server {
             dir: tempfile::tempdir().expect("tempdir"),
             port: free_port(),
             extra_args: extra.iter().map(|s| s.to_string()).collect(),
+            agent: None,
         };
         s.spawn();
         s
@@ -74,7 +80,10 @@ impl Server {
             .arg(self.port.to_string())
             .arg("--bind-address")
             .arg("127.0.0.1")
-            .arg("--disable-agent")
+            .args(match &self.agent {
+                Some(a) => a.server_args(),
+                None => vec!["--disable-agent".to_string()],
+            })
             .args(&self.extra_args)
             .env("CAPSTAN_LOG", std::env::var("CAPSTAN_LOG").unwrap_or_else(|_| "info".into()))
             .stdout(Stdio::from(log.try_clone().expect("log")))
@@ -259,9 +268,16 @@ fn tail(s: &str, n: usize) -> String {
 
 impl Drop for Server {
     fn drop(&mut self) {
+        if self.agent.is_some() && self.child.is_some() {
+            // SIGTERM lets the agent stop its containerd in order.
+            self.stop_quietly();
+        }
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
             let _ = c.wait();
+        }
+        if let Some(a) = &self.agent {
+            agent::cleanup(&self.data_dir(), a);
         }
     }
 }

@@ -1,0 +1,184 @@
+//! The node agent's flags (shared by `capstan server` and `capstan agent`) and how the binary
+//! starts the agent ([`spawn`]): settings from flags, a kube client, the kubelet port's TLS.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use capstan_kubelet::{Agent, Config, RuntimeEndpoint};
+use clap::Args;
+use tokio::sync::watch;
+
+/// Node agent flags, named as k3s and the kubelet name them.
+#[derive(Args, Debug, Clone)]
+pub struct NodeArgs {
+    /// CRI socket of an existing container runtime; by default the agent runs its own
+    /// containerd under <data-dir>/agent/containerd.
+    #[arg(long, env = "CAPSTAN_CONTAINER_RUNTIME_ENDPOINT")]
+    pub container_runtime_endpoint: Option<PathBuf>,
+
+    /// The node's address (default: the host's primary address).
+    #[arg(long, env = "CAPSTAN_NODE_IP")]
+    pub node_ip: Option<IpAddr>,
+
+    /// The pod sandbox image (must be present: import it or put it in the images folder).
+    #[arg(
+        long,
+        env = "CAPSTAN_PAUSE_IMAGE",
+        default_value = "capstan.local/pause:3.10"
+    )]
+    pub pause_image: String,
+
+    /// The cluster DNS server pods with dnsPolicy ClusterFirst use.
+    #[arg(
+        long,
+        env = "CAPSTAN_CLUSTER_DNS",
+        default_value = "10.43.0.10",
+        value_delimiter = ','
+    )]
+    pub cluster_dns: Vec<IpAddr>,
+
+    /// The cluster's DNS domain.
+    #[arg(long, env = "CAPSTAN_CLUSTER_DOMAIN", default_value = "cluster.local")]
+    pub cluster_domain: String,
+
+    /// The kubelet port (logs for `kubectl logs`, metrics).
+    #[arg(long, env = "CAPSTAN_KUBELET_PORT", default_value_t = 10250)]
+    pub kubelet_port: u16,
+
+    /// Most pods this node runs.
+    #[arg(long, env = "CAPSTAN_MAX_PODS", default_value_t = 110)]
+    pub max_pods: u32,
+
+    /// Name of the CNI bridge for pods.
+    #[arg(long, env = "CAPSTAN_CNI_BRIDGE", default_value = "cni0")]
+    pub cni_bridge: String,
+
+    /// Registry mirrors and credentials (k3s's registries.yaml format; default
+    /// <data-dir>/registries.yaml).
+    #[arg(long, env = "CAPSTAN_PRIVATE_REGISTRY")]
+    pub private_registry: Option<PathBuf>,
+
+    /// Folder of image tarballs imported at start (default <data-dir>/agent/images).
+    #[arg(long, env = "CAPSTAN_IMAGES")]
+    pub images: Option<PathBuf>,
+
+    /// Labels for the Node (repeatable, key=value).
+    #[arg(long = "node-label", env = "CAPSTAN_NODE_LABEL", value_delimiter = ',')]
+    pub node_labels: Vec<String>,
+}
+
+impl NodeArgs {
+    /// The agent's settings for a node called `name` keeping state in `data_dir`.
+    pub fn config(
+        &self,
+        name: &str,
+        data_dir: &Path,
+        extra_labels: &[(&str, &str)],
+        tls: Option<capstan_kubelet::server::Tls>,
+    ) -> Config {
+        let mut labels: BTreeMap<String, String> = self
+            .node_labels
+            .iter()
+            .filter_map(|l| {
+                l.split_once('=')
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+            })
+            .collect();
+        for (k, v) in extra_labels {
+            labels.insert(k.to_string(), v.to_string());
+        }
+        let dir = data_dir.join("agent");
+        Config {
+            node_name: name.to_string(),
+            node_ip: self.node_ip,
+            runtime: match &self.container_runtime_endpoint {
+                Some(p) => RuntimeEndpoint::External(p.clone()),
+                None => RuntimeEndpoint::Managed {
+                    containerd: "containerd".into(),
+                    runc: which("runc").unwrap_or_else(|| "/usr/sbin/runc".into()),
+                    ctr: "ctr".into(),
+                },
+            },
+            pause_image: self.pause_image.clone(),
+            cluster_dns: self.cluster_dns.clone(),
+            cluster_domain: self.cluster_domain.clone(),
+            kubelet_port: self.kubelet_port,
+            max_pods: self.max_pods,
+            bridge: self.cni_bridge.clone(),
+            registries_file: self
+                .private_registry
+                .clone()
+                .unwrap_or_else(|| data_dir.join("registries.yaml")),
+            images_dir: self.images.clone().unwrap_or_else(|| dir.join("images")),
+            node_labels: labels,
+            dir,
+            tls,
+        }
+    }
+}
+
+fn which(bin: &str) -> Option<String> {
+    for d in [
+        "/usr/sbin",
+        "/usr/bin",
+        "/sbin",
+        "/bin",
+        "/usr/local/sbin",
+        "/usr/local/bin",
+    ] {
+        let p = Path::new(d).join(bin);
+        if p.exists() {
+            return Some(p.to_string_lossy().into_owned());
+        }
+    }
+    None
+}
+
+/// Runs the agent in a task; a start-up failure is logged (the server keeps serving).
+pub fn spawn(
+    cfg: Config,
+    client: kube::Client,
+    shutdown: watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        if let Err(e) = Agent::run(cfg, client, shutdown).await {
+            tracing::error!(error = %e, "the node agent stopped");
+        }
+    })
+}
+
+static RUNNING: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>> =
+    std::sync::Mutex::new(Vec::new());
+
+/// Starts the agent for this machine inside `capstan server`.
+pub fn start_local(ctx: &crate::components::Context, args: &crate::server::ServerArgs) {
+    let name = args
+        .node_name
+        .clone()
+        .or_else(crate::hostinfo::hostname)
+        .unwrap_or_else(|| "localhost".into())
+        .to_lowercase();
+    let cfg = args.node.config(
+        &name,
+        &ctx.data_dir,
+        &[("node-role.kubernetes.io/control-plane", "true")],
+        None,
+    );
+    let h = spawn(cfg, ctx.client.clone(), ctx.shutdown.clone());
+    if let Ok(mut v) = RUNNING.lock() {
+        v.push(h);
+    }
+}
+
+/// Waits (up to 30 s) for agents started here to stop after shutdown: each stops its
+/// containerd; containers keep running.
+pub async fn wait_stopped() {
+    let handles: Vec<_> = RUNNING
+        .lock()
+        .map(|mut v| std::mem::take(&mut *v))
+        .unwrap_or_default();
+    for h in handles {
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(30), h).await;
+    }
+}

@@ -1,0 +1,28 @@
+//! capstan's node agent (a kubelet): runs the pods bound to this node on containerd through
+//! CRI v1.
+//!
+//! Entry point: [`Agent::run`]. It registers the Node, starts (or adopts) containerd with a
+//! generated config and the CNI bridge network for the node's podCIDR, imports the air-gap
+//! images, then runs the node status and lease loops, the log server and the pod manager
+//! ([`pods::run`]), which keeps one state-machine worker per pod. [`ipam::run`] is the
+//! server-side podCIDR allocator.
+#![forbid(unsafe_code)]
+
+pub mod agent;
+pub mod backoff;
+pub mod cgroups;
+pub mod cni;
+pub mod containerd;
+pub mod cri;
+pub mod images;
+pub mod ipam;
+pub mod logs;
+pub mod metrics;
+pub mod node;
+pub mod pods;
+pub mod quantity;
+pub mod registries;
+pub mod server;
+pub mod util;
+
+pub use agent::{Agent, Config, RuntimeEndpoint};

@@ -1,0 +1,209 @@
+//! Servers with the node agent: real containerd, real containers. Each test cluster gets its
+//! own kubelet port, CNI bridge and pod network so several can run side by side, the test
+//! images (built once by scripts/build-test-images.sh) in its air-gap folder, and a clean-up
+//! that stops what it started even when a test fails half-way.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Once;
+use std::time::{Duration, Instant};
+
+use crate::{free_port, Server};
+
+/// The busybox test image (sh, httpd, nc, wget, nslookup...).
+pub const BUSYBOX: &str = "capstan.test/busybox:1.0";
+/// busybox httpd serving "hello from <hostname>" on port 80.
+pub const HTTPD: &str = "capstan.test/httpd:1.0";
+
+/// Where one test cluster's node agent lives.
+#[derive(Clone, Debug)]
+pub struct AgentOpts {
+    pub node_name: String,
+    pub kubelet_port: u16,
+    pub bridge: String,
+    pub cluster_cidr: String,
+}
+
+impl AgentOpts {
+    fn new() -> Self {
+        static N: AtomicU32 = AtomicU32::new(0);
+        let n = N.fetch_add(1, Ordering::SeqCst);
+        // A /16 per cluster from 10.100-10.249, spread by process and counter.
+        let octet = 100 + (std::process::id().wrapping_mul(7).wrapping_add(n * 13)) % 150;
+        Self {
+            node_name: format!("node-{octet}"),
+            kubelet_port: free_port(),
+            bridge: format!("cst{octet}"),
+            cluster_cidr: format!("10.{octet}.0.0/16"),
+        }
+    }
+
+    pub(crate) fn server_args(&self) -> Vec<String> {
+        vec![
+            "--node-name".into(),
+            self.node_name.clone(),
+            "--kubelet-port".into(),
+            self.kubelet_port.to_string(),
+            "--cni-bridge".into(),
+            self.bridge.clone(),
+            "--cluster-cidr".into(),
+            self.cluster_cidr.clone(),
+        ]
+    }
+}
+
+fn repo_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// Builds the test images once per test process; returns their folder.
+pub fn test_images() -> PathBuf {
+    static BUILD: Once = Once::new();
+    let dir = std::env::var("CAPSTAN_TEST_IMAGES")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| PathBuf::from("/var/tmp/capstan-images"));
+    BUILD.call_once(|| {
+        let st = Command::new(repo_dir().join("scripts/build-test-images.sh"))
+            .arg(&dir)
+            .status()
+            .expect("running scripts/build-test-images.sh");
+        assert!(st.success(), "building the test images failed");
+    });
+    dir
+}
+
+impl Server {
+    /// Starts `bin server` with its node agent (own containerd, pod network and kubelet port),
+    /// the test images in its air-gap folder, and waits until the node is Ready.
+    pub fn start_with_agent(bin: &str, extra: &[&str]) -> Self {
+        let images = test_images();
+        let mut s = Server {
+            bin: PathBuf::from(bin),
+            child: None,
+            dir: tempfile::tempdir().expect("tempdir"),
+            port: free_port(),
+            extra_args: extra.iter().map(|s| s.to_string()).collect(),
+            agent: Some(AgentOpts::new()),
+        };
+        let air_gap = s.data_dir().join("agent/images");
+        std::fs::create_dir_all(&air_gap).expect("images folder");
+        for f in ["pause.tar", "busybox.tar", "httpd.tar"] {
+            std::os::unix::fs::symlink(images.join(f), air_gap.join(f))
+                .expect("linking a test image");
+        }
+        s.spawn();
+        s.wait_node_ready();
+        s
+    }
+
+    /// The agent's node name.
+    pub fn node_name(&self) -> String {
+        self.agent
+            .as_ref()
+            .map(|a| a.node_name.clone())
+            .unwrap_or_default()
+    }
+
+    /// Waits until the node reports Ready.
+    pub fn wait_node_ready(&self) {
+        let node = self.node_name();
+        crate::eventually(Duration::from_secs(90), "the node to be Ready", || {
+            let out = self.kubectl(&[
+                "get",
+                "node",
+                &node,
+                "-o",
+                "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}",
+            ]);
+            (String::from_utf8_lossy(&out.stdout) == "True").then_some(())
+        });
+    }
+
+    /// SIGTERM and wait, without panicking (for Drop).
+    pub(crate) fn stop_quietly(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .arg(c.id().to_string())
+                .status();
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = c.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// A pod manifest (YAML) on this server's node, for tests that create pods directly.
+    pub fn apply(&self, yaml: &str) -> String {
+        self.ok_stdin(&["apply", "-f", "-"], yaml)
+    }
+
+    /// Polls `kubectl get pod NAME -o jsonpath=PATH` until it equals `want`.
+    pub fn wait_pod_field(&self, pod: &str, path: &str, want: &str, timeout: Duration) {
+        crate::eventually(timeout, &format!("pod {pod} {path} == {want}"), || {
+            let out = self.kubectl(&["get", "pod", pod, "-o", &format!("jsonpath={path}")]);
+            (String::from_utf8_lossy(&out.stdout) == want).then_some(())
+        });
+    }
+}
+
+/// Kills what a test cluster's agent left behind (containers, shims, containerd), unmounts
+/// its file systems, removes its bridge. Processes are found by the data dir in their command
+/// line and ended by pid.
+pub fn cleanup(data_dir: &Path, a: &AgentOpts) {
+    let runc_root = data_dir.join("agent/containerd/state/runc-root/k8s.io");
+    if runc_root.exists() {
+        let out = Command::new("runc")
+            .arg("--root")
+            .arg(&runc_root)
+            .args(["list", "-q"])
+            .output();
+        if let Ok(out) = out {
+            for id in String::from_utf8_lossy(&out.stdout).lines() {
+                let _ = Command::new("runc")
+                    .arg("--root")
+                    .arg(&runc_root)
+                    .args(["kill", "--all", id, "KILL"])
+                    .output();
+                let _ = Command::new("runc")
+                    .arg("--root")
+                    .arg(&runc_root)
+                    .args(["delete", "-f", id])
+                    .output();
+            }
+        }
+    }
+    let needle = data_dir.to_string_lossy().to_string();
+    if let Ok(procs) = std::fs::read_dir("/proc") {
+        for p in procs.flatten() {
+            let name = p.file_name().to_string_lossy().to_string();
+            let Ok(pid) = name.parse::<u32>() else {
+                continue;
+            };
+            let cmd = std::fs::read(p.path().join("cmdline")).unwrap_or_default();
+            if String::from_utf8_lossy(&cmd).contains(&needle) && pid != std::process::id() {
+                let _ = Command::new("kill")
+                    .arg("-KILL")
+                    .arg(pid.to_string())
+                    .status();
+            }
+        }
+    }
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let mut points: Vec<&str> = mounts
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(4))
+        .filter(|p| p.starts_with(needle.as_str()))
+        .collect();
+    points.sort_by_key(|p| std::cmp::Reverse(p.len()));
+    for p in points {
+        let _ = Command::new("umount").arg("-l").arg(p).status();
+    }
+    let _ = Command::new("ip").args(["link", "del", &a.bridge]).output();
+}

@@ -1,0 +1,99 @@
+#!/usr/bin/env bash
+# Builds the container images capstan's node agent and its tests use, from Debian packages and
+# without any registry: docker-archive tarballs that `capstan images import` (or the agent's
+# air-gap folder) loads into containerd.
+#
+#   capstan.local/pause:3.10     the pod sandbox ("pause") image: sleeps until TERM
+#   capstan.test/busybox:1.0     busybox-static: sh, httpd, nc, wget, nslookup, ...
+#   capstan.test/httpd:1.0       busybox httpd serving /www on port 80 (hostname in index.html)
+#
+# Usage: scripts/build-test-images.sh [OUT_DIR]   (default /var/tmp/capstan-images)
+# Idempotent and fast when nothing changed: a stamp of the inputs skips the rebuild.
+set -euo pipefail
+
+out="${1:-/var/tmp/capstan-images}"
+busybox=/bin/busybox
+[ -x "$busybox" ] && "$busybox" --list >/dev/null 2>&1 || busybox=/usr/bin/busybox
+if ! file -L "$busybox" 2>/dev/null | grep -q "statically linked" && ! ldd "$busybox" 2>&1 | grep -q "not a dynamic"; then
+  echo "build-test-images: $busybox is not static; install busybox-static" >&2
+  exit 1
+fi
+
+# Bump when the image definitions below change.
+recipe_version=4
+stamp="$out/.stamp"
+want="$recipe_version $(sha256sum "$busybox" | cut -d' ' -f1)"
+if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] \
+   && [ -f "$out/pause.tar" ] && [ -f "$out/busybox.tar" ] && [ -f "$out/httpd.tar" ]; then
+  echo "test images up to date in $out"
+  exit 0
+fi
+mkdir -p "$out"
+work="$(mktemp -d)"
+trap 'rm -rf "$work"' EXIT
+
+# A root file system with busybox and a symlink per applet.
+rootfs() {
+  local dir="$1"
+  mkdir -p "$dir/bin" "$dir/etc" "$dir/tmp" "$dir/root" "$dir/var/log"
+  chmod 1777 "$dir/tmp"
+  cp "$busybox" "$dir/bin/busybox"
+  for applet in $("$busybox" --list); do
+    [ "$applet" = busybox ] || ln -sf busybox "$dir/bin/$applet"
+  done
+  mkdir -p "$dir/usr"
+  ln -sf ../bin "$dir/usr/bin"
+  ln -sf bin "$dir/sbin"
+  printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n' >"$dir/etc/passwd"
+  printf 'root:x:0:\nnogroup:x:65534:\n' >"$dir/etc/group"
+}
+
+# image NAME TAG ROOTFS CMD_JSON [EXPOSED_PORTS_JSON]: writes $out/NAME.tar
+image() {
+  local name="$1" tag="$2" dir="$3" cmd="$4" ports="${5:-{\}}"
+  local img="$work/img-$name"
+  mkdir -p "$img"
+  tar --sort=name --mtime='2024-01-01 00:00Z' --owner=0 --group=0 --numeric-owner \
+      -C "$dir" -cf "$img/layer.tar" .
+  local diff
+  diff="sha256:$(sha256sum "$img/layer.tar" | cut -d' ' -f1)"
+  cat >"$img/config.json" <<EOF
+{"architecture":"amd64","os":"linux","created":"2024-01-01T00:00:00Z",
+ "config":{"Env":["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],"Cmd":$cmd,"WorkingDir":"/","ExposedPorts":$ports,
+   "Labels":{"org.opencontainers.image.title":"$name","io.capstan.image":"$tag"}},
+ "rootfs":{"type":"layers","diff_ids":["$diff"]},
+ "history":[{"created":"2024-01-01T00:00:00Z","created_by":"capstan scripts/build-test-images.sh"}]}
+EOF
+  local cfg
+  cfg="$(sha256sum "$img/config.json" | cut -d' ' -f1)"
+  mv "$img/config.json" "$img/$cfg.json"
+  printf '[{"Config":"%s.json","RepoTags":["%s"],"Layers":["layer.tar"]}]\n' "$cfg" "$tag" >"$img/manifest.json"
+  tar --sort=name --mtime='2024-01-01 00:00Z' --owner=0 --group=0 --numeric-owner \
+      -C "$img" -cf "$out/$name.tar.tmp" manifest.json "$cfg.json" layer.tar
+  mv "$out/$name.tar.tmp" "$out/$name.tar"
+  echo "built $tag -> $out/$name.tar"
+}
+
+rootfs "$work/busybox"
+image busybox capstan.test/busybox:1.0 "$work/busybox" '["sh"]'
+
+rootfs "$work/httpd"
+mkdir -p "$work/httpd/www"
+# The page names the pod, so a test can tell which replica answered.
+cat >"$work/httpd/bin/serve" <<'EOF'
+#!/bin/sh
+echo "hello from $(hostname)" >/www/index.html
+# httpd as PID 1 would ignore TERM; this shell stops it at once instead.
+httpd -f -p "${PORT:-80}" -h /www &
+trap 'kill $! 2>/dev/null; exit 0' TERM INT
+wait
+EOF
+chmod 755 "$work/httpd/bin/serve"
+image httpd capstan.test/httpd:1.0 "$work/httpd" '["/bin/serve"]' '{"80/tcp":{}}'
+
+rootfs "$work/pause"
+# The sandbox holds the pod's namespaces and must stop promptly on TERM.
+image pause capstan.local/pause:3.10 "$work/pause" \
+  '["/bin/sh","-c","trap \"exit 0\" TERM INT; while :; do sleep 3600 & wait $!; done"]'
+
+echo "$want" >"$stamp"
