@@ -101,7 +101,8 @@ pub async fn patch(reg: &Registry, req: &Req<'_>, name: &str, pt: PatchType, opt
                     let mut warnings = Vec::new();
                     let raw = serde_json::to_vec(&patched).map_err(ApiError::internal)?;
                     let dups = crate::strict::duplicate_fields(&raw, codec::BodyType::Json);
-                    let obj = decode_body(info, patched, fv, &dups, &mut warnings)?;
+                    let obj = decode_body(info, patched, fv, &dups, &mut warnings)
+                        .map_err(|e| strict_error_as_invalid_patch(e, pt, &patch_doc, &raw))?;
                     Ok((obj, warnings))
                 })
                 .await?;
@@ -122,6 +123,39 @@ pub async fn patch(reg: &Registry, req: &Req<'_>, name: &str, pt: PatchType, opt
             Ok(Patched::Scale(crate::scale::to_scale(info, &obj)?))
         }
         Some(other) => Err(ApiError::not_implemented(format!("patching the {other} subresource is not implemented yet"))),
+    }
+}
+
+/// Upstream reports unknown fields in a patched object as an invalid `patch` (422) quoting
+/// the patch (strategic) or the patched object (JSON and merge patches), not as the 400 a
+/// create gets; kubectl prints it as "The request is invalid: patch: Invalid value: ...".
+fn strict_error_as_invalid_patch(e: ApiError, pt: PatchType, patch: &Value, patched: &[u8]) -> ApiError {
+    const MARK: &str = "strict decoding error: ";
+    let Some(at) = e.message.find(MARK).filter(|_| e.code == 400) else {
+        return e;
+    };
+    let quoted = match pt {
+        PatchType::Strategic => go_text(patch),
+        _ => String::from_utf8_lossy(patched).into_owned(),
+    };
+    let body = format!("Invalid value: {}: {}", Value::String(quoted), &e.message[at..]);
+    ApiError::new(422, "Invalid", format!(" \"\" is invalid: patch: {body}"))
+        .with_details(serde_json::json!({"causes": [{"reason": "FieldValueInvalid", "message": body, "field": "patch"}]}))
+}
+
+/// A decoded JSON value as Go's `%+v` prints it (`map[a:1 b:[x y]]`).
+fn go_text(v: &Value) -> String {
+    match v {
+        Value::Object(m) => {
+            let mut keys: Vec<&String> = m.keys().collect();
+            keys.sort();
+            let parts: Vec<String> = keys.iter().map(|k| format!("{k}:{}", go_text(&m[k.as_str()]))).collect();
+            format!("map[{}]", parts.join(" "))
+        }
+        Value::Array(a) => format!("[{}]", a.iter().map(go_text).collect::<Vec<_>>().join(" ")),
+        Value::String(s) => s.clone(),
+        Value::Null => "<nil>".into(),
+        other => other.to_string(),
     }
 }
 
@@ -147,6 +181,18 @@ mod tests {
         let p = json!({"spec": {"template": {"spec": {"containers": [{"name": "b", "image": "z"}]}}}});
         let out = apply_patch(PatchType::Strategic, &doc, &p, DEPLOYMENT).expect("ok");
         assert_eq!(out["spec"]["template"]["spec"]["containers"], json!([{"name": "a", "image": "x"}, {"name": "b", "image": "z"}]));
+    }
+
+    #[test]
+    fn unknown_fields_in_a_strategic_patch_are_an_invalid_patch() {
+        let e = ApiError::bad_request("Deployment in version \"v1\" cannot be handled as a Deployment: strict decoding error: unknown field \"spec.foo\"");
+        let patch = json!({"spec": {"foo": 1, "template": {"spec": {}}}});
+        let out = strict_error_as_invalid_patch(e, PatchType::Strategic, &patch, b"{}");
+        assert_eq!(out.code, 422);
+        assert_eq!(
+            out.message,
+            " \"\" is invalid: patch: Invalid value: \"map[spec:map[foo:1 template:map[spec:map[]]]]\": strict decoding error: unknown field \"spec.foo\""
+        );
     }
 
     #[test]

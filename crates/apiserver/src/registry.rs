@@ -157,9 +157,13 @@ pub fn decode_body(
         .collect();
     if !problems.is_empty() {
         match field_validation {
+            // Worded as upstream's decoder failure: "<Kind> in version ... cannot be handled".
             FieldValidation::Strict => {
                 return Err(ApiError::bad_request(format!(
-                    "strict decoding error: {}",
+                    "{} in version \"{}\" cannot be handled as a {}: strict decoding error: {}",
+                    info.kind,
+                    info.version,
+                    info.kind,
                     problems.join(", ")
                 )))
             }
