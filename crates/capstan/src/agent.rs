@@ -26,9 +26,20 @@ pub struct AgentArgs {
     /// Register this many simulated nodes instead of running containers.
     #[arg(long, env = "CAPSTAN_SIMULATE", default_value_t = 0)]
     pub simulate: u32,
+
+    /// The server's CA certificate (default: <data-dir>/server/tls/ca.crt, where a server on
+    /// this machine keeps it).
+    #[arg(long, env = "CAPSTAN_CA_FILE")]
+    pub ca_file: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub simulate_flags: crate::simulate::SimulateFlags,
 }
 
 pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
+    if args.simulate > 0 {
+        return crate::simulate::run_agent(&args).await;
+    }
     let _ = args;
     anyhow::bail!("capstan agent is not implemented yet")
 }

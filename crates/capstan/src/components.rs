@@ -25,5 +25,11 @@ pub fn start(ctx: &Context, args: &crate::server::ServerArgs) {
     if !args.disable_agent {
         crate::node_agent::start_local(ctx, args);
     }
+    if !args.disable_scheduler {
+        crate::scheduling::start(ctx.client.clone(), ctx.shutdown.clone());
+    }
+    if args.simulate_nodes > 0 {
+        crate::simulate::start(ctx.client.clone(), args.simulate_nodes, &args.simulate, ctx.shutdown.clone());
+    }
     let _ = (ctx, args);
 }

@@ -7,7 +7,9 @@ mod components;
 mod hostinfo;
 mod kubeconfig;
 mod node_agent;
+mod scheduling;
 mod server;
+mod simulate;
 
 use clap::{Parser, Subcommand};
 

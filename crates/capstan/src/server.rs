@@ -67,6 +67,17 @@ pub struct ServerArgs {
     #[arg(long, env = "CAPSTAN_DISABLE_CONTROLLERS", value_delimiter = ',')]
     pub disable_controllers: Vec<String>,
 
+    /// Do not run the scheduler in this process.
+    #[arg(long, env = "CAPSTAN_DISABLE_SCHEDULER")]
+    pub disable_scheduler: bool,
+
+    /// Register this many simulated nodes (see the --simulate-* flags) in this process.
+    #[arg(long, env = "CAPSTAN_SIMULATE_NODES", default_value_t = 0)]
+    pub simulate_nodes: usize,
+
+    #[command(flatten)]
+    pub simulate: crate::simulate::SimulateFlags,
+
     /// Service ClusterIP range.
     #[arg(long, env = "CAPSTAN_SERVICE_CIDR", default_value = "10.43.0.0/16")]
     pub service_cidr: String,

@@ -126,7 +126,12 @@ pub fn score_nodes(
         node_affinity::normalize(&mut s);
         add(&s, WEIGHT_NODE_AFFINITY);
     }
-    if let Some(state) = pod_topology_spread::pre_score(pod, feasible, all_nodes) {
+    let defaults = if pod.spread.is_empty() {
+        cache.workloads().default_selector(pod)
+    } else {
+        None
+    };
+    if let Some(state) = pod_topology_spread::pre_score(pod, feasible, all_nodes, defaults) {
         let mut s = per_node(&|n| pod_topology_spread::raw_score(&state, pod, n));
         pod_topology_spread::normalize(&state, feasible, &mut s);
         add(&s, WEIGHT_POD_TOPOLOGY_SPREAD);

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use crate::labels::Labels;
 use crate::nodeinfo::{NodeInfo, NodeProps};
 use crate::podinfo::{PodInfo, PodKey};
+use crate::workloads::Workloads;
 
 /// What changed about a node, for requeueing pods that a plugin rejected.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -42,6 +43,7 @@ pub struct Cache {
     order: Vec<usize>,
     pods: HashMap<PodKey, PodEntry>,
     namespaces: HashMap<String, Labels>,
+    workloads: Workloads,
 }
 
 impl Cache {
@@ -216,6 +218,14 @@ impl Cache {
 
     pub fn namespaces(&self) -> &HashMap<String, Labels> {
         &self.namespaces
+    }
+
+    pub fn workloads(&self) -> &Workloads {
+        &self.workloads
+    }
+
+    pub fn workloads_mut(&mut self) -> &mut Workloads {
+        &mut self.workloads
     }
 
     /// Node names (for reconciling after a re-list).

@@ -22,7 +22,11 @@ use crate::plugins::PluginSet;
 use crate::podinfo::{PodInfo, PodKey};
 use crate::queue::{ClusterEvent, Popped, SchedulingQueue};
 use crate::recorder::{ConditionUpdate, PodRef, Record, Recorder};
+use crate::workloads::{Kind, WorkloadKey, WorkloadSelector};
 use crate::Config;
+
+/// Services, ReplicationControllers, ReplicaSets, StatefulSets.
+const WORKLOAD_KINDS: usize = 4;
 
 /// How often pods stuck in the unschedulable set are checked for the 5-minute retry.
 const LEFTOVER_FLUSH_INTERVAL: Duration = Duration::from_secs(30);
@@ -35,6 +39,7 @@ struct Synced {
     pods: bool,
     nodes: bool,
     namespaces: bool,
+    workloads: HashSet<Kind>,
 }
 
 /// Keys seen during a re-list, to drop what the list no longer has.
@@ -43,6 +48,7 @@ struct Relist {
     pods: Option<HashSet<PodKey>>,
     nodes: Option<HashSet<String>>,
     namespaces: Option<HashSet<String>>,
+    workloads: HashMap<Kind, HashSet<WorkloadKey>>,
 }
 
 pub struct Core {
@@ -88,7 +94,10 @@ impl Core {
     }
 
     fn ready(&self) -> bool {
-        self.synced.pods && self.synced.nodes && self.synced.namespaces
+        self.synced.pods
+            && self.synced.nodes
+            && self.synced.namespaces
+            && self.synced.workloads.len() == WORKLOAD_KINDS
     }
 
     /// Runs until `shutdown` flips or the inputs close.
@@ -142,6 +151,7 @@ impl Core {
             Input::Pod(c) => self.apply_pod(c, now),
             Input::Node(c) => self.apply_node(c, now),
             Input::Namespace(c) => self.apply_namespace(c, now),
+            Input::Workload(kind, c) => self.apply_workload(kind, c),
             Input::Bound {
                 key,
                 node,
@@ -286,6 +296,35 @@ impl Core {
                 }
             }
             Change::Delete(name) => self.cache.remove_namespace(&name),
+        }
+    }
+
+    fn apply_workload(
+        &mut self,
+        kind: Kind,
+        change: Change<(WorkloadKey, WorkloadSelector), WorkloadKey>,
+    ) {
+        match change {
+            Change::Init => {
+                self.relist.workloads.insert(kind, HashSet::new());
+            }
+            Change::InitDone => {
+                if let Some(seen) = self.relist.workloads.remove(&kind) {
+                    for k in self.cache.workloads().keys(kind) {
+                        if !seen.contains(&k) {
+                            self.cache.workloads_mut().remove(&k);
+                        }
+                    }
+                }
+                self.synced.workloads.insert(kind);
+            }
+            Change::Apply((key, sel)) => {
+                if let Some(seen) = self.relist.workloads.get_mut(&kind) {
+                    seen.insert(key.clone());
+                }
+                self.cache.workloads_mut().upsert(key, sel);
+            }
+            Change::Delete(key) => self.cache.workloads_mut().remove(&key),
         }
     }
 

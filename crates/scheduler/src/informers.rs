@@ -5,16 +5,20 @@
 use std::sync::Arc;
 
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
+use k8s_openapi::api::apps::v1::{ReplicaSet, StatefulSet};
+use k8s_openapi::api::core::v1::{Namespace, Node, Pod, ReplicationController, Service};
 use kube::runtime::watcher::{self, Event};
 use kube::runtime::WatchStreamExt;
 use kube::Api;
+use kube::Resource;
 use tokio::sync::mpsc;
 
 use crate::binder::BindError;
 use crate::labels::Labels;
+use crate::labels::Selector;
 use crate::nodeinfo::NodeProps;
 use crate::podinfo::{pod_key, PodInfo, PodKey};
+use crate::workloads::{Kind, WorkloadKey, WorkloadSelector};
 
 /// Pods the scheduler watches: everything not yet finished (upstream's field selector).
 pub const POD_FIELD_SELECTOR: &str = "status.phase!=Succeeded,status.phase!=Failed";
@@ -35,6 +39,8 @@ pub enum Input {
     Pod(Change<Arc<PodInfo>, PodKey>),
     Node(Change<(String, NodeProps), String>),
     Namespace(Change<(String, Labels), String>),
+    /// Services, ReplicationControllers, ReplicaSets, StatefulSets (for default spreading).
+    Workload(Kind, Change<(WorkloadKey, WorkloadSelector), WorkloadKey>),
     /// A binding finished.
     Bound {
         key: PodKey,
@@ -112,6 +118,29 @@ pub fn start(client: kube::Client, tx: mpsc::Sender<Input>) {
         ))
     }));
 
+    watch_workloads::<Service>(&client, &tx, Kind::Service, |s| {
+        WorkloadSelector::Map(
+            s.spec
+                .as_ref()
+                .and_then(|s| s.selector.clone())
+                .unwrap_or_default(),
+        )
+    });
+    watch_workloads::<ReplicationController>(&client, &tx, Kind::ReplicationController, |r| {
+        WorkloadSelector::Map(
+            r.spec
+                .as_ref()
+                .and_then(|s| s.selector.clone())
+                .unwrap_or_default(),
+        )
+    });
+    watch_workloads::<ReplicaSet>(&client, &tx, Kind::ReplicaSet, |r| {
+        WorkloadSelector::Selector(Selector::from_api(r.spec.as_ref().map(|s| &s.selector)))
+    });
+    watch_workloads::<StatefulSet>(&client, &tx, Kind::StatefulSet, |r| {
+        WorkloadSelector::Selector(Selector::from_api(r.spec.as_ref().map(|s| &s.selector)))
+    });
+
     let namespaces: Api<Namespace> = Api::all(client);
     let stream = watcher::watcher(namespaces, watcher::Config::default())
         .default_backoff()
@@ -127,5 +156,46 @@ pub fn start(client: kube::Client, tx: mpsc::Sender<Input>) {
             },
             |n: &Namespace| n.metadata.name.clone().unwrap_or_default(),
         ))
+    }));
+}
+
+fn workload_key<K: Resource>(kind: Kind, o: &K) -> WorkloadKey {
+    let m = o.meta();
+    (
+        kind,
+        m.namespace.clone().unwrap_or_default(),
+        m.name.clone().unwrap_or_default(),
+    )
+}
+
+/// Watches one kind of workload and forwards its selectors.
+fn watch_workloads<K>(
+    client: &kube::Client,
+    tx: &mpsc::Sender<Input>,
+    kind: Kind,
+    selector: fn(&K) -> WorkloadSelector,
+) where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + std::fmt::Debug
+        + serde::de::DeserializeOwned
+        + Send
+        + Sync
+        + 'static,
+    K::DynamicType: Default,
+{
+    let api: Api<K> = Api::all(client.clone());
+    let stream = watcher::watcher(api, watcher::Config::default())
+        .default_backoff()
+        .boxed();
+    tokio::spawn(forward("workloads", stream, tx.clone(), move |e| {
+        Input::Workload(
+            kind,
+            map_event(
+                e,
+                |o: &K| (workload_key(kind, o), selector(o)),
+                |o: &K| workload_key(kind, o),
+            ),
+        )
     }));
 }

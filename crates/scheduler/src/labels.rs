@@ -121,6 +121,12 @@ impl Selector {
         !self.nothing && self.reqs.iter().all(|r| r.matches(labels))
     }
 
+    /// Adds `other`'s requirements (both must hold).
+    pub fn extend(&mut self, other: &Selector) {
+        self.nothing |= other.nothing;
+        self.reqs.extend(other.reqs.iter().cloned());
+    }
+
     pub fn is_nothing(&self) -> bool {
         self.nothing
     }

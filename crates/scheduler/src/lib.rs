@@ -30,6 +30,7 @@ pub mod podinfo;
 pub mod queue;
 pub mod recorder;
 pub mod resources;
+pub mod workloads;
 
 use std::sync::Arc;
 

@@ -138,6 +138,14 @@ pub struct ScheduledCondition {
     pub last_transition_time: Option<String>,
 }
 
+/// The pod's controlling owner (for default topology spreading).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ControllerRef {
+    pub api_group: String,
+    pub kind: String,
+    pub name: String,
+}
+
 /// A parsed pod.
 #[derive(Clone, Debug)]
 pub struct PodInfo {
@@ -152,6 +160,7 @@ pub struct PodInfo {
     pub scheduled_condition: Option<ScheduledCondition>,
     pub nominated_node: String,
     pub resource_version: String,
+    pub controller: Option<ControllerRef>,
 }
 
 impl std::ops::Deref for PodInfo {
@@ -316,6 +325,20 @@ impl PodInfo {
                 .and_then(|s| s.nominated_node_name.clone())
                 .unwrap_or_default(),
             resource_version: meta.resource_version.clone().unwrap_or_default(),
+            controller: meta
+                .owner_references
+                .iter()
+                .flatten()
+                .find(|o| o.controller == Some(true))
+                .map(|o| ControllerRef {
+                    api_group: o
+                        .api_version
+                        .split_once('/')
+                        .map(|(g, _)| g.to_string())
+                        .unwrap_or_default(),
+                    kind: o.kind.clone(),
+                    name: o.name.clone(),
+                }),
             namespace,
             name,
             spec: scheduling,

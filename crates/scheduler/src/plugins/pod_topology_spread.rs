@@ -16,6 +16,7 @@ pub const ERR_REASON_MISSING_LABEL: &str =
     "node(s) didn't match pod topology spread constraints (missing required label)";
 
 pub const HOSTNAME_LABEL: &str = "kubernetes.io/hostname";
+pub const ZONE_LABEL: &str = "topology.kubernetes.io/zone";
 
 type Pair<'a> = (&'a str, &'a str);
 
@@ -125,22 +126,49 @@ pub fn filter(state: Option<&FilterState>, pod: &PodInfo, node: &NodeInfo) -> Op
     None
 }
 
+/// The soft constraints upstream gives pods that have none of their own but belong to a
+/// Service or a controller (`systemDefaultConstraints`).
+pub fn system_default_constraints(selector: Selector) -> Vec<SpreadConstraint> {
+    [(HOSTNAME_LABEL, 3), (ZONE_LABEL, 5)]
+        .into_iter()
+        .map(|(key, max_skew)| SpreadConstraint {
+            max_skew,
+            topology_key: key.to_string(),
+            hard: false,
+            selector: selector.clone(),
+            min_domains: None,
+            honor_node_affinity: true,
+            honor_node_taints: false,
+        })
+        .collect()
+}
+
 /// Counts per domain among the feasible nodes for the soft constraints (upstream's PreScore).
 #[derive(Debug, Default)]
 pub struct ScoreState<'a> {
-    constraints: Vec<&'a SpreadConstraint>,
+    constraints: Vec<SpreadConstraint>,
     counts: HashMap<Pair<'a>, i64>,
     weights: Vec<f64>,
     ignored: HashSet<&'a str>,
 }
 
-/// None when the pod has no ScheduleAnyway constraint (the plugin is skipped).
+/// None when there is nothing to score: the pod has no ScheduleAnyway constraint, or it has
+/// no constraints and `defaults` (the default selector of its Services and controller) is
+/// None. With system defaults, nodes lacking a topology key are still scored.
 pub fn pre_score<'a>(
-    pod: &'a PodInfo,
+    pod: &PodInfo,
     feasible: &[&'a NodeInfo],
     all_nodes: &[&'a NodeInfo],
+    defaults: Option<Selector>,
 ) -> Option<ScoreState<'a>> {
-    let constraints: Vec<&SpreadConstraint> = pod.spread.iter().filter(|c| !c.hard).collect();
+    let (constraints, require_all): (Vec<SpreadConstraint>, bool) = if pod.spread.is_empty() {
+        (system_default_constraints(defaults?), false)
+    } else {
+        (
+            pod.spread.iter().filter(|c| !c.hard).cloned().collect(),
+            true,
+        )
+    };
     if constraints.is_empty() || feasible.is_empty() {
         return None;
     }
@@ -149,8 +177,9 @@ pub fn pre_score<'a>(
         ..Default::default()
     };
     let mut sizes = vec![0usize; s.constraints.len()];
+    let mut unlabelled = vec![false; s.constraints.len()];
     for &node in feasible {
-        if !has_all_keys(node, s.constraints.iter().copied()) {
+        if require_all && !has_all_keys(node, s.constraints.iter()) {
             s.ignored.insert(&node.name);
             continue;
         }
@@ -158,10 +187,17 @@ pub fn pre_score<'a>(
             if c.topology_key == HOSTNAME_LABEL {
                 continue;
             }
-            if let Some((k, v)) = node.labels().get_key_value(&c.topology_key) {
-                if s.counts.insert((k.as_str(), v.as_str()), 0).is_none() {
+            match node.labels().get_key_value(&c.topology_key) {
+                Some((k, v)) if s.counts.insert((k.as_str(), v.as_str()), 0).is_none() => {
+                    sizes[i] += 1
+                }
+                Some(_) => {}
+                // Upstream counts the nodes without the key as one more (empty) domain.
+                None if !unlabelled[i] => {
+                    unlabelled[i] = true;
                     sizes[i] += 1;
                 }
+                None => {}
             }
         }
     }
@@ -179,7 +215,7 @@ pub fn pre_score<'a>(
         })
         .collect();
     for &node in all_nodes {
-        if !has_all_keys(node, s.constraints.iter().copied()) {
+        if require_all && !has_all_keys(node, s.constraints.iter()) {
             continue;
         }
         for c in &s.constraints {
@@ -329,7 +365,7 @@ mod tests {
         let p = spread("w3", 1, "ScheduleAnyway");
         let refs: Vec<&NodeInfo> = nodes.iter().collect();
         assert!(pre_filter(&p, &refs).is_none());
-        let state = pre_score(&p, &refs, &refs).expect("soft constraints");
+        let state = pre_score(&p, &refs, &refs, None).expect("soft constraints");
         let mut scores: Vec<i64> = nodes.iter().map(|n| raw_score(&state, &p, n)).collect();
         normalize(&state, &refs, &mut scores);
         assert_eq!(scores[3], 0, "a node without the key is ignored");
@@ -338,5 +374,29 @@ mod tests {
             "{scores:?}"
         );
         assert_eq!(scores[2], MAX_NODE_SCORE);
+    }
+
+    #[test]
+    fn pods_of_a_workload_spread_over_hosts_by_default() {
+        let mut nodes = [node("a", None), node("b", None), node("c", None)];
+        let replica =
+            |n: &str| pod(json!({"metadata": {"name": n, "labels": {"app": "web"}}, "spec": {}}));
+        nodes[0].add_pod(Arc::new(replica("w1")));
+        let p = replica("w2");
+        let refs: Vec<&NodeInfo> = nodes.iter().collect();
+        assert!(
+            pre_score(&p, &refs, &refs, None).is_none(),
+            "no Service or controller: nothing to spread"
+        );
+        let sel = Selector::from_api(Some(
+            &serde_json::from_value(json!({"matchLabels": {"app": "web"}})).expect("sel"),
+        ));
+        let state = pre_score(&p, &refs, &refs, Some(sel)).expect("defaults");
+        let mut scores: Vec<i64> = nodes.iter().map(|n| raw_score(&state, &p, n)).collect();
+        normalize(&state, &refs, &mut scores);
+        assert!(
+            scores[0] < scores[1] && scores[1] == scores[2],
+            "{scores:?}"
+        );
     }
 }

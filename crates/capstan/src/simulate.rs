@@ -1,0 +1,105 @@
+//! Flags shared by `capstan server --simulate-nodes N` and `capstan agent --simulate N`, which
+//! describe the simulated nodes, and how the binary starts them (capstan-simnode).
+
+use anyhow::Context;
+use clap::Args;
+
+/// How simulated nodes look. Each flag can also be set by its CAPSTAN_* variable.
+#[derive(Args, Debug, Clone, Default)]
+pub struct SimulateFlags {
+    /// Capacity (and allocatable) of each simulated node, comma-separated key=value; unset
+    /// keys keep their defaults: cpu=32,memory=256Gi,pods=110,ephemeral-storage=100Gi.
+    #[arg(long, env = "CAPSTAN_SIMULATE_CAPACITY", value_delimiter = ',')]
+    pub simulate_capacity: Vec<String>,
+
+    /// Extra labels of each simulated node, comma-separated key=value; `{index}` and
+    /// `{index%N}` in a value become the node's index (modulo N), e.g.
+    /// topology.kubernetes.io/zone=zone-{index%3}.
+    #[arg(long, env = "CAPSTAN_SIMULATE_LABELS", value_delimiter = ',')]
+    pub simulate_labels: Vec<String>,
+
+    /// Taints of each simulated node, comma-separated key[=value]:Effect.
+    #[arg(long, env = "CAPSTAN_SIMULATE_TAINTS", value_delimiter = ',')]
+    pub simulate_taints: Vec<String>,
+
+    /// Simulated node names: this prefix and a zero-padded index.
+    #[arg(long, env = "CAPSTAN_SIMULATE_NAME_PREFIX", default_value = "sim-")]
+    pub simulate_name_prefix: String,
+
+    /// Range the simulated nodes' /24 podCIDRs come from (kept apart from the real nodes'
+    /// cluster CIDR).
+    #[arg(long, env = "CAPSTAN_SIMULATE_POD_CIDR", default_value = capstan_simnode::config::DEFAULT_POD_CIDR)]
+    pub simulate_pod_cidr: String,
+}
+
+impl SimulateFlags {
+    /// The simulated nodes' settings for `count` nodes.
+    pub fn config(&self, count: usize) -> anyhow::Result<capstan_simnode::Config> {
+        let mut cfg = capstan_simnode::Config {
+            count,
+            name_prefix: self.simulate_name_prefix.clone(),
+            ..Default::default()
+        };
+        cfg.set_capacity(&self.simulate_capacity)?;
+        cfg.set_labels(&self.simulate_labels)?;
+        cfg.set_taints(&self.simulate_taints)?;
+        cfg.set_pod_cidr(&self.simulate_pod_cidr)?;
+        Ok(cfg)
+    }
+}
+
+/// Starts `count` simulated nodes in the background (in `capstan server`); bad flags are
+/// logged.
+pub fn start(
+    client: kube::Client,
+    count: usize,
+    flags: &SimulateFlags,
+    shutdown: tokio::sync::watch::Receiver<bool>,
+) {
+    let cfg = match flags.config(count) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %e, "simulated nodes not started: bad --simulate-* flags");
+            return;
+        }
+    };
+    tokio::spawn(async move {
+        if let Err(e) = capstan_simnode::run(client, cfg, shutdown).await {
+            tracing::error!(error = %e, "simulated nodes stopped");
+        }
+    });
+}
+
+/// `capstan agent --simulate N`: simulated nodes joined to a remote server with the join
+/// token, trusting the server's CA from `--ca-file`; runs until SIGTERM or Ctrl-C.
+pub async fn run_agent(args: &crate::agent::AgentArgs) -> anyhow::Result<()> {
+    let ca_path = args
+        .ca_file
+        .clone()
+        .unwrap_or_else(|| args.data_dir.join("server/tls/ca.crt"));
+    let ca = std::fs::read_to_string(&ca_path).with_context(|| {
+        format!(
+            "reading the server's CA certificate from {} (pass --ca-file)",
+            ca_path.display()
+        )
+    })?;
+    let client = crate::client::kube_client(&args.server, &ca, &args.token).await?;
+    let cfg = args.simulate_flags.config(args.simulate as usize)?;
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            },
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+        let _ = tx.send(true);
+    });
+    tracing::info!(server = %args.server, nodes = cfg.count, "capstan agent: simulating nodes");
+    capstan_simnode::run(client, cfg, rx).await?;
+    Ok(())
+}
