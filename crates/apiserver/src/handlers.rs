@@ -139,6 +139,7 @@ pub async fn get(reg: &Registry, req: &Req<'_>, name: &str) -> ApiResult<Respons
             let scale = crate::scale::to_scale(r.info, &obj)?;
             Ok(json_response(200, to_vec(&scale)?, "application/json"))
         }
+        Some("log") if r.info.plural == "pods" => crate::node_proxy::pod_log(reg, r.info, r.namespace.as_deref(), name, &req.query).await,
         Some(other) => Err(not_implemented_subresource(r.info, other)),
     }
 }

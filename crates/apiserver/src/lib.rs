@@ -15,6 +15,8 @@ pub mod error;
 pub mod fieldmanager;
 pub mod handlers;
 pub mod metrics;
+pub mod node_certs;
+pub mod node_proxy;
 pub mod params;
 pub mod patch;
 pub mod pki;

@@ -21,6 +21,7 @@ pub fn start(ctx: &Context, args: &crate::server::ServerArgs) {
     if !args.disable_controllers.iter().any(|c| c == "all") {
         capstan_controllers::start(ctx.client.clone(), capstan_controllers::Config { disabled: args.disable_controllers.iter().cloned().collect(), identity: None }, ctx.shutdown.clone());
     }
+    crate::node_agent::setup_server(ctx);
     tokio::spawn(capstan_kubelet::ipam::run(ctx.client.clone(), args.cluster_cidr.clone(), ctx.shutdown.clone()));
     if !args.disable_agent {
         crate::node_agent::start_local(ctx, args);

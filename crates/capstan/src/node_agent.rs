@@ -159,11 +159,18 @@ pub fn start_local(ctx: &crate::components::Context, args: &crate::server::Serve
         .or_else(crate::hostinfo::hostname)
         .unwrap_or_else(|| "localhost".into())
         .to_lowercase();
+    let tls = match local_tls(ctx, &name, args.node.node_ip) {
+        Ok(t) => Some(t),
+        Err(e) => {
+            tracing::warn!(error = %e, "no certificate for the kubelet port; `kubectl logs` will not work");
+            None
+        }
+    };
     let cfg = args.node.config(
         &name,
         &ctx.data_dir,
         &[("node-role.kubernetes.io/control-plane", "true")],
-        None,
+        tls,
     );
     let h = spawn(cfg, ctx.client.clone(), ctx.shutdown.clone());
     if let Ok(mut v) = RUNNING.lock() {
@@ -181,4 +188,38 @@ pub async fn wait_stopped() {
     for h in handles {
         let _ = tokio::time::timeout(std::time::Duration::from_secs(30), h).await;
     }
+}
+
+/// Server side: the API server's client certificate for kubelets (for pods/log).
+pub fn setup_server(ctx: &crate::components::Context) {
+    let res = capstan_apiserver::node_certs::NodeIssuer::load(&ctx.data_dir.join("server/tls"))
+        .and_then(|issuer| {
+            let c = issuer.apiserver_kubelet_client()?;
+            Ok((issuer.ca_cert_pem.clone(), c))
+        });
+    match res {
+        Ok((ca, c)) => {
+            if let Err(e) = capstan_apiserver::node_proxy::install(&ca, &c.cert_pem, &c.key_pem) {
+                tracing::warn!(error = %e, "kubelet client credentials not usable");
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "issuing the kubelet client certificate failed"),
+    }
+}
+
+/// The in-process agent's kubelet-port certificate, issued directly by the server's CA.
+fn local_tls(
+    ctx: &crate::components::Context,
+    name: &str,
+    node_ip: Option<IpAddr>,
+) -> anyhow::Result<capstan_kubelet::server::Tls> {
+    let issuer = capstan_apiserver::node_certs::NodeIssuer::load(&ctx.data_dir.join("server/tls"))?;
+    let mut ips: Vec<IpAddr> = vec![IpAddr::V4(std::net::Ipv4Addr::LOCALHOST)];
+    ips.extend(node_ip.or_else(|| capstan_kubelet::agent::primary_ipv4().map(IpAddr::V4)));
+    let c = issuer.kubelet_serving(name, &ips)?;
+    Ok(capstan_kubelet::server::Tls {
+        cert_pem: c.cert_pem,
+        key_pem: c.key_pem,
+        client_ca_pem: issuer.ca_cert_pem,
+    })
 }

@@ -253,3 +253,362 @@ fn restart_policies_exit_codes_and_init_containers_follow_upstream() {
     );
     s.ok(&["delete", "pods", "--all", "--wait=true"]);
 }
+
+#[test]
+fn config_maps_and_secrets_appear_as_env_and_files_and_memory_limits_hold() {
+    let s = agent();
+    let node = s.node_name();
+    s.ok(&[
+        "create",
+        "configmap",
+        "cfg",
+        "--from-literal=greeting=hello",
+        "--from-literal=color=blue",
+    ]);
+    s.ok(&[
+        "create",
+        "secret",
+        "generic",
+        "sec",
+        "--from-literal=password=s3cret",
+    ]);
+    // The container checks its own env and files, then waits for the ConfigMap update to
+    // reach the mounted file; it succeeds only if all of that holds.
+    let check = "test \"$GREETING\" = hello && test \"$CFG_color\" = blue && test \"$PASSWORD\" = s3cret \
+        && test \"$POD_NAME\" = env && test \"$MEM_MI\" = 64 \
+        && test \"$(cat /etc/cfg/greeting)\" = hello && test \"$(cat /etc/sec/password)\" = s3cret \
+        && test \"$(cat /etc/one)\" = blue && test \"$(cat /etc/info/labels)\" = 'app=\"env\"' \
+        && grep -q env /etc/hosts && grep -q 'nameserver 10.43.0.10' /etc/resolv.conf \
+        && ! touch /etc/cfg/x 2>/dev/null \
+        && for i in $(seq 1 60); do test \"$(cat /etc/cfg/greeting)\" = updated && exit 0; sleep 1; done; exit 1";
+    let body = format!(
+        "  restartPolicy: Never\n  containers:\n  - name: c\n    image: {BUSYBOX}\n    command: [sh, -c, {check:?}]\n    resources:\n      limits: {{memory: 64Mi}}\n    env:\n    - name: GREETING\n      valueFrom: {{configMapKeyRef: {{name: cfg, key: greeting}}}}\n    - name: PASSWORD\n      valueFrom: {{secretKeyRef: {{name: sec, key: password}}}}\n    - name: POD_NAME\n      valueFrom: {{fieldRef: {{fieldPath: metadata.name}}}}\n    - name: MEM_MI\n      valueFrom: {{resourceFieldRef: {{resource: limits.memory, divisor: 1Mi}}}}\n    envFrom:\n    - configMapRef: {{name: cfg}}\n      prefix: CFG_\n    volumeMounts:\n    - {{name: cfg, mountPath: /etc/cfg, readOnly: true}}\n    - {{name: sec, mountPath: /etc/sec}}\n    - {{name: cfg, mountPath: /etc/one, subPath: color}}\n    - {{name: info, mountPath: /etc/info}}\n  volumes:\n  - name: cfg\n    configMap: {{name: cfg}}\n  - name: sec\n    secret: {{secretName: sec}}\n  - name: info\n    downwardAPI:\n      items: [{{path: labels, fieldRef: {{fieldPath: metadata.labels}}}}]\n"
+    );
+    let manifest = pod("env", &node, &body).replace(
+        "metadata:\n  name: env\n",
+        "metadata:\n  name: env\n  labels: {app: env}\n",
+    );
+    s.apply(&manifest);
+    s.wait_pod_field("env", "{.status.phase}", "Running", Duration::from_secs(60));
+    s.ok(&[
+        "patch",
+        "configmap",
+        "cfg",
+        "-p",
+        r#"{"data":{"greeting":"updated"}}"#,
+    ]);
+    wait_phase(&s, "env", "Succeeded", 60);
+
+    // A missing key is a CreateContainerConfigError, as upstream.
+    s.apply(&pod("missing", &node, &format!("  containers:\n  - name: c\n    image: {BUSYBOX}\n    command: [sleep, '3600']\n    env:\n    - name: X\n      valueFrom: {{configMapKeyRef: {{name: cfg, key: nope}}}}\n")));
+    eventually(
+        Duration::from_secs(30),
+        "CreateContainerConfigError",
+        || {
+            s.ok(&["get", "pod", "missing"])
+                .contains("CreateContainerConfigError")
+                .then_some(())
+        },
+    );
+
+    // Allocating past the memory limit is OOMKilled.
+    s.apply(&pod("hog", &node, &format!("  restartPolicy: Never\n  containers:\n  - name: c\n    image: {BUSYBOX}\n    command: [sh, -c, 'dd if=/dev/zero of=/dev/null bs=128M count=1']\n    resources:\n      limits: {{memory: 32Mi}}\n")));
+    wait_phase(&s, "hog", "Failed", 60);
+    let t = s.get_json(&["pod", "hog"]);
+    assert_eq!(
+        t["status"]["containerStatuses"][0]["state"]["terminated"]["reason"], "OOMKilled",
+        "{}",
+        t["status"]
+    );
+    assert_eq!(
+        t["status"]["containerStatuses"][0]["state"]["terminated"]["exitCode"],
+        137
+    );
+    s.ok(&["delete", "pods", "--all", "--wait=true"]);
+}
+
+#[test]
+fn probes_restart_unhealthy_containers_and_gate_readiness() {
+    let s = agent();
+    let node = s.node_name();
+    // Liveness: healthy for ~2 s, then the file is gone and the exec probe fails.
+    s.apply(&pod("live", &node, &format!("  containers:\n  - name: c\n    image: {BUSYBOX}\n    command: [sh, -c, 'touch /tmp/ok; sleep 2; rm /tmp/ok; sleep 3600']\n    livenessProbe:\n      exec: {{command: [cat, /tmp/ok]}}\n      periodSeconds: 1\n      failureThreshold: 2\n")));
+    // Readiness over HTTP and TCP: one passes, one points at a closed port.
+    s.apply(&pod("ready", &node, &format!("  containers:\n  - name: web\n    image: {HTTPD}\n    ports: [{{name: http, containerPort: 80}}]\n    readinessProbe:\n      httpGet: {{path: /, port: http}}\n      periodSeconds: 1\n    startupProbe:\n      tcpSocket: {{port: 80}}\n      periodSeconds: 1\n")));
+    s.apply(&pod("unready", &node, &format!("  containers:\n  - name: web\n    image: {HTTPD}\n    readinessProbe:\n      tcpSocket: {{port: 81}}\n      periodSeconds: 1\n")));
+    s.wait_pod_field(
+        "ready",
+        "{.status.conditions[?(@.type==\"Ready\")].status}",
+        "True",
+        Duration::from_secs(60),
+    );
+    s.wait_pod_field(
+        "unready",
+        "{.status.phase}",
+        "Running",
+        Duration::from_secs(60),
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(
+        jsonpath(
+            &s,
+            &["pod", "unready"],
+            "{.status.conditions[?(@.type==\"Ready\")].status}"
+        ),
+        "False"
+    );
+    assert_eq!(
+        jsonpath(
+            &s,
+            &["pod", "unready"],
+            "{.status.containerStatuses[0].ready}"
+        ),
+        "false"
+    );
+    let table = s.ok(&["get", "pod", "unready"]);
+    assert!(table.contains("0/1"), "{table}");
+    s.wait_pod_field(
+        "live",
+        "{.status.containerStatuses[0].restartCount}",
+        "1",
+        Duration::from_secs(30),
+    );
+    assert_eq!(
+        jsonpath(
+            &s,
+            &["pod", "live"],
+            "{.status.containerStatuses[0].lastState.terminated.exitCode}"
+        ),
+        "137"
+    );
+    s.ok(&["delete", "pods", "--all", "--wait=true"]);
+}
+
+#[test]
+fn kubectl_logs_streams_tails_and_shows_the_previous_crash() {
+    let s = agent();
+    let node = s.node_name();
+    s.apply(&pod("talk", &node, &format!("  containers:\n  - name: talk\n    image: {BUSYBOX}\n    command: [sh, -c, 'i=0; while true; do echo line $i; i=$((i+1)); sleep 0.2; done']\n")));
+    s.apply(&pod("crash", &node, &format!("  containers:\n  - name: c\n    image: {BUSYBOX}\n    command: [sh, -c, 'echo run $(cat /proc/sys/kernel/random/uuid); sleep 1; exit 1']\n")));
+    s.wait_pod_field(
+        "talk",
+        "{.status.phase}",
+        "Running",
+        Duration::from_secs(60),
+    );
+    let out = eventually(Duration::from_secs(10), "some log lines", || {
+        let o = s.kubectl(&["logs", "talk"]);
+        let text = String::from_utf8_lossy(&o.stdout).into_owned();
+        (o.status.success() && text.contains("line 3")).then_some(text)
+    });
+    assert!(out.starts_with("line 0\nline 1\n"), "{out}");
+    let tail = s.ok(&["logs", "talk", "--tail=2"]);
+    assert_eq!(tail.lines().count(), 2, "{tail}");
+    let ts = s.ok(&["logs", "talk", "-c", "talk", "--timestamps", "--tail=1"]);
+    let (stamp, rest) = ts.trim_end().split_once(' ').expect("timestamped line");
+    assert!(
+        stamp.len() > 20
+            && stamp.as_bytes()[10] == b'T'
+            && stamp.ends_with('Z')
+            && rest.starts_with("line "),
+        "{ts}"
+    );
+    assert!(s.ok(&["logs", "talk", "--since=1h"]).contains("line 0"));
+    assert_eq!(s.ok(&["logs", "talk", "--limit-bytes=7"]), "line 0\n");
+
+    // -f keeps streaming new lines.
+    let mut child = std::process::Command::new("kubectl")
+        .args(["logs", "-f", "talk", "--tail=1"])
+        .env("KUBECONFIG", s.kubeconfig())
+        .env("KUBECACHEDIR", s.dir.path().join("kubecache"))
+        .env("HOME", s.dir.path())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("kubectl logs -f");
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for l in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if tx.send(l).is_err() {
+                break;
+            }
+        }
+    });
+    let mut seen = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while seen.len() < 5 && Instant::now() < deadline {
+        if let Ok(l) = rx.recv_timeout(Duration::from_millis(500)) {
+            seen.push(l);
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(seen.len() >= 5, "follow delivered only {seen:?}");
+    let n = |l: &str| l.trim_start_matches("line ").parse::<u64>().unwrap_or(0);
+    assert!(n(&seen[4]) > n(&seen[0]), "{seen:?}");
+
+    // --previous shows the last crashed instance's output.
+    s.wait_pod_field(
+        "crash",
+        "{.status.containerStatuses[0].restartCount}",
+        "1",
+        Duration::from_secs(30),
+    );
+    let prev = eventually(Duration::from_secs(10), "the previous log", || {
+        let o = s.kubectl(&["logs", "crash", "--previous"]);
+        o.status
+            .success()
+            .then(|| String::from_utf8_lossy(&o.stdout).into_owned())
+    });
+    assert!(prev.starts_with("run "), "{prev}");
+    let cur = s.ok(&["logs", "crash"]);
+    assert_ne!(prev, cur);
+    let err = s.fails(&["logs", "talk", "-c", "nope"]);
+    assert!(
+        err.contains("container nope is not valid for pod talk"),
+        "{err}"
+    );
+
+    // deploy/NAME picks one of the Deployment's pods.
+    let dep = format!("apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: chatty\nspec:\n  replicas: 1\n  selector:\n    matchLabels: {{app: chatty}}\n  template:\n    metadata:\n      labels: {{app: chatty}}\n    spec:\n      nodeName: {node}\n      terminationGracePeriodSeconds: 1\n      containers:\n      - name: c\n        image: {BUSYBOX}\n        command: [sh, -c, 'echo from-deployment; sleep 3600']\n");
+    s.apply(&dep);
+    eventually(Duration::from_secs(60), "logs of deploy/chatty", || {
+        let o = s.kubectl(&["logs", "deploy/chatty"]);
+        String::from_utf8_lossy(&o.stdout)
+            .contains("from-deployment")
+            .then_some(())
+    });
+    s.ok(&["delete", "deployment", "chatty"]);
+    s.ok(&["delete", "pods", "--all", "--wait=true"]);
+}
+
+/// Containers the agent's runc knows (sandboxes included).
+fn runc_ids(s: &Server) -> Vec<String> {
+    let root = s.data_dir().join("agent/containerd/state/runc-root/k8s.io");
+    let out = std::process::Command::new("runc")
+        .arg("--root")
+        .arg(&root)
+        .args(["list", "-q"])
+        .output()
+        .expect("runc list");
+    let mut v: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn restarts_of_the_agent_and_of_containerd_keep_pods_running() {
+    let mut s = agent();
+    let node = s.node_name();
+    for name in ["a", "b", "gone"] {
+        s.apply(&pod(
+            name,
+            &node,
+            &format!("  containers:\n  - name: web\n    image: {HTTPD}\n"),
+        ));
+    }
+    for name in ["a", "b", "gone"] {
+        s.wait_pod_field(name, "{.status.phase}", "Running", Duration::from_secs(60));
+    }
+    let ids = |s: &Server| {
+        jsonpath(
+            s,
+            &["pods"],
+            "{.items[*].status.containerStatuses[0].containerID}",
+        )
+    };
+    let counts = |s: &Server| {
+        jsonpath(
+            s,
+            &["pods"],
+            "{.items[*].status.containerStatuses[0].restartCount}",
+        )
+    };
+    let before_ids = ids(&s);
+    let before_runc = runc_ids(&s);
+    assert_eq!(
+        before_runc.len(),
+        6,
+        "3 sandboxes and 3 containers: {before_runc:?}"
+    );
+
+    // Restart the whole server, agent included: the containers are adopted, not restarted.
+    s.restart();
+    s.wait_node_ready();
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(ids(&s), before_ids);
+    assert_eq!(counts(&s), "0 0 0");
+    assert_eq!(
+        runc_ids(&s),
+        before_runc,
+        "no duplicates, nothing restarted"
+    );
+    let ip = jsonpath(&s, &["pod", "a"], "{.status.podIP}");
+    assert!(http_get(&ip).is_some(), "pod a stopped answering");
+
+    // containerd dies: the agent starts it again and carries on.
+    let needle = s
+        .data_dir()
+        .join("agent/containerd/config.toml")
+        .to_string_lossy()
+        .into_owned();
+    let pid = std::fs::read_dir("/proc")
+        .expect("proc")
+        .flatten()
+        .find(|p| {
+            let cmd = std::fs::read(p.path().join("cmdline")).unwrap_or_default();
+            let cmd = String::from_utf8_lossy(&cmd);
+            cmd.starts_with("containerd\0") && cmd.contains(&needle)
+        })
+        .map(|p| p.file_name().to_string_lossy().into_owned())
+        .expect("the agent's containerd");
+    std::process::Command::new("kill")
+        .args(["-KILL", &pid])
+        .status()
+        .expect("kill");
+    s.apply(&pod(
+        "after",
+        &node,
+        &format!("  containers:\n  - name: web\n    image: {HTTPD}\n"),
+    ));
+    s.wait_pod_field(
+        "after",
+        "{.status.phase}",
+        "Running",
+        Duration::from_secs(60),
+    );
+    assert_eq!(counts(&s), "0 0 0 0");
+    assert!(
+        http_get(&ip).is_some(),
+        "pod a stopped answering after the containerd restart"
+    );
+
+    // A pod deleted while the agent was away is cleaned up when it comes back.
+    let gone_ip = jsonpath(&s, &["pod", "gone"], "{.status.podIP}");
+    let opts = s.agent.take();
+    s.restart();
+    s.ok(&["delete", "pod", "gone", "--force", "--grace-period=0"]);
+    s.agent = opts;
+    s.restart();
+    s.wait_node_ready();
+    eventually(
+        Duration::from_secs(30),
+        "the deleted pod's containers to go",
+        || (runc_ids(&s).len() == 6).then_some(()),
+    );
+    let ipam = s.data_dir().join("agent/cni/ipam/capstan").join(&gone_ip);
+    eventually(
+        Duration::from_secs(10),
+        "the deleted pod's IP to be released",
+        || (!ipam.exists()).then_some(()),
+    );
+    assert_eq!(counts(&s), "0 0 0");
+    s.ok(&["delete", "pods", "--all", "--wait=true"]);
+}
