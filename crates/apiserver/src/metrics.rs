@@ -11,6 +11,15 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
+/// Expositions of in-process components (the controller manager's), appended to `/metrics`
+/// so that one scrape covers the whole server.
+static EXTRA: parking_lot::RwLock<Vec<fn() -> String>> = parking_lot::RwLock::new(Vec::new());
+
+/// Adds a component's exposition (text format, without `# EOF`) to `/metrics`.
+pub fn add_exposition(f: fn() -> String) {
+    EXTRA.write().push(f);
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
     pub verb: String,
@@ -95,6 +104,19 @@ impl Metrics {
         let mut out = String::new();
         if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
             out.clear();
+        }
+        let extra = EXTRA.read();
+        if !extra.is_empty() {
+            let eof = out.ends_with("# EOF\n");
+            if eof {
+                out.truncate(out.len() - "# EOF\n".len());
+            }
+            for f in extra.iter() {
+                out.push_str(&f());
+            }
+            if eof {
+                out.push_str("# EOF\n");
+            }
         }
         out
     }

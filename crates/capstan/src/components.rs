@@ -19,6 +19,7 @@ pub struct Context {
 pub fn start(ctx: &Context, args: &crate::server::ServerArgs) {
     // Each component: one line, guarded by its flag.
     if !args.disable_controllers.iter().any(|c| c == "all") {
+        capstan_apiserver::metrics::add_exposition(|| capstan_controllers::metrics::global().render());
         capstan_controllers::start(ctx.client.clone(), capstan_controllers::Config { disabled: args.disable_controllers.iter().cloned().collect(), identity: None }, ctx.shutdown.clone());
     }
     crate::node_agent::setup_server(ctx);

@@ -461,6 +461,12 @@ fn the_controller_manager_holds_a_lease_and_can_be_disabled() {
         out.status.success().then(|| serde_json::from_slice::<Value>(&out.stdout).expect("json"))
     });
     assert!(lease["spec"]["holderIdentity"].as_str().is_some_and(|h| !h.is_empty()), "{lease}");
+    // The controllers' metrics are part of the server's /metrics.
+    let m = eventually(WAIT, "controller metrics", || {
+        let m = s.ok(&["get", "--raw", "/metrics"]);
+        m.contains("controller_reconciles_total{controller=\"serviceaccount\"}").then_some(m)
+    });
+    assert!(m.contains("controller_manager_leader 1"), "{m}");
     drop(s);
     let s = Server::start_with(BIN, &["--disable-controllers", "deployment"]);
     s.ok(&["apply", "-f", &ex("deployment.yaml")]);
