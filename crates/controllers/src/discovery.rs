@@ -50,7 +50,8 @@ impl Resources {
                 if ignored(&ar) {
                     continue;
                 }
-                out.by_kind.insert((ar.group.clone(), ar.kind.clone()), out.all.len());
+                out.by_kind
+                    .insert((ar.group.clone(), ar.kind.clone()), out.all.len());
                 out.all.push(Resource { ar, caps });
             }
         }
@@ -60,13 +61,15 @@ impl Resources {
     /// The resource an ownerReference's apiVersion and kind name.
     pub fn for_kind(&self, api_version: &str, kind: &str) -> Option<&Resource> {
         let group = api_version.rsplit_once('/').map(|(g, _)| g).unwrap_or("");
-        self.by_kind.get(&(group.to_string(), kind.to_string())).map(|&i| &self.all[i])
+        self.by_kind
+            .get(&(group.to_string(), kind.to_string()))
+            .map(|&i| &self.all[i])
     }
 
     /// Resources that can be listed, watched and deleted (what the GC tracks).
     pub fn collectable(&self) -> impl Iterator<Item = &Resource> {
-        self.all
-            .iter()
-            .filter(|r| r.supports(verbs::LIST) && r.supports(verbs::WATCH) && r.supports(verbs::DELETE))
+        self.all.iter().filter(|r| {
+            r.supports(verbs::LIST) && r.supports(verbs::WATCH) && r.supports(verbs::DELETE)
+        })
     }
 }

@@ -8,7 +8,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{EndpointAddress, EndpointPort, EndpointSubset, Endpoints, ObjectReference, Pod, Service, ServicePort};
+use k8s_openapi::api::core::v1::{
+    EndpointAddress, EndpointPort, EndpointSubset, Endpoints, ObjectReference, Pod, Service,
+    ServicePort,
+};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::api::{DeleteParams, PostParams};
@@ -20,6 +23,9 @@ use crate::runtime::{key_of, Cache, Change, Informer, Queue, ReconcileError, Rec
 use crate::selector::Selector;
 
 const NAME: &str = "endpoints";
+
+/// A resolved port: (name, number, protocol, appProtocol).
+type PortKey = (Option<String>, i32, String, Option<String>);
 pub const HEADLESS_LABEL: &str = "service.kubernetes.io/headless";
 
 /// The service's selector (None: endpoints are managed by hand).
@@ -33,11 +39,18 @@ pub fn is_headless(svc: &Service) -> bool {
 }
 
 pub fn publish_not_ready(svc: &Service) -> bool {
-    svc.spec.as_ref().and_then(|s| s.publish_not_ready_addresses).unwrap_or(false)
+    svc.spec
+        .as_ref()
+        .and_then(|s| s.publish_not_ready_addresses)
+        .unwrap_or(false)
 }
 
 pub fn pod_ip(p: &Pod) -> Option<&str> {
-    p.status.as_ref()?.pod_ip.as_deref().filter(|s| !s.is_empty())
+    p.status
+        .as_ref()?
+        .pod_ip
+        .as_deref()
+        .filter(|s| !s.is_empty())
 }
 
 /// The pod port a service port reaches (upstream's `FindPort`).
@@ -47,9 +60,16 @@ pub fn find_port(pod: &Pod, sp: &ServicePort) -> Option<i32> {
         Some(IntOrString::Int(n)) => Some(if *n == 0 { sp.port } else { *n }),
         Some(IntOrString::String(name)) => {
             let proto = sp.protocol.as_deref().unwrap_or("TCP");
-            pod.spec.as_ref()?.containers.iter().flat_map(|c| c.ports.iter().flatten()).find_map(|p| {
-                (p.name.as_deref() == Some(name.as_str()) && p.protocol.as_deref().unwrap_or("TCP") == proto).then_some(p.container_port)
-            })
+            pod.spec
+                .as_ref()?
+                .containers
+                .iter()
+                .flat_map(|c| c.ports.iter().flatten())
+                .find_map(|p| {
+                    (p.name.as_deref() == Some(name.as_str())
+                        && p.protocol.as_deref().unwrap_or("TCP") == proto)
+                        .then_some(p.container_port)
+                })
         }
     }
 }
@@ -79,9 +99,14 @@ pub fn derived_labels(svc: &Service) -> BTreeMap<String, String> {
 /// The subsets of a Service's Endpoints for these pods (those matching its selector).
 pub fn subsets(svc: &Service, matching: &[&Pod]) -> Vec<EndpointSubset> {
     let publish = publish_not_ready(svc);
-    let ports = svc.spec.as_ref().and_then(|s| s.ports.clone()).unwrap_or_default();
+    let ports = svc
+        .spec
+        .as_ref()
+        .and_then(|s| s.ports.clone())
+        .unwrap_or_default();
     // Address (by IP and pod) -> (address, ready, ports).
-    let mut by_addr: BTreeMap<(String, String), (EndpointAddress, bool, BTreeSet<(Option<String>, i32, String, Option<String>)>)> = BTreeMap::new();
+    let mut by_addr: BTreeMap<(String, String), (EndpointAddress, bool, BTreeSet<PortKey>)> =
+        BTreeMap::new();
     for p in matching {
         let Some(ip) = pod_ip(p) else { continue };
         if pods::is_terminal(p) || (!publish && p.metadata.deletion_timestamp.is_some()) {
@@ -94,7 +119,10 @@ pub fn subsets(svc: &Service, matching: &[&Pod]) -> Vec<EndpointSubset> {
             ..Default::default()
         };
         let spec = p.spec.as_ref();
-        if let (Some(h), Some(sub)) = (spec.and_then(|s| s.hostname.as_ref()), spec.and_then(|s| s.subdomain.as_ref())) {
+        if let (Some(h), Some(sub)) = (
+            spec.and_then(|s| s.hostname.as_ref()),
+            spec.and_then(|s| s.subdomain.as_ref()),
+        ) {
             if Some(sub) == svc.metadata.name.as_ref() {
                 addr.hostname = Some(h.clone());
             }
@@ -104,7 +132,12 @@ pub fn subsets(svc: &Service, matching: &[&Pod]) -> Vec<EndpointSubset> {
         let mut set = BTreeSet::new();
         for sp in &ports {
             if let Some(port) = find_port(p, sp) {
-                set.insert((sp.name.clone(), port, sp.protocol.clone().unwrap_or_else(|| "TCP".into()), sp.app_protocol.clone()));
+                set.insert((
+                    sp.name.clone(),
+                    port,
+                    sp.protocol.clone().unwrap_or_else(|| "TCP".into()),
+                    sp.app_protocol.clone(),
+                ));
             }
         }
         if ports.is_empty() && !is_headless(svc) {
@@ -116,7 +149,8 @@ pub fn subsets(svc: &Service, matching: &[&Pod]) -> Vec<EndpointSubset> {
         by_addr.insert(key, (addr, ready, set));
     }
     // Repack: addresses with the same ports share a subset (upstream's RepackSubsets).
-    let mut groups: BTreeMap<Vec<(Option<String>, i32, String, Option<String>)>, (Vec<EndpointAddress>, Vec<EndpointAddress>)> = BTreeMap::new();
+    let mut groups: BTreeMap<Vec<PortKey>, (Vec<EndpointAddress>, Vec<EndpointAddress>)> =
+        BTreeMap::new();
     for (_, (addr, ready, set)) in by_addr {
         let g = groups.entry(set.into_iter().collect()).or_default();
         if ready {
@@ -150,7 +184,9 @@ pub fn queue_services_for_pod(services: &Cache<Service>, q: &Queue, c: &Change<P
     let objs = c.objects();
     let ns = objs[0].metadata.namespace.as_deref().unwrap_or("");
     for svc in services.list_ns(ns) {
-        let Some(sel) = service_selector(&svc) else { continue };
+        let Some(sel) = service_selector(&svc) else {
+            continue;
+        };
         if objs.iter().any(|p| sel.matches(p.metadata.labels.as_ref())) {
             q.add(key_of(svc.as_ref()));
         }
@@ -165,7 +201,12 @@ pub struct EndpointsController {
 }
 
 impl EndpointsController {
-    pub fn new(client: Client, services: &mut Informer<Service>, pods: &mut Informer<Pod>, endpoints: &mut Informer<Endpoints>) -> (Arc<Self>, Queue) {
+    pub fn new(
+        client: Client,
+        services: &mut Informer<Service>,
+        pods: &mut Informer<Pod>,
+        endpoints: &mut Informer<Endpoints>,
+    ) -> (Arc<Self>, Queue) {
         let queue = Queue::new();
         let q = queue.clone();
         services.on_change(move |c| q.add(key_of(c.latest().as_ref())));
@@ -208,9 +249,15 @@ impl Reconciler for EndpointsController {
             }
             return Ok(None);
         };
-        let Some(sel) = service_selector(&svc) else { return Ok(None) };
+        let Some(sel) = service_selector(&svc) else {
+            return Ok(None);
+        };
         let all = self.pods.list_ns(ns);
-        let mut matching: Vec<&Pod> = all.iter().map(|p| p.as_ref()).filter(|p| sel.matches(p.metadata.labels.as_ref())).collect();
+        let mut matching: Vec<&Pod> = all
+            .iter()
+            .map(|p| p.as_ref())
+            .filter(|p| sel.matches(p.metadata.labels.as_ref()))
+            .collect();
         matching.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
         let subsets = subsets(&svc, &matching);
         let labels = derived_labels(&svc);
@@ -241,7 +288,9 @@ impl Reconciler for EndpointsController {
         match r {
             Ok(_) => Ok(None),
             // Created meanwhile, or changed under us: the informer brings us back.
-            Err(kube::Error::Api(s)) if s.code == 409 => Err(format!("endpoints {key} changed meanwhile").into()),
+            Err(kube::Error::Api(s)) if s.code == 409 => {
+                Err(format!("endpoints {key} changed meanwhile").into())
+            }
             Err(kube::Error::Api(s)) if s.code == 403 || s.code == 404 => Ok(None),
             Err(e) => Err(Box::new(e)),
         }
@@ -278,12 +327,20 @@ mod tests {
         let d = pod("d", Some("10.42.0.5"), true, "other");
         let s = subsets(&svc(json!({})), &[&a, &b, &c, &d]);
         assert_eq!(s.len(), 1, "{s:?}");
-        let ips = |v: &Option<Vec<EndpointAddress>>| v.iter().flatten().map(|a| a.ip.clone()).collect::<Vec<_>>();
+        let ips = |v: &Option<Vec<EndpointAddress>>| {
+            v.iter().flatten().map(|a| a.ip.clone()).collect::<Vec<_>>()
+        };
         assert_eq!(ips(&s[0].addresses), ["10.42.0.2"]);
         assert_eq!(ips(&s[0].not_ready_addresses), ["10.42.0.3"]);
         let p = &s[0].ports.as_ref().expect("ports")[0];
         assert_eq!((p.name.as_deref(), p.port), (Some("http"), 8080));
-        assert_eq!(s[0].addresses.as_ref().expect("a")[0].target_ref.as_ref().and_then(|r| r.name.as_deref()), Some("a"));
+        assert_eq!(
+            s[0].addresses.as_ref().expect("a")[0]
+                .target_ref
+                .as_ref()
+                .and_then(|r| r.name.as_deref()),
+            Some("a")
+        );
     }
 
     #[test]

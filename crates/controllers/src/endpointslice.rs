@@ -14,7 +14,10 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{DeleteParams, PostParams};
 use kube::{Api, Client, ResourceExt};
 
-use crate::endpoints::{derived_labels, find_port, pod_ip, pod_ref, publish_not_ready, queue_services_for_pod, service_selector};
+use crate::endpoints::{
+    derived_labels, find_port, pod_ip, pod_ref, publish_not_ready, queue_services_for_pod,
+    service_selector,
+};
 use crate::metrics;
 use crate::pods;
 use crate::runtime::{key_of, Cache, Informer, Queue, ReconcileError, Reconciler};
@@ -27,19 +30,34 @@ pub const MANAGED_BY: &str = "endpointslice-controller.k8s.io";
 /// Upstream's default --max-endpoints-per-slice.
 pub const MAX_ENDPOINTS_PER_SLICE: usize = 100;
 
+/// A resolved port: (name, number, protocol).
+type PortKey = (Option<String>, i32, String);
+
 /// The desired slices' contents: (ports, endpoints) per slice.
 pub fn desired_slices(svc: &Service, matching: &[&Pod]) -> Vec<(Vec<EndpointPort>, Vec<Endpoint>)> {
     let publish = publish_not_ready(svc);
-    let sports = svc.spec.as_ref().and_then(|s| s.ports.clone()).unwrap_or_default();
-    let mut groups: BTreeMap<Vec<(Option<String>, i32, String)>, Vec<Endpoint>> = BTreeMap::new();
+    let sports = svc
+        .spec
+        .as_ref()
+        .and_then(|s| s.ports.clone())
+        .unwrap_or_default();
+    let mut groups: BTreeMap<Vec<PortKey>, Vec<Endpoint>> = BTreeMap::new();
     for p in matching {
         let Some(ip) = pod_ip(p) else { continue };
         if pods::is_terminal(p) {
             continue;
         }
-        let ports: Vec<(Option<String>, i32, String)> = sports
+        let ports: Vec<PortKey> = sports
             .iter()
-            .filter_map(|sp| find_port(p, sp).map(|n| (sp.name.clone(), n, sp.protocol.clone().unwrap_or_else(|| "TCP".into()))))
+            .filter_map(|sp| {
+                find_port(p, sp).map(|n| {
+                    (
+                        sp.name.clone(),
+                        n,
+                        sp.protocol.clone().unwrap_or_else(|| "TCP".into()),
+                    )
+                })
+            })
             .collect();
         let terminating = p.metadata.deletion_timestamp.is_some();
         let serving = publish || pods::is_ready(p);
@@ -85,11 +103,20 @@ fn slice_service(s: &EndpointSlice) -> Option<String> {
     if l.get(MANAGED_BY_LABEL).map(String::as_str) != Some(MANAGED_BY) {
         return None;
     }
-    Some(format!("{}/{}", s.metadata.namespace.as_deref()?, l.get(SERVICE_NAME_LABEL)?))
+    Some(format!(
+        "{}/{}",
+        s.metadata.namespace.as_deref()?,
+        l.get(SERVICE_NAME_LABEL)?
+    ))
 }
 
 impl EndpointSliceController {
-    pub fn new(client: Client, services: &mut Informer<Service>, pods: &mut Informer<Pod>, slices: &mut Informer<EndpointSlice>) -> (Arc<Self>, Queue) {
+    pub fn new(
+        client: Client,
+        services: &mut Informer<Service>,
+        pods: &mut Informer<Pod>,
+        slices: &mut Informer<EndpointSlice>,
+    ) -> (Arc<Self>, Queue) {
         let queue = Queue::new();
         let q = queue.clone();
         services.on_change(move |c| q.add(key_of(c.latest().as_ref())));
@@ -121,20 +148,37 @@ impl Reconciler for EndpointSliceController {
         let (ns, name) = crate::runtime::split_key(key);
         let ns = ns.unwrap_or("default");
         // A deleted Service's slices go with it (owner reference, garbage collector).
-        let Some(svc) = self.services.get(key) else { return Ok(None) };
-        let Some(sel) = service_selector(&svc) else { return Ok(None) };
+        let Some(svc) = self.services.get(key) else {
+            return Ok(None);
+        };
+        let Some(sel) = service_selector(&svc) else {
+            return Ok(None);
+        };
         let all = self.pods.list_ns(ns);
-        let mut matching: Vec<&Pod> = all.iter().map(|p| p.as_ref()).filter(|p| sel.matches(p.metadata.labels.as_ref())).collect();
+        let mut matching: Vec<&Pod> = all
+            .iter()
+            .map(|p| p.as_ref())
+            .filter(|p| sel.matches(p.metadata.labels.as_ref()))
+            .collect();
         matching.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
         let desired = desired_slices(&svc, &matching);
-        let mut existing: Vec<Arc<EndpointSlice>> = self.slices.list_ns(ns).into_iter().filter(|s| slice_service(s).as_deref() == Some(key)).collect();
+        let mut existing: Vec<Arc<EndpointSlice>> = self
+            .slices
+            .list_ns(ns)
+            .into_iter()
+            .filter(|s| slice_service(s).as_deref() == Some(key))
+            .collect();
         existing.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
         let mut labels = derived_labels(&svc);
         labels.insert(SERVICE_NAME_LABEL.into(), name.into());
         labels.insert(MANAGED_BY_LABEL.into(), MANAGED_BY.into());
         let api: Api<EndpointSlice> = Api::namespaced(self.client.clone(), ns);
         // A service with no endpoints still gets one (empty) slice, as upstream.
-        let desired = if desired.is_empty() { vec![(Vec::new(), Vec::new())] } else { desired };
+        let desired = if desired.is_empty() {
+            vec![(Vec::new(), Vec::new())]
+        } else {
+            desired
+        };
         for i in 0..desired.len().max(existing.len()) {
             match (desired.get(i), existing.get(i)) {
                 (Some((ports, eps)), Some(cur)) => {
@@ -149,7 +193,8 @@ impl Reconciler for EndpointSliceController {
                     s.ports = Some(ports.clone());
                     s.metadata.labels = Some(labels.clone());
                     metrics::global().write(NAME, "update", "endpointslices");
-                    api.replace(&s.name_any(), &PostParams::default(), &s).await?;
+                    api.replace(&s.name_any(), &PostParams::default(), &s)
+                        .await?;
                 }
                 (Some((ports, eps)), None) => {
                     let s = EndpointSlice {
@@ -214,7 +259,10 @@ mod tests {
         assert_eq!(slices[0].1.len(), 100);
         assert_eq!(slices[0].0[0].port, Some(8080));
         let c0 = slices[0].1[0].conditions.clone().expect("conditions");
-        assert_eq!((c0.ready, c0.serving, c0.terminating), (Some(false), Some(true), Some(true)));
+        assert_eq!(
+            (c0.ready, c0.serving, c0.terminating),
+            (Some(false), Some(true), Some(true))
+        );
         let c1 = slices[0].1[1].conditions.clone().expect("conditions");
         assert_eq!(c1.ready, Some(false));
         let c2 = slices[0].1[2].conditions.clone().expect("conditions");

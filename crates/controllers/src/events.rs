@@ -35,8 +35,12 @@ impl SpamFilter {
         if self.buckets.len() >= REMEMBERED {
             self.buckets.clear();
         }
-        let (tokens, at) = self.buckets.entry(uid.to_string()).or_insert((SPAM_BURST, now));
-        *tokens = (*tokens + now.duration_since(*at).as_secs_f64() / SPAM_REFILL.as_secs_f64()).min(SPAM_BURST);
+        let (tokens, at) = self
+            .buckets
+            .entry(uid.to_string())
+            .or_insert((SPAM_BURST, now));
+        *tokens = (*tokens + now.duration_since(*at).as_secs_f64() / SPAM_REFILL.as_secs_f64())
+            .min(SPAM_BURST);
         *at = now;
         if *tokens >= 1.0 {
             *tokens -= 1.0;
@@ -46,6 +50,11 @@ impl SpamFilter {
         }
     }
 }
+
+/// (involved uid, type, reason, message): what makes two events the same.
+type EventKey = (String, &'static str, String, String);
+/// (namespace, event name, count) of the Event written for a key.
+type Recorded = (String, String, i32);
 
 struct Pending {
     involved: ObjectReference,
@@ -81,11 +90,21 @@ impl Recorder {
         Self { tx }
     }
 
-    pub fn normal<K: Resource<DynamicType = ()>>(&self, obj: &K, reason: &str, message: impl Into<String>) {
+    pub fn normal<K: Resource<DynamicType = ()>>(
+        &self,
+        obj: &K,
+        reason: &str,
+        message: impl Into<String>,
+    ) {
         self.send(object_ref(obj), "Normal", reason, message.into());
     }
 
-    pub fn warning<K: Resource<DynamicType = ()>>(&self, obj: &K, reason: &str, message: impl Into<String>) {
+    pub fn warning<K: Resource<DynamicType = ()>>(
+        &self,
+        obj: &K,
+        reason: &str,
+        message: impl Into<String>,
+    ) {
         self.send(object_ref(obj), "Warning", reason, message.into());
     }
 
@@ -100,23 +119,35 @@ impl Recorder {
 }
 
 async fn write_events(client: Client, component: String, mut rx: mpsc::Receiver<Pending>) {
-    // (uid, type, reason, message) -> (namespace, event name, count)
-    let mut seen: HashMap<(String, &'static str, String, String), (String, String, i32)> = HashMap::new();
+    let mut seen: HashMap<EventKey, Recorded> = HashMap::new();
     let host = std::env::var("HOSTNAME").unwrap_or_default();
     let mut spam = SpamFilter::default();
     while let Some(p) = rx.recv().await {
         if !spam.allow(p.involved.uid.as_deref().unwrap_or("")) {
             continue;
         }
-        let ns = p.involved.namespace.clone().unwrap_or_else(|| "default".into());
+        let ns = p
+            .involved
+            .namespace
+            .clone()
+            .unwrap_or_else(|| "default".into());
         let now = Timestamp::now();
-        let key = (p.involved.uid.clone().unwrap_or_default(), p.type_, p.reason.clone(), p.message.clone());
+        let key = (
+            p.involved.uid.clone().unwrap_or_default(),
+            p.type_,
+            p.reason.clone(),
+            p.message.clone(),
+        );
         let api: Api<Event> = Api::namespaced(client.clone(), &ns);
         if let Some((ens, name, count)) = seen.get_mut(&key) {
             *count += 1;
             let patch = serde_json::json!({"count": *count, "lastTimestamp": Time(now)});
             let api: Api<Event> = Api::namespaced(client.clone(), ens);
-            if api.patch(name, &PatchParams::default(), &Patch::Merge(&patch)).await.is_ok() {
+            if api
+                .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+                .await
+                .is_ok()
+            {
                 continue;
             }
         }
@@ -141,7 +172,11 @@ async fn write_events(client: Client, component: String, mut rx: mpsc::Receiver<
                 host: None,
             }),
             reporting_component: Some(component.clone()),
-            reporting_instance: Some(if host.is_empty() { component.clone() } else { format!("{component}-{host}") }),
+            reporting_instance: Some(if host.is_empty() {
+                component.clone()
+            } else {
+                format!("{component}-{host}")
+            }),
             ..Default::default()
         };
         match api.create(&PostParams::default(), &ev).await {

@@ -29,7 +29,9 @@ impl Expectations {
     pub fn satisfied(&self, owner: &str) -> bool {
         match self.map.lock().get(owner) {
             None => true,
-            Some(e) => (e.adds <= 0 && e.deletes.is_empty()) || e.set_at.elapsed() > EXPECTATIONS_TIMEOUT,
+            Some(e) => {
+                (e.adds <= 0 && e.deletes.is_empty()) || e.set_at.elapsed() > EXPECTATIONS_TIMEOUT
+            }
         }
     }
 

@@ -13,7 +13,9 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
-use kube::api::{DeleteParams, DynamicObject, Patch, PatchParams, Preconditions, PropagationPolicy};
+use kube::api::{
+    DeleteParams, DynamicObject, Patch, PatchParams, Preconditions, PropagationPolicy,
+};
 use kube::runtime::watcher::{self, watcher, Event};
 use kube::runtime::WatchStreamExt;
 use kube::{Api, Client, ResourceExt};
@@ -87,7 +89,8 @@ impl Graph {
     fn upsert(&mut self, uid: String, node: Node) -> Vec<String> {
         let mut work = Vec::new();
         let old = self.nodes.insert(uid.clone(), node.clone());
-        let old_owners: Vec<OwnerReference> = old.as_ref().map(|o| o.owners.clone()).unwrap_or_default();
+        let old_owners: Vec<OwnerReference> =
+            old.as_ref().map(|o| o.owners.clone()).unwrap_or_default();
         for r in &old_owners {
             if !node.owners.iter().any(|n| n.uid == r.uid) {
                 if let Some(s) = self.dependents.get_mut(&r.uid) {
@@ -98,9 +101,16 @@ impl Graph {
             }
         }
         for r in &node.owners {
-            self.dependents.entry(r.uid.clone()).or_default().insert(uid.clone());
+            self.dependents
+                .entry(r.uid.clone())
+                .or_default()
+                .insert(uid.clone());
         }
-        if !node.owners.is_empty() && old.as_ref().is_none_or(|o| o.owners != node.owners || o.deleting != node.deleting) {
+        if !node.owners.is_empty()
+            && old
+                .as_ref()
+                .is_none_or(|o| o.owners != node.owners || o.deleting != node.deleting)
+        {
             work.push(format!("dep:{uid}"));
         }
         if node.deleting && node.finalizers.iter().any(|f| f == ORPHAN) {
@@ -166,7 +176,10 @@ fn node_of(res: usize, obj: &DynamicObject) -> Node {
 impl GarbageCollector {
     /// Discovers the resource types and starts watching all of them; returns the collector
     /// and its queue once every type has been listed (or [`SYNC_TIMEOUT`] passed).
-    pub async fn start(client: Client, shutdown: watch::Receiver<bool>) -> Result<(Arc<Self>, Queue), crate::discovery::Error> {
+    pub async fn start(
+        client: Client,
+        shutdown: watch::Receiver<bool>,
+    ) -> Result<(Arc<Self>, Queue), crate::discovery::Error> {
         let resources = Resources::discover(&client).await?;
         let graph = Arc::new(RwLock::new(Graph::default()));
         let queue = Queue::new();
@@ -177,17 +190,35 @@ impl GarbageCollector {
             }
             let (tx, rx) = watch::channel(false);
             synced.push(rx);
-            tokio::spawn(watch_resource(client.clone(), i, r.clone(), graph.clone(), queue.clone(), tx, shutdown.clone()));
+            tokio::spawn(watch_resource(
+                client.clone(),
+                i,
+                r.clone(),
+                graph.clone(),
+                queue.clone(),
+                tx,
+                shutdown.clone(),
+            ));
         }
         let all_synced = async {
             for mut rx in synced {
                 let _ = rx.wait_for(|v| *v).await;
             }
         };
-        if tokio::time::timeout(SYNC_TIMEOUT, all_synced).await.is_err() {
+        if tokio::time::timeout(SYNC_TIMEOUT, all_synced)
+            .await
+            .is_err()
+        {
             tracing::warn!("garbage collector: not every resource type listed within {SYNC_TIMEOUT:?}; collecting anyway");
         }
-        Ok((Arc::new(Self { client, resources, graph }), queue))
+        Ok((
+            Arc::new(Self {
+                client,
+                resources,
+                graph,
+            }),
+            queue,
+        ))
     }
 
     fn api(&self, n: &Node) -> Api<DynamicObject> {
@@ -203,7 +234,11 @@ impl GarbageCollector {
     }
 
     /// Is the owner there? Some(waiting_for_dependents) if so, None if gone.
-    async fn owner_state(&self, dependent: &Node, r: &OwnerReference) -> Result<Option<bool>, Error> {
+    async fn owner_state(
+        &self,
+        dependent: &Node,
+        r: &OwnerReference,
+    ) -> Result<Option<bool>, Error> {
         if let Some(o) = self.graph.read().nodes.get(&r.uid) {
             return Ok(Some(o.waiting_for_dependents()));
         }
@@ -219,7 +254,8 @@ impl GarbageCollector {
         };
         match api.get_opt(&r.name).await {
             Ok(Some(o)) if o.uid().as_deref() == Some(r.uid.as_str()) => Ok(Some(
-                o.metadata.deletion_timestamp.is_some() && o.finalizers().iter().any(|f| f == FOREGROUND),
+                o.metadata.deletion_timestamp.is_some()
+                    && o.finalizers().iter().any(|f| f == FOREGROUND),
             )),
             Ok(_) => Ok(None),
             Err(e) => Err(Error::LookupOwner {
@@ -259,7 +295,15 @@ impl GarbageCollector {
         let mut m = meta;
         m["resourceVersion"] = json!(n.resource_version);
         metrics::global().write(NAME, "patch", &self.resources.all[n.res].ar.plural);
-        match self.api(n).patch(&n.name, &PatchParams::default(), &Patch::Merge(json!({"metadata": m}))).await {
+        match self
+            .api(n)
+            .patch(
+                &n.name,
+                &PatchParams::default(),
+                &Patch::Merge(json!({"metadata": m})),
+            )
+            .await
+        {
             Ok(_) => Ok(()),
             Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
             Err(e) => Err(Error::Patch {
@@ -272,13 +316,19 @@ impl GarbageCollector {
 
     async fn remove_finalizer(&self, n: &Node, f: &str) -> Result<(), Error> {
         let rest: Vec<&String> = n.finalizers.iter().filter(|x| *x != f).collect();
-        let v = if rest.is_empty() { json!(null) } else { json!(rest) };
+        let v = if rest.is_empty() {
+            json!(null)
+        } else {
+            json!(rest)
+        };
         self.patch_meta(n, json!({"finalizers": v})).await
     }
 
     /// Upstream's attemptToDeleteItem.
     async fn attempt_to_delete(&self, uid: &str) -> Result<(), Error> {
-        let Some(n) = self.graph.read().nodes.get(uid).cloned() else { return Ok(()) };
+        let Some(n) = self.graph.read().nodes.get(uid).cloned() else {
+            return Ok(());
+        };
         if n.deleting {
             if n.waiting_for_dependents() {
                 return self.process_deleting_dependents(uid).await;
@@ -298,7 +348,11 @@ impl GarbageCollector {
                 return Ok(());
             }
             // Some owners remain: only drop the references to the others.
-            let keep: Vec<&OwnerReference> = n.owners.iter().filter(|r| !gone.contains(&r.uid) && !waiting.contains(&r.uid)).collect();
+            let keep: Vec<&OwnerReference> = n
+                .owners
+                .iter()
+                .filter(|r| !gone.contains(&r.uid) && !waiting.contains(&r.uid))
+                .collect();
             return self.patch_meta(&n, json!({"ownerReferences": keep})).await;
         }
         if gone.is_empty() && waiting.is_empty() {
@@ -323,14 +377,18 @@ impl GarbageCollector {
     async fn process_deleting_dependents(&self, uid: &str) -> Result<(), Error> {
         let (n, deps) = {
             let g = self.graph.read();
-            let Some(n) = g.nodes.get(uid).cloned() else { return Ok(()) };
+            let Some(n) = g.nodes.get(uid).cloned() else {
+                return Ok(());
+            };
             (n, g.dependents_of(uid))
         };
         if !n.waiting_for_dependents() {
             return Ok(());
         }
         let blocking = deps.iter().any(|(_, d)| {
-            d.owners.iter().any(|r| r.uid == uid && r.block_owner_deletion == Some(true))
+            d.owners
+                .iter()
+                .any(|r| r.uid == uid && r.block_owner_deletion == Some(true))
         });
         if blocking {
             // Each dependent is queued as `dep:`; their deletion brings us back here.
@@ -344,7 +402,9 @@ impl GarbageCollector {
     async fn orphan_dependents(&self, uid: &str) -> Result<(), Error> {
         let (n, deps) = {
             let g = self.graph.read();
-            let Some(n) = g.nodes.get(uid).cloned() else { return Ok(()) };
+            let Some(n) = g.nodes.get(uid).cloned() else {
+                return Ok(());
+            };
             (n, g.dependents_of(uid))
         };
         if !(n.deleting && n.finalizers.iter().any(|f| f == ORPHAN)) {
@@ -475,7 +535,10 @@ mod tests {
         let mut g = Graph::default();
         g.upsert("pod".into(), node(&[("rs", true)], &[], false));
         let w = g.upsert("rs".into(), node(&[], &[FOREGROUND], true));
-        assert!(w.contains(&"fg:rs".to_string()) && w.contains(&"dep:pod".to_string()), "{w:?}");
+        assert!(
+            w.contains(&"fg:rs".to_string()) && w.contains(&"dep:pod".to_string()),
+            "{w:?}"
+        );
         let w = g.remove("pod");
         assert_eq!(w, vec!["fg:rs"]);
         assert!(g.dependents_of("rs").is_empty());

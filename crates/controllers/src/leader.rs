@@ -72,7 +72,10 @@ impl LeaderElector {
                 },
                 spec: Some(self.spec(now.clone(), now, 0)),
             };
-            self.api.create(&PostParams::default(), &lease).await.map_err(Error::Write)?;
+            self.api
+                .create(&PostParams::default(), &lease)
+                .await
+                .map_err(Error::Write)?;
             return Ok(());
         };
         let spec = lease.spec.clone().unwrap_or_default();
@@ -94,15 +97,25 @@ impl LeaderElector {
             return Err(Error::HeldByOther(holder));
         }
         let (acquired, transitions) = if ours {
-            (spec.acquire_time.clone().unwrap_or(now.clone()), spec.lease_transitions.unwrap_or(0))
+            (
+                spec.acquire_time.clone().unwrap_or(now.clone()),
+                spec.lease_transitions.unwrap_or(0),
+            )
         } else {
             (now.clone(), spec.lease_transitions.unwrap_or(0) + 1)
         };
         lease.spec = Some(self.spec(acquired, now, transitions));
         // The write carries the resourceVersion we read: two servers cannot both win.
-        let written = self.api.replace(&self.name, &PostParams::default(), &lease).await.map_err(Error::Write)?;
+        let written = self
+            .api
+            .replace(&self.name, &PostParams::default(), &lease)
+            .await
+            .map_err(Error::Write)?;
         self.observed = Observed {
-            record: Some((self.identity.clone(), written.metadata.resource_version.unwrap_or_default())),
+            record: Some((
+                self.identity.clone(),
+                written.metadata.resource_version.unwrap_or_default(),
+            )),
             changed_at: Instant::now(),
         };
         Ok(())
@@ -121,14 +134,21 @@ impl LeaderElector {
 
     /// Gives the lease up (on shutdown) so another server need not wait for it to expire.
     pub async fn release(&mut self) {
-        let Ok(Some(mut lease)) = self.api.get_opt(&self.name).await else { return };
-        let Some(spec) = lease.spec.as_mut() else { return };
+        let Ok(Some(mut lease)) = self.api.get_opt(&self.name).await else {
+            return;
+        };
+        let Some(spec) = lease.spec.as_mut() else {
+            return;
+        };
         if spec.holder_identity.as_deref() != Some(&self.identity) {
             return;
         }
         spec.holder_identity = None;
         spec.lease_duration_seconds = Some(1);
         spec.renew_time = Some(MicroTime(Timestamp::now()));
-        let _ = self.api.replace(&self.name, &PostParams::default(), &lease).await;
+        let _ = self
+            .api
+            .replace(&self.name, &PostParams::default(), &lease)
+            .await;
     }
 }

@@ -7,7 +7,9 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
-use k8s_openapi::api::core::v1::{Endpoints, Namespace, Pod, ReplicationController, Service, ServiceAccount};
+use k8s_openapi::api::core::v1::{
+    Endpoints, Namespace, Pod, ReplicationController, Service, ServiceAccount,
+};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::runtime::watcher;
 use kube::{Api, Client};
@@ -53,7 +55,8 @@ pub struct Config {
 
 impl Config {
     pub fn enabled(&self, name: &str) -> bool {
-        !(self.disabled.contains(name) || (name == "endpoints" && self.disabled.contains("endpoint")))
+        !(self.disabled.contains(name)
+            || (name == "endpoints" && self.disabled.contains("endpoint")))
     }
 
     /// Names in `disabled` that are not controllers.
@@ -89,7 +92,10 @@ async fn lead(client: Client, config: Config, mut shutdown: watch::Receiver<bool
                 return;
             }
         }
-        tracing::info!(identity = elector.identity(), "became the controller-manager leader");
+        tracing::info!(
+            identity = elector.identity(),
+            "became the controller-manager leader"
+        );
         m.leader.set(1);
         let (term_tx, term_rx) = watch::channel(false);
         let running = tokio::spawn(run_controllers(client.clone(), config.clone(), term_rx));
@@ -120,10 +126,19 @@ async fn lead(client: Client, config: Config, mut shutdown: watch::Receiver<bool
 
 fn informer<K>(api: Api<K>) -> Informer<K>
 where
-    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
+    K: kube::Resource
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
 {
     Informer::new(api, watcher::Config::default())
 }
+
+/// Starts one controller's workers once the caches are ready.
+type Starter = Box<dyn FnOnce(watch::Receiver<bool>) -> JoinHandle<()> + Send>;
 
 /// One leadership term: informers, controllers, workers.
 async fn run_controllers(client: Client, config: Config, shutdown: watch::Receiver<bool>) {
@@ -142,7 +157,7 @@ async fn run_controllers(client: Client, config: Config, shutdown: watch::Receiv
     let mut sas = informer(Api::<ServiceAccount>::all(client.clone()));
 
     let mut workers: Vec<JoinHandle<()>> = Vec::new();
-    let mut starters: Vec<Box<dyn FnOnce(watch::Receiver<bool>) -> JoinHandle<()> + Send>> = Vec::new();
+    let mut starters: Vec<Starter> = Vec::new();
     macro_rules! controller {
         ($name:expr, $n:expr, $make:expr) => {
             if on($name) {
@@ -151,13 +166,41 @@ async fn run_controllers(client: Client, config: Config, shutdown: watch::Receiv
             }
         };
     }
-    controller!("replicaset", 5, ReplicaController::<ReplicaSet>::new(client.clone(), &mut rss, &mut pods));
-    controller!("replicationcontroller", 5, ReplicaController::<ReplicationController>::new(client.clone(), &mut rcs, &mut pods));
-    controller!("deployment", 5, DeploymentController::new(client.clone(), &mut deps, &mut rss, &mut pods));
-    controller!("endpoints", 5, EndpointsController::new(client.clone(), &mut svcs, &mut pods, &mut eps));
-    controller!("endpointslice", 5, EndpointSliceController::new(client.clone(), &mut svcs, &mut pods, &mut slices));
-    controller!("namespace", 2, NamespaceController::new(client.clone(), &mut nss));
-    controller!("serviceaccount", 2, ServiceAccountController::new(client.clone(), &mut nss, &mut sas));
+    controller!(
+        "replicaset",
+        5,
+        ReplicaController::<ReplicaSet>::new(client.clone(), &mut rss, &mut pods)
+    );
+    controller!(
+        "replicationcontroller",
+        5,
+        ReplicaController::<ReplicationController>::new(client.clone(), &mut rcs, &mut pods)
+    );
+    controller!(
+        "deployment",
+        5,
+        DeploymentController::new(client.clone(), &mut deps, &mut rss, &mut pods)
+    );
+    controller!(
+        "endpoints",
+        5,
+        EndpointsController::new(client.clone(), &mut svcs, &mut pods, &mut eps)
+    );
+    controller!(
+        "endpointslice",
+        5,
+        EndpointSliceController::new(client.clone(), &mut svcs, &mut pods, &mut slices)
+    );
+    controller!(
+        "namespace",
+        2,
+        NamespaceController::new(client.clone(), &mut nss)
+    );
+    controller!(
+        "serviceaccount",
+        2,
+        ServiceAccountController::new(client.clone(), &mut nss, &mut sas)
+    );
 
     // Start the informers controllers use, and wait for their first lists.
     let mut ready = Vec::new();
@@ -184,7 +227,9 @@ async fn run_controllers(client: Client, config: Config, shutdown: watch::Receiv
             loop {
                 match GarbageCollector::start(client.clone(), shutdown.clone()).await {
                     Ok((gc, q)) => return run_workers(gc, q, 8, shutdown).await,
-                    Err(e) => tracing::warn!(error = %e, "garbage collector cannot start; retrying"),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "garbage collector cannot start; retrying")
+                    }
                 }
                 if sleep_or_shutdown(Duration::from_secs(5), &mut s).await {
                     return;

@@ -39,11 +39,31 @@ impl Metrics {
         let queue_depth = Family::<ControllerLabels, Gauge>::default();
         let writes = Family::<WriteLabels, Counter>::default();
         let leader = Gauge::default();
-        registry.register("controller_reconciles", "Reconciles run, by controller", reconciles.clone());
-        registry.register("controller_reconcile_errors", "Reconciles that failed and were requeued with backoff", errors.clone());
-        registry.register("controller_queue_depth", "Keys waiting in each controller's work queue", queue_depth.clone());
-        registry.register("controller_api_writes", "API writes controllers issued (create, update, patch, delete)", writes.clone());
-        registry.register("controller_manager_leader", "1 while this server holds the controller-manager Lease", leader.clone());
+        registry.register(
+            "controller_reconciles",
+            "Reconciles run, by controller",
+            reconciles.clone(),
+        );
+        registry.register(
+            "controller_reconcile_errors",
+            "Reconciles that failed and were requeued with backoff",
+            errors.clone(),
+        );
+        registry.register(
+            "controller_queue_depth",
+            "Keys waiting in each controller's work queue",
+            queue_depth.clone(),
+        );
+        registry.register(
+            "controller_api_writes",
+            "API writes controllers issued (create, update, patch, delete)",
+            writes.clone(),
+        );
+        registry.register(
+            "controller_manager_leader",
+            "1 while this server holds the controller-manager Lease",
+            leader.clone(),
+        );
         Self {
             registry,
             reconciles,
@@ -94,9 +114,17 @@ mod tests {
     #[test]
     fn counted_reconciles_show_up_in_the_exposition() {
         let m = global();
-        m.reconciles.get_or_create(&Metrics::labels("replicaset")).inc();
+        m.reconciles
+            .get_or_create(&Metrics::labels("replicaset"))
+            .inc();
         let text = m.render();
-        assert!(text.contains("controller_reconciles_total{controller=\"replicaset\"}"), "{text}");
-        assert!(!text.contains("# EOF"), "appendable to another exposition: {text}");
+        assert!(
+            text.contains("controller_reconciles_total{controller=\"replicaset\"}"),
+            "{text}"
+        );
+        assert!(
+            !text.contains("# EOF"),
+            "appendable to another exposition: {text}"
+        );
     }
 }

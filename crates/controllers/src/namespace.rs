@@ -80,7 +80,11 @@ impl NamespaceController {
     async fn delete_content(&self, ns: &str) -> Result<usize, Error> {
         let resources = self.resources().await?;
         let mut remaining = 0;
-        for r in resources.all.iter().filter(|r| r.namespaced() && r.supports(verbs::LIST) && r.supports(verbs::DELETE)) {
+        for r in resources
+            .all
+            .iter()
+            .filter(|r| r.namespaced() && r.supports(verbs::LIST) && r.supports(verbs::DELETE))
+        {
             let api: Api<DynamicObject> = Api::namespaced_with(self.client.clone(), ns, &r.ar);
             let err = |e| Error::DeleteContent {
                 resource: r.ar.plural.clone(),
@@ -96,7 +100,10 @@ impl NamespaceController {
                 continue;
             }
             remaining += 1;
-            if items.iter().all(|o| o.metadata.deletion_timestamp.is_some()) {
+            if items
+                .iter()
+                .all(|o| o.metadata.deletion_timestamp.is_some())
+            {
                 // Already going (graceful deletion or finalizers): just wait.
                 continue;
             }
@@ -109,7 +116,10 @@ impl NamespaceController {
                     Err(e) => return Err(err(e)),
                 }
             } else {
-                for o in items.iter().filter(|o| o.metadata.deletion_timestamp.is_none()) {
+                for o in items
+                    .iter()
+                    .filter(|o| o.metadata.deletion_timestamp.is_none())
+                {
                     metrics::global().write(NAME, "delete", &r.ar.plural);
                     match api.delete(&o.name_any(), &dp).await {
                         Ok(_) => {}
@@ -130,17 +140,27 @@ impl Reconciler for NamespaceController {
     }
 
     async fn reconcile(&self, key: &str) -> Result<Option<Duration>, ReconcileError> {
-        let Some(ns) = self.namespaces.get(key) else { return Ok(None) };
+        let Some(ns) = self.namespaces.get(key) else {
+            return Ok(None);
+        };
         if ns.metadata.deletion_timestamp.is_none() {
             return Ok(None);
         }
-        let finalizers = ns.spec.as_ref().and_then(|s| s.finalizers.clone()).unwrap_or_default();
+        let finalizers = ns
+            .spec
+            .as_ref()
+            .and_then(|s| s.finalizers.clone())
+            .unwrap_or_default();
         if !finalizers.iter().any(|f| f == FINALIZER) {
             return Ok(None);
         }
         let remaining = self.delete_content(key).await?;
         if remaining > 0 {
-            tracing::debug!(namespace = key, resource_types = remaining, "namespace content still going away");
+            tracing::debug!(
+                namespace = key,
+                resource_types = remaining,
+                "namespace content still going away"
+            );
             return Ok(Some(RECHECK));
         }
         let mut done = (*ns).clone();

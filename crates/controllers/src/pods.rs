@@ -14,7 +14,10 @@ pub fn is_active(p: &Pod) -> bool {
 }
 
 pub fn is_terminal(p: &Pod) -> bool {
-    matches!(p.status.as_ref().and_then(|s| s.phase.as_deref()), Some("Succeeded" | "Failed"))
+    matches!(
+        p.status.as_ref().and_then(|s| s.phase.as_deref()),
+        Some("Succeeded" | "Failed")
+    )
 }
 
 /// When the Ready condition became True, if it is True.
@@ -45,9 +48,15 @@ pub fn is_available(p: &Pod, min_ready_seconds: i32, now: Timestamp) -> bool {
 }
 
 /// How long until a ready pod becomes available, if it will.
-pub fn until_available(p: &Pod, min_ready_seconds: i32, now: Timestamp) -> Option<std::time::Duration> {
+pub fn until_available(
+    p: &Pod,
+    min_ready_seconds: i32,
+    now: Timestamp,
+) -> Option<std::time::Duration> {
     let t = ready_since(p)??;
-    let at = t.checked_add(SignedDuration::from_secs(min_ready_seconds as i64)).ok()?;
+    let at = t
+        .checked_add(SignedDuration::from_secs(min_ready_seconds as i64))
+        .ok()?;
     let d = at.duration_since(now);
     (d > SignedDuration::ZERO).then(|| d.unsigned_abs())
 }
@@ -62,7 +71,10 @@ fn phase_rank(p: &Pod) -> u8 {
 }
 
 fn node(p: &Pod) -> &str {
-    p.spec.as_ref().and_then(|s| s.node_name.as_deref()).unwrap_or("")
+    p.spec
+        .as_ref()
+        .and_then(|s| s.node_name.as_deref())
+        .unwrap_or("")
 }
 
 fn restarts(p: &Pod) -> i32 {
@@ -84,7 +96,13 @@ pub fn deletion_order(pods: &mut [&Pod]) {
             *per_node.entry(node(p).to_string()).or_default() += 1;
         }
     }
-    let rank = |p: &Pod| if node(p).is_empty() { 0 } else { per_node.get(node(p)).copied().unwrap_or(0) };
+    let rank = |p: &Pod| {
+        if node(p).is_empty() {
+            0
+        } else {
+            per_node.get(node(p)).copied().unwrap_or(0)
+        }
+    };
     pods.sort_by(|a, b| {
         let assigned = |p: &Pod| !node(p).is_empty();
         assigned(a)
@@ -92,11 +110,13 @@ pub fn deletion_order(pods: &mut [&Pod]) {
             .then_with(|| phase_rank(a).cmp(&phase_rank(b)))
             .then_with(|| is_ready(a).cmp(&is_ready(b)))
             .then_with(|| rank(b).cmp(&rank(a)))
-            .then_with(|| match (ready_since(a).flatten(), ready_since(b).flatten()) {
-                // Ready more recently (a later time) goes first.
-                (Some(x), Some(y)) => y.cmp(&x),
-                _ => Ordering::Equal,
-            })
+            .then_with(
+                || match (ready_since(a).flatten(), ready_since(b).flatten()) {
+                    // Ready more recently (a later time) goes first.
+                    (Some(x), Some(y)) => y.cmp(&x),
+                    _ => Ordering::Equal,
+                },
+            )
             .then_with(|| restarts(b).cmp(&restarts(a)))
             .then_with(|| {
                 let c = |p: &Pod| p.metadata.creation_timestamp.as_ref().map(|t| t.0);
@@ -142,21 +162,45 @@ mod tests {
     #[test]
     fn unscheduled_then_pending_then_not_ready_pods_are_deleted_first() {
         let ready = json!({"type": "Ready", "status": "True", "lastTransitionTime": "2024-01-01T00:00:00Z"});
-        let running_ready = pod("running-ready", json!({"metadata": {}, "spec": {"nodeName": "n1", "containers": []}, "status": {"phase": "Running", "conditions": [ready]}}));
-        let running = pod("running", json!({"metadata": {}, "spec": {"nodeName": "n1", "containers": []}, "status": {"phase": "Running"}}));
-        let pending = pod("pending", json!({"metadata": {}, "spec": {"nodeName": "n1", "containers": []}, "status": {"phase": "Pending"}}));
-        let unscheduled = pod("unscheduled", json!({"metadata": {}, "spec": {"containers": []}, "status": {"phase": "Pending"}}));
+        let running_ready = pod(
+            "running-ready",
+            json!({"metadata": {}, "spec": {"nodeName": "n1", "containers": []}, "status": {"phase": "Running", "conditions": [ready]}}),
+        );
+        let running = pod(
+            "running",
+            json!({"metadata": {}, "spec": {"nodeName": "n1", "containers": []}, "status": {"phase": "Running"}}),
+        );
+        let pending = pod(
+            "pending",
+            json!({"metadata": {}, "spec": {"nodeName": "n1", "containers": []}, "status": {"phase": "Pending"}}),
+        );
+        let unscheduled = pod(
+            "unscheduled",
+            json!({"metadata": {}, "spec": {"containers": []}, "status": {"phase": "Pending"}}),
+        );
         let mut v = vec![&running_ready, &running, &pending, &unscheduled];
         deletion_order(&mut v);
-        let names: Vec<_> = v.iter().map(|p| p.metadata.name.clone().unwrap_or_default()).collect();
-        assert_eq!(names, ["unscheduled", "pending", "running", "running-ready"]);
+        let names: Vec<_> = v
+            .iter()
+            .map(|p| p.metadata.name.clone().unwrap_or_default())
+            .collect();
+        assert_eq!(
+            names,
+            ["unscheduled", "pending", "running", "running-ready"]
+        );
     }
 
     #[test]
     fn ready_recently_goes_before_ready_long_ago_and_newer_before_older() {
         let r = |t: &str| json!({"type": "Ready", "status": "True", "lastTransitionTime": t});
-        let old = pod("old", json!({"metadata": {"creationTimestamp": "2024-01-01T00:00:00Z"}, "spec": {"nodeName": "n", "containers": []}, "status": {"phase": "Running", "conditions": [r("2024-01-01T00:00:00Z")]}}));
-        let new = pod("new", json!({"metadata": {"creationTimestamp": "2024-01-02T00:00:00Z"}, "spec": {"nodeName": "n", "containers": []}, "status": {"phase": "Running", "conditions": [r("2024-01-02T00:00:00Z")]}}));
+        let old = pod(
+            "old",
+            json!({"metadata": {"creationTimestamp": "2024-01-01T00:00:00Z"}, "spec": {"nodeName": "n", "containers": []}, "status": {"phase": "Running", "conditions": [r("2024-01-01T00:00:00Z")]}}),
+        );
+        let new = pod(
+            "new",
+            json!({"metadata": {"creationTimestamp": "2024-01-02T00:00:00Z"}, "spec": {"nodeName": "n", "containers": []}, "status": {"phase": "Running", "conditions": [r("2024-01-02T00:00:00Z")]}}),
+        );
         let mut v = vec![&old, &new];
         deletion_order(&mut v);
         assert_eq!(v[0].metadata.name.as_deref(), Some("new"));
@@ -164,11 +208,17 @@ mod tests {
 
     #[test]
     fn availability_waits_for_min_ready_seconds() {
-        let p = pod("p", json!({"metadata": {}, "status": {"conditions": [{"type": "Ready", "status": "True", "lastTransitionTime": "2024-01-01T00:00:00Z"}]}}));
+        let p = pod(
+            "p",
+            json!({"metadata": {}, "status": {"conditions": [{"type": "Ready", "status": "True", "lastTransitionTime": "2024-01-01T00:00:00Z"}]}}),
+        );
         let t0: Timestamp = "2024-01-01T00:00:05Z".parse().expect("ts");
         assert!(is_available(&p, 0, t0));
         assert!(!is_available(&p, 10, t0));
-        assert_eq!(until_available(&p, 10, t0), Some(std::time::Duration::from_secs(5)));
+        assert_eq!(
+            until_available(&p, 10, t0),
+            Some(std::time::Duration::from_secs(5))
+        );
         assert!(is_available(&p, 5, t0));
         assert!(is_active(&p));
     }

@@ -25,7 +25,9 @@ use crate::events::Recorder;
 use crate::expectations::Expectations;
 use crate::metrics;
 use crate::pods::{self, deletion_order, slow_start_batches};
-use crate::runtime::{key_of, split_key, Cache, Change, Informer, Queue, ReconcileError, Reconciler};
+use crate::runtime::{
+    key_of, split_key, Cache, Change, Informer, Queue, ReconcileError, Reconciler,
+};
 use crate::selector::{controller_ref, owner_ref, Selector};
 
 /// At most this many pods are created or deleted in one sync (upstream's BurstReplicas).
@@ -56,7 +58,14 @@ pub enum Error {
 
 /// What the controller needs from a ReplicaSet or a ReplicationController.
 pub trait ReplicaOwner:
-    Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope> + Clone + DeserializeOwned + Serialize + Debug + Send + Sync + 'static
+    Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+    + Clone
+    + DeserializeOwned
+    + Serialize
+    + Debug
+    + Send
+    + Sync
+    + 'static
 {
     /// Controller name (metrics, flags).
     const CONTROLLER: &'static str;
@@ -78,7 +87,10 @@ impl ReplicaOwner for ReplicaSet {
         self.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1)
     }
     fn min_ready_seconds(&self) -> i32 {
-        self.spec.as_ref().and_then(|s| s.min_ready_seconds).unwrap_or(0)
+        self.spec
+            .as_ref()
+            .and_then(|s| s.min_ready_seconds)
+            .unwrap_or(0)
     }
     fn template(&self) -> Option<&PodTemplateSpec> {
         self.spec.as_ref()?.template.as_ref()
@@ -95,7 +107,10 @@ impl ReplicaOwner for ReplicationController {
         self.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1)
     }
     fn min_ready_seconds(&self) -> i32 {
-        self.spec.as_ref().and_then(|s| s.min_ready_seconds).unwrap_or(0)
+        self.spec
+            .as_ref()
+            .and_then(|s| s.min_ready_seconds)
+            .unwrap_or(0)
     }
     fn template(&self) -> Option<&PodTemplateSpec> {
         self.spec.as_ref()?.template.as_ref()
@@ -133,7 +148,11 @@ fn queue_matching_owners<O: ReplicaOwner>(owners: &Cache<O>, q: &Queue, pod: &Po
 
 impl<O: ReplicaOwner> ReplicaController<O> {
     /// Wires the controller to its informers; returns it with its queue.
-    pub fn new(client: Client, owners: &mut Informer<O>, pods: &mut Informer<Pod>) -> (Arc<Self>, Queue) {
+    pub fn new(
+        client: Client,
+        owners: &mut Informer<O>,
+        pods: &mut Informer<Pod>,
+    ) -> (Arc<Self>, Queue) {
         let queue = Queue::new();
         let expectations = Arc::new(Expectations::default());
         let q = queue.clone();
@@ -147,24 +166,24 @@ impl<O: ReplicaOwner> ReplicaController<O> {
         });
         let (q, exp, oc) = (queue.clone(), expectations.clone(), owners.cache());
         pods.on_change(move |c| match c {
-            Change::Added(p) => {
-                match owner_key_of(&oc, p) {
-                    Some(k) => {
-                        if p.metadata.deletion_timestamp.is_some() {
-                            exp.deletion_observed(&k, &key_of(p.as_ref()));
-                        } else {
-                            exp.creation_observed(&k);
-                        }
-                        q.add(k);
+            Change::Added(p) => match owner_key_of(&oc, p) {
+                Some(k) => {
+                    if p.metadata.deletion_timestamp.is_some() {
+                        exp.deletion_observed(&k, &key_of(p.as_ref()));
+                    } else {
+                        exp.creation_observed(&k);
                     }
-                    None if controller_ref(&p.metadata).is_none() => queue_matching_owners(&oc, &q, p),
-                    None => {}
+                    q.add(k);
                 }
-            }
+                None if controller_ref(&p.metadata).is_none() => queue_matching_owners(&oc, &q, p),
+                None => {}
+            },
             Change::Updated { old, new } => {
                 let (ok, nk) = (owner_key_of(&oc, old), owner_key_of(&oc, new));
                 if let Some(k) = &nk {
-                    if new.metadata.deletion_timestamp.is_some() && old.metadata.deletion_timestamp.is_none() {
+                    if new.metadata.deletion_timestamp.is_some()
+                        && old.metadata.deletion_timestamp.is_none()
+                    {
                         exp.deletion_observed(k, &key_of(new.as_ref()));
                     }
                     q.add(k.clone());
@@ -180,7 +199,8 @@ impl<O: ReplicaOwner> ReplicaController<O> {
                     q.add(ok.unwrap_or_default());
                 }
                 if controller_ref(&new.metadata).is_none()
-                    && (old.metadata.labels != new.metadata.labels || controller_ref(&old.metadata).is_some())
+                    && (old.metadata.labels != new.metadata.labels
+                        || controller_ref(&old.metadata).is_some())
                 {
                     queue_matching_owners(&oc, &q, new);
                 }
@@ -208,7 +228,12 @@ impl<O: ReplicaOwner> ReplicaController<O> {
 
     /// Adopts matching orphans and releases owned pods that no longer match (upstream's
     /// PodControllerRefManager); returns the pods this owner controls.
-    async fn claim_pods(&self, owner: &O, sel: &Selector, ns: &str) -> Result<Vec<Arc<Pod>>, Error> {
+    async fn claim_pods(
+        &self,
+        owner: &O,
+        sel: &Selector,
+        ns: &str,
+    ) -> Result<Vec<Arc<Pod>>, Error> {
         let uid = owner.meta().uid.clone().unwrap_or_default();
         let deleting = owner.meta().deletion_timestamp.is_some();
         let mut owned = Vec::new();
@@ -220,7 +245,12 @@ impl<O: ReplicaOwner> ReplicaController<O> {
                     if matches {
                         owned.push(pod);
                     } else if !deleting {
-                        let refs = pod.owner_references().iter().filter(|r| r.uid != uid).cloned().collect();
+                        let refs = pod
+                            .owner_references()
+                            .iter()
+                            .filter(|r| r.uid != uid)
+                            .cloned()
+                            .collect();
                         self.patch_owner_refs(&pod, refs).await?;
                     }
                 }
@@ -251,7 +281,9 @@ impl<O: ReplicaOwner> ReplicaController<O> {
         let ns = owner.meta().namespace.clone().unwrap_or_default();
         let api: Api<O> = Api::namespaced(self.client.clone(), &ns);
         match api.get_opt(&owner.name_any()).await {
-            Ok(Some(fresh)) => fresh.meta().uid == owner.meta().uid && fresh.meta().deletion_timestamp.is_none(),
+            Ok(Some(fresh)) => {
+                fresh.meta().uid == owner.meta().uid && fresh.meta().deletion_timestamp.is_none()
+            }
             _ => false,
         }
     }
@@ -262,7 +294,15 @@ impl<O: ReplicaOwner> ReplicaController<O> {
         let ns = pod.metadata.namespace.clone().unwrap_or_default();
         let patch = json!({"metadata": {"ownerReferences": refs, "resourceVersion": pod.metadata.resource_version, "uid": pod.metadata.uid}});
         metrics::global().write(O::CONTROLLER, "patch", "pods");
-        match self.pod_api(&ns).patch(&pod.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await {
+        match self
+            .pod_api(&ns)
+            .patch(
+                &pod.name_any(),
+                &PatchParams::default(),
+                &Patch::Merge(&patch),
+            )
+            .await
+        {
             Ok(_) => Ok(true),
             Err(kube::Error::Api(s)) if s.code == 404 => Ok(false),
             Err(e) => Err(Error::Claim {
@@ -293,11 +333,19 @@ impl<O: ReplicaOwner> ReplicaController<O> {
                 let mut failed = None;
                 for r in results {
                     match r {
-                        Ok(p) => self.recorder.normal(owner, "SuccessfulCreate", format!("Created pod: {}", p.name_any())),
+                        Ok(p) => self.recorder.normal(
+                            owner,
+                            "SuccessfulCreate",
+                            format!("Created pod: {}", p.name_any()),
+                        ),
                         Err(e) => {
                             // It will never be observed.
                             self.expectations.creation_observed(key);
-                            self.recorder.warning(owner, "FailedCreate", format!("Error creating: {e}"));
+                            self.recorder.warning(
+                                owner,
+                                "FailedCreate",
+                                format!("Error creating: {e}"),
+                            );
                             failed = Some(e);
                         }
                     }
@@ -314,7 +362,8 @@ impl<O: ReplicaOwner> ReplicaController<O> {
             let mut order: Vec<&Pod> = active.iter().map(|p| p.as_ref()).collect();
             deletion_order(&mut order);
             let victims: Vec<&Pod> = order.into_iter().take(n).collect();
-            self.expectations.expect_deletions(key, victims.iter().map(|p| key_of(*p)));
+            self.expectations
+                .expect_deletions(key, victims.iter().map(|p| key_of(*p)));
             let api = self.pod_api(&ns);
             let results = join_all(victims.iter().map(|p| {
                 metrics::global().write(O::CONTROLLER, "delete", "pods");
@@ -325,11 +374,21 @@ impl<O: ReplicaOwner> ReplicaController<O> {
             let mut failed = None;
             for (p, r) in results {
                 match r {
-                    Ok(_) => self.recorder.normal(owner, "SuccessfulDelete", format!("Deleted pod: {}", p.name_any())),
-                    Err(kube::Error::Api(s)) if s.code == 404 => self.expectations.deletion_observed(key, &key_of(*p)),
+                    Ok(_) => self.recorder.normal(
+                        owner,
+                        "SuccessfulDelete",
+                        format!("Deleted pod: {}", p.name_any()),
+                    ),
+                    Err(kube::Error::Api(s)) if s.code == 404 => {
+                        self.expectations.deletion_observed(key, &key_of(*p))
+                    }
                     Err(e) => {
                         self.expectations.deletion_observed(key, &key_of(*p));
-                        self.recorder.warning(owner, "FailedDelete", format!("Error deleting: {e}"));
+                        self.recorder.warning(
+                            owner,
+                            "FailedDelete",
+                            format!("Error deleting: {e}"),
+                        );
                         failed = Some(Error::Delete {
                             pod: p.name_any(),
                             source: e,
@@ -351,7 +410,10 @@ impl<O: ReplicaOwner> ReplicaController<O> {
         let api: Api<O> = Api::namespaced(self.client.clone(), &ns);
         metrics::global().write(O::CONTROLLER, "update", "status");
         let obj: O = serde_json::from_value(obj)?;
-        match api.replace_status(&owner.name_any(), &PostParams::default(), &obj).await {
+        match api
+            .replace_status(&owner.name_any(), &PostParams::default(), &obj)
+            .await
+        {
             Ok(_) => Ok(()),
             Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
             Err(e) => Err(Error::Status(e)),
@@ -370,7 +432,11 @@ pub fn new_pod<O: ReplicaOwner>(owner: &O) -> Pod {
             labels: tm.labels,
             annotations: tm.annotations,
             finalizers: tm.finalizers,
-            owner_references: Some(vec![owner_ref(&O::api_version(&()), &O::kind(&()), owner.meta())]),
+            owner_references: Some(vec![owner_ref(
+                &O::api_version(&()),
+                &O::kind(&()),
+                owner.meta(),
+            )]),
             ..Default::default()
         },
         spec: t.spec,
@@ -392,13 +458,23 @@ pub fn calculate_status(
     let labels_match = |p: &Pod| {
         let empty = BTreeMap::new();
         let have = p.metadata.labels.as_ref().unwrap_or(&empty);
-        template_labels.unwrap_or(&empty).iter().all(|(k, v)| have.get(k) == Some(v))
+        template_labels
+            .unwrap_or(&empty)
+            .iter()
+            .all(|(k, v)| have.get(k) == Some(v))
     };
     let fully = active.iter().filter(|p| labels_match(p)).count();
     let ready = active.iter().filter(|p| pods::is_ready(p)).count();
-    let available = active.iter().filter(|p| pods::is_available(p, min_ready_seconds, now)).count();
+    let available = active
+        .iter()
+        .filter(|p| pods::is_available(p, min_ready_seconds, now))
+        .count();
     let mut s = json!({"replicas": active.len()});
-    for (k, v) in [("fullyLabeledReplicas", fully), ("readyReplicas", ready), ("availableReplicas", available)] {
+    for (k, v) in [
+        ("fullyLabeledReplicas", fully),
+        ("readyReplicas", ready),
+        ("availableReplicas", available),
+    ] {
         if v > 0 {
             s[k] = json!(v);
         }
@@ -417,7 +493,9 @@ pub fn calculate_status(
         let prior = prior_conditions
             .and_then(Value::as_array)
             .and_then(|a| a.iter().find(|c| c["type"] == "ReplicaFailure").cloned());
-        let at = prior.map(|c| c["lastTransitionTime"].clone()).unwrap_or_else(|| json!(now.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()));
+        let at = prior
+            .map(|c| c["lastTransitionTime"].clone())
+            .unwrap_or_else(|| json!(now.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()));
         conds.push(json!({"type": "ReplicaFailure", "status": "True", "reason": reason, "message": message, "lastTransitionTime": at}));
     }
     if !conds.is_empty() {
@@ -447,7 +525,11 @@ impl<O: ReplicaOwner> Reconciler for ReplicaController<O> {
         let mut err = None;
         if needs_sync && owner.meta().deletion_timestamp.is_none() {
             if let Err(e) = self.manage(&owner, key, &active).await {
-                let reason = if matches!(e, Error::Delete { .. }) { "FailedDelete" } else { "FailedCreate" };
+                let reason = if matches!(e, Error::Delete { .. }) {
+                    "FailedDelete"
+                } else {
+                    "FailedCreate"
+                };
                 failure = Some((reason, e.to_string()));
                 err = Some(e);
             }
@@ -458,7 +540,10 @@ impl<O: ReplicaOwner> Reconciler for ReplicaController<O> {
         let current = serde_json::to_value(owner.as_ref())?;
         let status = calculate_status(
             &refs,
-            owner.template().and_then(|t| t.metadata.as_ref()).and_then(|m| m.labels.as_ref()),
+            owner
+                .template()
+                .and_then(|t| t.metadata.as_ref())
+                .and_then(|m| m.labels.as_ref()),
             mrs,
             owner.meta().generation,
             current["status"].get("conditions"),
@@ -473,7 +558,10 @@ impl<O: ReplicaOwner> Reconciler for ReplicaController<O> {
             return Err(e.into());
         }
         // Pods ready but not yet available: look again when the first becomes available.
-        let next = refs.iter().filter_map(|p| pods::until_available(p, mrs, now)).min();
+        let next = refs
+            .iter()
+            .filter_map(|p| pods::until_available(p, mrs, now))
+            .min();
         Ok(next.map(|d| d + Duration::from_millis(100)))
     }
 }
@@ -484,17 +572,32 @@ mod tests {
 
     #[test]
     fn status_counts_labeled_ready_and_available_pods() {
-        let tl: BTreeMap<String, String> = [("app".to_string(), "a".to_string()), ("tier".into(), "web".into())].into();
+        let tl: BTreeMap<String, String> = [
+            ("app".to_string(), "a".to_string()),
+            ("tier".into(), "web".into()),
+        ]
+        .into();
         let p = |labels: Value, ready_at: Option<&str>| -> Pod {
-            let conds = ready_at.map(|t| json!([{"type": "Ready", "status": "True", "lastTransitionTime": t}])).unwrap_or(json!([]));
-            serde_json::from_value(json!({"metadata": {"labels": labels}, "status": {"conditions": conds}})).expect("pod")
+            let conds = ready_at
+                .map(|t| json!([{"type": "Ready", "status": "True", "lastTransitionTime": t}]))
+                .unwrap_or(json!([]));
+            serde_json::from_value(
+                json!({"metadata": {"labels": labels}, "status": {"conditions": conds}}),
+            )
+            .expect("pod")
         };
-        let a = p(json!({"app": "a", "tier": "web"}), Some("2024-01-01T00:00:00Z"));
+        let a = p(
+            json!({"app": "a", "tier": "web"}),
+            Some("2024-01-01T00:00:00Z"),
+        );
         let b = p(json!({"app": "a"}), Some("2024-01-01T00:00:09Z"));
         let c = p(json!({"app": "a", "tier": "web"}), None);
         let now: Timestamp = "2024-01-01T00:00:10Z".parse().expect("ts");
         let s = calculate_status(&[&a, &b, &c], Some(&tl), 5, Some(3), None, None, now);
-        assert_eq!(s, json!({"replicas": 3, "fullyLabeledReplicas": 2, "readyReplicas": 2, "availableReplicas": 1, "observedGeneration": 3}));
+        assert_eq!(
+            s,
+            json!({"replicas": 3, "fullyLabeledReplicas": 2, "readyReplicas": 2, "availableReplicas": 1, "observedGeneration": 3})
+        );
         let empty = calculate_status(&[], Some(&tl), 0, Some(1), None, None, now);
         assert_eq!(empty, json!({"replicas": 0, "observedGeneration": 1}));
     }
@@ -502,7 +605,15 @@ mod tests {
     #[test]
     fn a_failed_create_sets_the_replica_failure_condition_and_success_clears_it() {
         let now: Timestamp = "2024-01-01T00:00:10Z".parse().expect("ts");
-        let s = calculate_status(&[], None, 0, None, None, Some(("FailedCreate", "quota".into())), now);
+        let s = calculate_status(
+            &[],
+            None,
+            0,
+            None,
+            None,
+            Some(("FailedCreate", "quota".into())),
+            now,
+        );
         assert_eq!(s["conditions"][0]["type"], "ReplicaFailure");
         let cleared = calculate_status(&[], None, 0, None, s.get("conditions"), None, now);
         assert!(cleared.get("conditions").is_none());
@@ -518,7 +629,22 @@ mod tests {
         let p = new_pod(&rs);
         assert_eq!(p.metadata.generate_name.as_deref(), Some("web-abc-"));
         let r = &p.metadata.owner_references.as_ref().expect("refs")[0];
-        assert_eq!((r.kind.as_str(), r.uid.as_str(), r.controller, r.block_owner_deletion), ("ReplicaSet", "u1", Some(true), Some(true)));
-        assert_eq!(p.metadata.labels.as_ref().and_then(|l| l.get("app")).map(String::as_str), Some("a"));
+        assert_eq!(
+            (
+                r.kind.as_str(),
+                r.uid.as_str(),
+                r.controller,
+                r.block_owner_deletion
+            ),
+            ("ReplicaSet", "u1", Some(true), Some(true))
+        );
+        assert_eq!(
+            p.metadata
+                .labels
+                .as_ref()
+                .and_then(|l| l.get("app"))
+                .map(String::as_str),
+            Some("a")
+        );
     }
 }

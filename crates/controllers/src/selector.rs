@@ -3,7 +3,9 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, LabelSelectorRequirement, ObjectMeta, OwnerReference};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{
+    LabelSelector, LabelSelectorRequirement, ObjectMeta, OwnerReference,
+};
 
 /// A parsed label selector.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -70,7 +72,11 @@ impl Selector {
 
     /// The selector as a query string for `labelSelector=`.
     pub fn to_query(&self) -> String {
-        let mut parts: Vec<String> = self.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let mut parts: Vec<String> = self
+            .labels
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
         for r in &self.exprs {
             let vals = r.values.clone().unwrap_or_default().join(",");
             parts.push(match r.operator.as_str() {
@@ -110,7 +116,10 @@ mod tests {
     use super::*;
 
     fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
@@ -134,6 +143,7 @@ mod tests {
         assert!(!Selector::from_label_selector(None).matches(Some(&labels(&[("a", "b")]))));
         assert!(Selector::from_label_selector(Some(&LabelSelector::default())).matches(None));
         assert!(!Selector::from_map(None).matches(Some(&labels(&[("a", "b")]))));
-        assert!(Selector::from_map(Some(&labels(&[("a", "b")]))).matches(Some(&labels(&[("a", "b"), ("c", "d")]))));
+        assert!(Selector::from_map(Some(&labels(&[("a", "b")])))
+            .matches(Some(&labels(&[("a", "b"), ("c", "d")]))));
     }
 }

@@ -23,7 +23,11 @@ pub struct ServiceAccountController {
 }
 
 impl ServiceAccountController {
-    pub fn new(client: Client, namespaces: &mut Informer<Namespace>, accounts: &mut Informer<ServiceAccount>) -> (Arc<Self>, Queue) {
+    pub fn new(
+        client: Client,
+        namespaces: &mut Informer<Namespace>,
+        accounts: &mut Informer<ServiceAccount>,
+    ) -> (Arc<Self>, Queue) {
         let queue = Queue::new();
         let q = queue.clone();
         namespaces.on_change(move |c| q.add(c.latest().name_any()));
@@ -51,7 +55,9 @@ impl Reconciler for ServiceAccountController {
     }
 
     async fn reconcile(&self, ns: &str) -> Result<Option<Duration>, ReconcileError> {
-        let Some(n) = self.namespaces.get(ns) else { return Ok(None) };
+        let Some(n) = self.namespaces.get(ns) else {
+            return Ok(None);
+        };
         let terminating = n.metadata.deletion_timestamp.is_some()
             || n.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Terminating");
         if terminating || self.accounts.get_in(ns, DEFAULT).is_some() {
@@ -66,7 +72,10 @@ impl Reconciler for ServiceAccountController {
             ..Default::default()
         };
         metrics::global().write(NAME, "create", "serviceaccounts");
-        match Api::<ServiceAccount>::namespaced(self.client.clone(), ns).create(&PostParams::default(), &sa).await {
+        match Api::<ServiceAccount>::namespaced(self.client.clone(), ns)
+            .create(&PostParams::default(), &sa)
+            .await
+        {
             Ok(_) => tracing::info!(namespace = ns, "created the default service account"),
             // Already there (the cache was behind) or the namespace is going away.
             Err(kube::Error::Api(s)) if s.code == 409 || s.code == 403 || s.code == 404 => {}

@@ -45,7 +45,11 @@ pub fn scaled_value(v: &IntOrString, total: i32, round_up: bool) -> Option<i32> 
         IntOrString::String(s) => {
             let p: i64 = s.strip_suffix('%')?.parse().ok()?;
             let num = p * total as i64;
-            Some(if round_up { (num + 99).div_euclid(100) } else { num.div_euclid(100) } as i32)
+            Some(if round_up {
+                (num + 99).div_euclid(100)
+            } else {
+                num.div_euclid(100)
+            } as i32)
         }
     }
 }
@@ -68,7 +72,11 @@ pub fn fenceposts(d: &Deployment) -> (i32, i32) {
     if is_recreate(d) {
         return (0, 0);
     }
-    let ru = d.spec.as_ref().and_then(|s| s.strategy.as_ref()).and_then(|s| s.rolling_update.as_ref());
+    let ru = d
+        .spec
+        .as_ref()
+        .and_then(|s| s.strategy.as_ref())
+        .and_then(|s| s.rolling_update.as_ref());
     let pct = IntOrString::String("25%".into());
     let surge = ru.and_then(|r| r.max_surge.as_ref()).unwrap_or(&pct);
     let unavail = ru.and_then(|r| r.max_unavailable.as_ref()).unwrap_or(&pct);
@@ -104,7 +112,9 @@ fn fnv32a(data: &[u8], h: &mut u32) {
 /// Upstream's `rand.SafeEncodeString`: letters and digits that cannot spell words.
 fn safe_encode(s: &str) -> String {
     const ALPHANUMS: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
-    s.bytes().map(|b| ALPHANUMS[b as usize % ALPHANUMS.len()] as char).collect()
+    s.bytes()
+        .map(|b| ALPHANUMS[b as usize % ALPHANUMS.len()] as char)
+        .collect()
 }
 
 /// The pod-template-hash of a template (and collision count): FNV-32a of the template's
@@ -123,7 +133,9 @@ fn without_hash(t: &PodTemplateSpec) -> PodTemplateSpec {
     if let Some(l) = t.metadata.as_mut().and_then(|m| m.labels.as_mut()) {
         l.remove(POD_TEMPLATE_HASH);
         if l.is_empty() {
-            t.metadata.as_mut().map(|m| m.labels = None);
+            if let Some(m) = t.metadata.as_mut() {
+                m.labels = None;
+            }
         }
     }
     t
@@ -136,7 +148,10 @@ pub fn equal_ignore_hash(a: &PodTemplateSpec, b: &PodTemplateSpec) -> bool {
 }
 
 pub fn rs_template(rs: &ReplicaSet) -> PodTemplateSpec {
-    rs.spec.as_ref().and_then(|s| s.template.clone()).unwrap_or_default()
+    rs.spec
+        .as_ref()
+        .and_then(|s| s.template.clone())
+        .unwrap_or_default()
 }
 
 pub fn rs_replicas(rs: &ReplicaSet) -> i32 {
@@ -167,19 +182,37 @@ fn created(rs: &ReplicaSet) -> Option<Timestamp> {
 
 /// Oldest first, then by name (upstream's `ReplicaSetsByCreationTimestamp`).
 pub fn sort_by_creation(rss: &mut [ReplicaSet]) {
-    rss.sort_by(|a, b| created(a).cmp(&created(b)).then_with(|| a.metadata.name.cmp(&b.metadata.name)));
+    rss.sort_by(|a, b| {
+        created(a)
+            .cmp(&created(b))
+            .then_with(|| a.metadata.name.cmp(&b.metadata.name))
+    });
 }
 
 /// The ReplicaSet whose template is the deployment's (the oldest if several).
 pub fn find_new_rs(d: &Deployment, rss: &[ReplicaSet]) -> Option<usize> {
-    let t = d.spec.as_ref().map(|s| s.template.clone()).unwrap_or_default();
+    let t = d
+        .spec
+        .as_ref()
+        .map(|s| s.template.clone())
+        .unwrap_or_default();
     let mut idx: Vec<usize> = (0..rss.len()).collect();
-    idx.sort_by(|&a, &b| created(&rss[a]).cmp(&created(&rss[b])).then_with(|| rss[a].metadata.name.cmp(&rss[b].metadata.name)));
-    idx.into_iter().find(|&i| equal_ignore_hash(&rs_template(&rss[i]), &t))
+    idx.sort_by(|&a, &b| {
+        created(&rss[a])
+            .cmp(&created(&rss[b]))
+            .then_with(|| rss[a].metadata.name.cmp(&rss[b].metadata.name))
+    });
+    idx.into_iter()
+        .find(|&i| equal_ignore_hash(&rs_template(&rss[i]), &t))
 }
 
 /// Upstream's `NewRSNewReplicas` for a rolling update: how big the new ReplicaSet may be now.
-pub fn new_rs_new_replicas(desired: i32, max_surge: i32, all_replicas: i32, new_rs_replicas: i32) -> i32 {
+pub fn new_rs_new_replicas(
+    desired: i32,
+    max_surge: i32,
+    all_replicas: i32,
+    new_rs_replicas: i32,
+) -> i32 {
     let max_total = desired + max_surge;
     if all_replicas >= max_total {
         return new_rs_replicas;
@@ -192,7 +225,12 @@ pub fn new_rs_new_replicas(desired: i32, max_surge: i32, all_replicas: i32, new_
 /// `reconcileOldReplicaSets`: first unhealthy replicas (up to what may go), then healthy
 /// ones while availability stays at `desired - maxUnavailable`. `old` is (replicas,
 /// available) oldest first; `new_rs` is (replicas, available). Returns the new sizes of `old`.
-pub fn scale_down_old(old: &[(i32, i32)], new_rs: (i32, i32), desired: i32, max_unavailable: i32) -> Vec<i32> {
+pub fn scale_down_old(
+    old: &[(i32, i32)],
+    new_rs: (i32, i32),
+    desired: i32,
+    max_unavailable: i32,
+) -> Vec<i32> {
     let mut sizes: Vec<i32> = old.iter().map(|o| o.0).collect();
     let old_count: i32 = sizes.iter().sum();
     if old_count == 0 {
@@ -252,20 +290,27 @@ fn annotation_i32(rs: &ReplicaSet, key: &str) -> Option<i32> {
 /// Proportional scaling (upstream's `scale` for rolling deployments): spreads the change of
 /// the deployment's size over its active ReplicaSets in proportion to their sizes, larger
 /// ones first, leftovers to the largest. `rss` are the active ReplicaSets; returns new sizes.
-pub fn proportional_sizes(rss: &[ReplicaSet], desired: i32, max_surge: i32, status_replicas: i32) -> Vec<i32> {
+pub fn proportional_sizes(
+    rss: &[ReplicaSet],
+    desired: i32,
+    max_surge: i32,
+    status_replicas: i32,
+) -> Vec<i32> {
     let all: i32 = rss.iter().map(rs_replicas).sum();
     let allowed = if desired > 0 { desired + max_surge } else { 0 };
     let to_add = allowed - all;
     let mut order: Vec<usize> = (0..rss.len()).collect();
     // Larger first; ties: newer first when adding, older first when removing.
     order.sort_by(|&a, &b| {
-        rs_replicas(&rss[b]).cmp(&rs_replicas(&rss[a])).then_with(|| {
-            if to_add > 0 {
-                created(&rss[b]).cmp(&created(&rss[a]))
-            } else {
-                created(&rss[a]).cmp(&created(&rss[b]))
-            }
-        })
+        rs_replicas(&rss[b])
+            .cmp(&rs_replicas(&rss[a]))
+            .then_with(|| {
+                if to_add > 0 {
+                    created(&rss[b]).cmp(&created(&rss[a]))
+                } else {
+                    created(&rss[a]).cmp(&created(&rss[b]))
+                }
+            })
     });
     let mut sizes: Vec<i32> = rss.iter().map(rs_replicas).collect();
     let mut added = 0;
@@ -289,7 +334,11 @@ pub fn proportional_sizes(rss: &[ReplicaSet], desired: i32, max_surge: i32, stat
                 }
             };
             let allowed = to_add - added;
-            let p = if to_add > 0 { fraction.min(allowed) } else { fraction.max(allowed) };
+            let p = if to_add > 0 {
+                fraction.min(allowed)
+            } else {
+                fraction.max(allowed)
+            };
             sizes[i] = cur + p;
             added += p;
         }
@@ -304,7 +353,12 @@ pub fn proportional_sizes(rss: &[ReplicaSet], desired: i32, max_surge: i32, stat
 
 /// The annotations a Deployment's ReplicaSet should carry (upstream's
 /// `SetNewReplicaSetAnnotations` + `SetReplicasAnnotations`). Returns true when changed.
-pub fn set_new_rs_annotations(d: &Deployment, rs: &mut ReplicaSet, new_revision: &str, exists: bool) -> bool {
+pub fn set_new_rs_annotations(
+    d: &Deployment,
+    rs: &mut ReplicaSet,
+    new_revision: &str,
+    exists: bool,
+) -> bool {
     let mut changed = false;
     let ann = rs.metadata.annotations.get_or_insert_with(BTreeMap::new);
     for (k, v) in d.metadata.annotations.iter().flatten() {
@@ -322,7 +376,11 @@ pub fn set_new_rs_annotations(d: &Deployment, rs: &mut ReplicaSet, new_revision:
         changed = true;
         if !old.is_empty() {
             let hist = ann.get(REVISION_HISTORY).cloned().unwrap_or_default();
-            let v = if hist.is_empty() { old } else { format!("{hist},{old}") };
+            let v = if hist.is_empty() {
+                old
+            } else {
+                format!("{hist},{old}")
+            };
             ann.insert(REVISION_HISTORY.into(), v);
         }
     }
@@ -350,7 +408,13 @@ pub fn condition<'a>(s: &'a DeploymentStatus, type_: &str) -> Option<&'a Deploym
     s.conditions.as_ref()?.iter().find(|c| c.type_ == type_)
 }
 
-pub fn new_condition(type_: &str, status: &str, reason: &str, message: String, now: Timestamp) -> DeploymentCondition {
+pub fn new_condition(
+    type_: &str,
+    status: &str,
+    reason: &str,
+    message: String,
+    now: Timestamp,
+) -> DeploymentCondition {
     DeploymentCondition {
         type_: type_.into(),
         status: status.into(),
@@ -386,7 +450,12 @@ pub fn remove_condition(s: &mut DeploymentStatus, type_: &str) {
 }
 
 /// Upstream's `calculateStatus`.
-pub fn calculate_status(d: &Deployment, all: &[&ReplicaSet], new_rs: Option<&ReplicaSet>, now: Timestamp) -> DeploymentStatus {
+pub fn calculate_status(
+    d: &Deployment,
+    all: &[&ReplicaSet],
+    new_rs: Option<&ReplicaSet>,
+    now: Timestamp,
+) -> DeploymentStatus {
     let sum = |f: &dyn Fn(&ReplicaSet) -> i32| all.iter().map(|r| f(r)).sum::<i32>();
     let available = sum(&|r| rs_status(r).2);
     let total = sum(&rs_replicas);
@@ -404,9 +473,27 @@ pub fn calculate_status(d: &Deployment, all: &[&ReplicaSet], new_rs: Option<&Rep
         ..Default::default()
     };
     if available >= replicas(d) - max_unavailable(d) {
-        set_condition(&mut s, new_condition("Available", "True", MIN_AVAILABLE_REASON, "Deployment has minimum availability.".into(), now));
+        set_condition(
+            &mut s,
+            new_condition(
+                "Available",
+                "True",
+                MIN_AVAILABLE_REASON,
+                "Deployment has minimum availability.".into(),
+                now,
+            ),
+        );
     } else {
-        set_condition(&mut s, new_condition("Available", "False", MIN_UNAVAILABLE_REASON, "Deployment does not have minimum availability.".into(), now));
+        set_condition(
+            &mut s,
+            new_condition(
+                "Available",
+                "False",
+                MIN_UNAVAILABLE_REASON,
+                "Deployment does not have minimum availability.".into(),
+                now,
+            ),
+        );
     }
     s
 }
@@ -436,20 +523,30 @@ pub fn is_progressing(d: &Deployment, s: &DeploymentStatus) -> bool {
 }
 
 pub fn progress_deadline(d: &Deployment) -> Option<i32> {
-    d.spec.as_ref().and_then(|s| s.progress_deadline_seconds).filter(|&s| s != i32::MAX)
+    d.spec
+        .as_ref()
+        .and_then(|s| s.progress_deadline_seconds)
+        .filter(|&s| s != i32::MAX)
 }
 
 /// No progress for progressDeadlineSeconds (upstream's `DeploymentTimedOut`).
 pub fn is_timed_out(d: &Deployment, s: &DeploymentStatus, now: Timestamp) -> bool {
-    let Some(deadline) = progress_deadline(d) else { return false };
-    let Some(c) = condition(s, "Progressing") else { return false };
+    let Some(deadline) = progress_deadline(d) else {
+        return false;
+    };
+    let Some(c) = condition(s, "Progressing") else {
+        return false;
+    };
     match c.reason.as_deref() {
         Some(NEW_RS_AVAILABLE_REASON) => false,
         Some(TIMED_OUT_REASON) => true,
         _ => c
             .last_update_time
             .as_ref()
-            .and_then(|t| t.0.checked_add(SignedDuration::from_secs(deadline as i64)).ok())
+            .and_then(|t| {
+                t.0.checked_add(SignedDuration::from_secs(deadline as i64))
+                    .ok()
+            })
             .is_some_and(|at| at < now),
     }
 }
@@ -474,9 +571,17 @@ mod tests {
         assert_eq!(scaled_value(&p("x"), 10, false), None);
         let d = deployment(json!({"spec": {"replicas": 3, "selector": {}, "template": {}}}));
         assert_eq!(fenceposts(&d), (1, 0));
-        let d = deployment(json!({"spec": {"replicas": 3, "selector": {}, "template": {}, "strategy": {"rollingUpdate": {"maxSurge": 0, "maxUnavailable": 0}}}}));
-        assert_eq!(fenceposts(&d), (0, 1), "both zero resolves to one unavailable");
-        let d = deployment(json!({"spec": {"replicas": 3, "selector": {}, "template": {}, "strategy": {"type": "Recreate"}}}));
+        let d = deployment(
+            json!({"spec": {"replicas": 3, "selector": {}, "template": {}, "strategy": {"rollingUpdate": {"maxSurge": 0, "maxUnavailable": 0}}}}),
+        );
+        assert_eq!(
+            fenceposts(&d),
+            (0, 1),
+            "both zero resolves to one unavailable"
+        );
+        let d = deployment(
+            json!({"spec": {"replicas": 3, "selector": {}, "template": {}, "strategy": {"type": "Recreate"}}}),
+        );
         assert_eq!(fenceposts(&d), (0, 0));
     }
 
@@ -525,19 +630,30 @@ mod tests {
         assert_ne!(h, template_hash(&t, Some(1)));
         assert!(h.chars().all(|c| "bcdfghjklmnpqrstvwxz2456789".contains(c)));
         let mut hashed = t.clone();
-        hashed.metadata.as_mut().and_then(|m| m.labels.as_mut()).map(|l| l.insert(POD_TEMPLATE_HASH.into(), h.clone()));
+        hashed
+            .metadata
+            .as_mut()
+            .and_then(|m| m.labels.as_mut())
+            .map(|l| l.insert(POD_TEMPLATE_HASH.into(), h.clone()));
         assert!(equal_ignore_hash(&t, &hashed));
     }
 
     #[test]
     fn revisions_move_to_the_history_annotation() {
-        let d = deployment(json!({"metadata": {"annotations": {"kubernetes.io/change-cause": "x", REVISION: "9"}}, "spec": {"replicas": 2, "selector": {}, "template": {}}}));
-        let mut rs: ReplicaSet = serde_json::from_value(json!({"metadata": {"annotations": {REVISION: "1"}}})).expect("rs");
+        let d = deployment(
+            json!({"metadata": {"annotations": {"kubernetes.io/change-cause": "x", REVISION: "9"}}, "spec": {"replicas": 2, "selector": {}, "template": {}}}),
+        );
+        let mut rs: ReplicaSet =
+            serde_json::from_value(json!({"metadata": {"annotations": {REVISION: "1"}}}))
+                .expect("rs");
         assert!(set_new_rs_annotations(&d, &mut rs, "3", true));
         let a = rs.metadata.annotations.clone().unwrap_or_default();
         assert_eq!(a.get(REVISION).map(String::as_str), Some("3"));
         assert_eq!(a.get(REVISION_HISTORY).map(String::as_str), Some("1"));
-        assert_eq!(a.get("kubernetes.io/change-cause").map(String::as_str), Some("x"));
+        assert_eq!(
+            a.get("kubernetes.io/change-cause").map(String::as_str),
+            Some("x")
+        );
         assert!(!set_new_rs_annotations(&d, &mut rs, "3", true));
     }
 
@@ -546,13 +662,25 @@ mod tests {
         let t0: Timestamp = "2024-01-01T00:00:00Z".parse().expect("ts");
         let t1: Timestamp = "2024-01-01T00:01:00Z".parse().expect("ts");
         let mut s = DeploymentStatus::default();
-        set_condition(&mut s, new_condition("Progressing", "True", NEW_RS_REASON, "a".into(), t0));
-        set_condition(&mut s, new_condition("Progressing", "True", RS_UPDATED_REASON, "b".into(), t1));
+        set_condition(
+            &mut s,
+            new_condition("Progressing", "True", NEW_RS_REASON, "a".into(), t0),
+        );
+        set_condition(
+            &mut s,
+            new_condition("Progressing", "True", RS_UPDATED_REASON, "b".into(), t1),
+        );
         let c = condition(&s, "Progressing").expect("cond");
         assert_eq!(c.last_transition_time, Some(Time(t0)));
         assert_eq!(c.last_update_time, Some(Time(t1)));
-        let d = deployment(json!({"spec": {"replicas": 1, "selector": {}, "template": {}, "progressDeadlineSeconds": 30}}));
+        let d = deployment(
+            json!({"spec": {"replicas": 1, "selector": {}, "template": {}, "progressDeadlineSeconds": 30}}),
+        );
         assert!(!is_timed_out(&d, &s, t1));
-        assert!(is_timed_out(&d, &s, "2024-01-01T00:02:00Z".parse().expect("ts")));
+        assert!(is_timed_out(
+            &d,
+            &s,
+            "2024-01-01T00:02:00Z".parse().expect("ts")
+        ));
     }
 }

@@ -201,10 +201,12 @@ where
         for (k, new) in &fresh {
             match old.get(k) {
                 None => self.notify(Change::Added(new.clone())),
-                Some(o) if o.resource_version() != new.resource_version() => self.notify(Change::Updated {
-                    old: o.clone(),
-                    new: new.clone(),
-                }),
+                Some(o) if o.resource_version() != new.resource_version() => {
+                    self.notify(Change::Updated {
+                        old: o.clone(),
+                        new: new.clone(),
+                    })
+                }
                 Some(_) => {}
             }
         }

@@ -183,7 +183,10 @@ mod tests {
         q.add("a");
         let k = q.get().await.expect("key");
         q.add("a");
-        assert!(q.is_empty(), "not handed to a second worker while the first has it");
+        assert!(
+            q.is_empty(),
+            "not handed to a second worker while the first has it"
+        );
         q.done(&k);
         assert_eq!(q.get().await.as_deref(), Some("a"));
     }
