@@ -6,6 +6,8 @@
 #   capstan.local/pause:3.10     the pod sandbox ("pause") image: sleeps until TERM
 #   capstan.test/busybox:1.0     busybox-static: sh, httpd, nc, wget, nslookup, ...
 #   capstan.test/httpd:1.0       busybox httpd serving /www on port 80 (hostname in index.html)
+#   capstan.test/extra:1.0       busybox again under another name, kept out of the air-gap
+#                                folder (tests import it with `capstan images import`)
 #
 # Usage: scripts/build-test-images.sh [OUT_DIR]   (default /var/tmp/capstan-images)
 # Idempotent and fast when nothing changed: a stamp of the inputs skips the rebuild.
@@ -20,11 +22,11 @@ if ! file -L "$busybox" 2>/dev/null | grep -q "statically linked" && ! ldd "$bus
 fi
 
 # Bump when the image definitions below change.
-recipe_version=4
+recipe_version=5
 stamp="$out/.stamp"
 want="$recipe_version $(sha256sum "$busybox" | cut -d' ' -f1)"
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] \
-   && [ -f "$out/pause.tar" ] && [ -f "$out/busybox.tar" ] && [ -f "$out/httpd.tar" ]; then
+   && [ -f "$out/pause.tar" ] && [ -f "$out/busybox.tar" ] && [ -f "$out/httpd.tar" ] && [ -f "$out/extra.tar" ]; then
   echo "test images up to date in $out"
   exit 0
 fi
@@ -76,6 +78,7 @@ EOF
 
 rootfs "$work/busybox"
 image busybox capstan.test/busybox:1.0 "$work/busybox" '["sh"]'
+image extra capstan.test/extra:1.0 "$work/busybox" '["sleep","3600"]'
 
 rootfs "$work/httpd"
 mkdir -p "$work/httpd/www"

@@ -16,6 +16,7 @@ pub mod fieldmanager;
 pub mod handlers;
 pub mod metrics;
 pub mod node_certs;
+pub mod node_join;
 pub mod node_proxy;
 pub mod params;
 pub mod patch;
@@ -98,11 +99,16 @@ impl ApiServer {
         let start = Instant::now();
         let method = req.method().clone();
         let path = req.uri().path().to_string();
+        if path.starts_with(node_join::PREFIX) {
+            let user = self.auth.authenticate(req.headers());
+            return node_join::handle(req, user).await;
+        }
         let query = Query::parse(req.uri().query());
         let route = route::parse(&path);
         let anonymous_ok = matches!(route, Ok(Route::Version | Route::Health(_)));
         let (verb, resource) = metric_labels(&method, &route, &query);
-        let response = if !anonymous_ok && self.auth.authenticate(req.headers()).is_none() {
+        let user = self.auth.authenticate(req.headers()).or_else(|| node_join::authenticate(req.headers()));
+        let response = if !anonymous_ok && user.is_none() {
             error_response(&ApiError::unauthorized())
         } else {
             match route {

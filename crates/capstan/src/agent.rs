@@ -34,12 +34,14 @@ pub struct AgentArgs {
 
     #[command(flatten)]
     pub simulate_flags: crate::simulate::SimulateFlags,
+
+    #[command(flatten)]
+    pub node: crate::node_agent::NodeArgs,
 }
 
 pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
     if args.simulate > 0 {
         return crate::simulate::run_agent(&args).await;
     }
-    let _ = args;
-    anyhow::bail!("capstan agent is not implemented yet")
+    crate::node_agent::run_joined(&args).await
 }

@@ -5,6 +5,7 @@ mod agent;
 mod client;
 mod components;
 mod hostinfo;
+mod images_cmd;
 mod kubeconfig;
 mod node_agent;
 mod scheduling;
@@ -26,6 +27,8 @@ enum Command {
     Server(server::ServerArgs),
     /// Join a machine to a cluster as a node, or register simulated nodes.
     Agent(agent::AgentArgs),
+    /// Manage the node's images (import tarballs into its containerd).
+    Images(images_cmd::ImagesArgs),
 }
 
 fn init_logging(debug: bool) {
@@ -53,6 +56,11 @@ fn main() -> anyhow::Result<()> {
                 .thread_name("capstan-agent")
                 .build()?;
             rt.block_on(agent::run(args))
+        }
+        Command::Images(args) => {
+            init_logging(false);
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            rt.block_on(images_cmd::run(args))
         }
     }
 }

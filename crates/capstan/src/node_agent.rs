@@ -190,8 +190,22 @@ pub async fn wait_stopped() {
     }
 }
 
-/// Server side: the API server's client certificate for kubelets (for pods/log).
+/// Server side: the join endpoints, the pinned join token in `<data-dir>/server/node-token`
+/// (what `capstan agent --token` takes), and the API server's client certificate for kubelets
+/// (for pods/log).
 pub fn setup_server(ctx: &crate::components::Context) {
+    let server_dir = ctx.data_dir.join("server");
+    capstan_apiserver::node_join::install(&server_dir);
+    if let (Ok(secret), Ok(ca)) = (
+        std::fs::read_to_string(server_dir.join("token")),
+        std::fs::read_to_string(server_dir.join("tls/ca.crt")),
+    ) {
+        let full = capstan_kubelet::join::full_token(&ca, secret.trim());
+        if let Err(e) = capstan_apiserver::pki::write_private(&server_dir.join("node-token"), &full)
+        {
+            tracing::warn!(error = %e, "writing the node join token failed");
+        }
+    }
     let res = capstan_apiserver::node_certs::NodeIssuer::load(&ctx.data_dir.join("server/tls"))
         .and_then(|issuer| {
             let c = issuer.apiserver_kubelet_client()?;
@@ -222,4 +236,73 @@ fn local_tls(
         key_pem: c.key_pem,
         client_ca_pem: issuer.ca_cert_pem,
     })
+}
+
+/// `capstan agent --server URL --token TOKEN`: joins (or reuses the credentials of an earlier
+/// join) and runs the agent until SIGTERM.
+pub async fn run_joined(args: &crate::agent::AgentArgs) -> anyhow::Result<()> {
+    use anyhow::Context as _;
+    let name = args
+        .node_name
+        .clone()
+        .or_else(crate::hostinfo::hostname)
+        .unwrap_or_else(|| "localhost".into())
+        .to_lowercase();
+    let cred_path = args.data_dir.join("agent/cred/node.json");
+    let ip = args
+        .node
+        .node_ip
+        .or_else(|| capstan_kubelet::agent::primary_ipv4().map(IpAddr::V4))
+        .unwrap_or(IpAddr::V4(std::net::Ipv4Addr::LOCALHOST));
+    let creds = match capstan_kubelet::join::Credentials::load(&cred_path)
+        .filter(|c| c.node_name == name)
+    {
+        Some(c) => c,
+        None => {
+            let token = capstan_kubelet::join::Token::parse(&args.token);
+            let ca = match &args.ca_file {
+                Some(f) => Some(
+                    std::fs::read_to_string(f)
+                        .with_context(|| format!("reading {}", f.display()))?,
+                ),
+                None => None,
+            };
+            let ips = [ip, IpAddr::V4(std::net::Ipv4Addr::LOCALHOST)];
+            let c = capstan_kubelet::join::join(&args.server, &token, ca, &name, &ips).await?;
+            c.save(&cred_path)?;
+            c
+        }
+    };
+    let client = crate::client::kube_client(&args.server, &creds.ca_cert, &creds.token).await?;
+    let tls = capstan_kubelet::server::Tls {
+        cert_pem: creds.kubelet_cert.clone(),
+        key_pem: creds.kubelet_key.clone(),
+        client_ca_pem: creds.ca_cert.clone(),
+    };
+    let cfg = args.node.config(&name, &args.data_dir, &[], Some(tls));
+    let (tx, rx) = watch::channel(false);
+    let mut task = spawn(cfg, client, rx);
+    tokio::select! {
+        _ = wait_signal() => {}
+        _ = &mut task => anyhow::bail!("the node agent stopped"),
+    }
+    tracing::info!("shutting down the node agent");
+    let _ = tx.send(true);
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(30), task).await;
+    Ok(())
+}
+
+async fn wait_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
 }

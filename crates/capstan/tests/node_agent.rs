@@ -612,3 +612,113 @@ fn restarts_of_the_agent_and_of_containerd_keep_pods_running() {
     assert_eq!(counts(&s), "0 0 0");
     s.ok(&["delete", "pods", "--all", "--wait=true"]);
 }
+
+#[test]
+fn an_agent_joins_with_the_pinned_token_and_serves_its_pods_and_logs() {
+    let s = Server::start_with(BIN, &["--cluster-cidr", "10.41.0.0/16"]);
+    let token =
+        std::fs::read_to_string(s.data_dir().join("server/node-token")).expect("node-token");
+    assert!(token.starts_with("K10"), "{token}");
+    // A wrong CA hash is refused before anything is sent.
+    let bad = format!("K10{}::server:x", "0".repeat(64));
+    let out = std::process::Command::new(BIN)
+        .args([
+            "agent",
+            "--server",
+            &s.url(),
+            "--token",
+            &bad,
+            "--node-name",
+            "evil",
+            "--data-dir",
+        ])
+        .arg(s.dir.path().join("evil"))
+        .output()
+        .expect("capstan agent");
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("does not match the hash"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let a = capstan_testkit::agent::JoinedAgent::start(BIN, &s, token.trim());
+    let node = a.opts.node_name.clone();
+    eventually(
+        Duration::from_secs(60),
+        "the joined node to be Ready",
+        || {
+            (jsonpath(
+                &s,
+                &["node", &node],
+                "{.status.conditions[?(@.type==\"Ready\")].status}",
+            ) == "True")
+                .then_some(())
+        },
+    );
+    assert!(
+        std::fs::read_to_string(s.data_dir().join(format!("server/cred/nodes/{node}.token")))
+            .is_ok(),
+        "{}",
+        a.log()
+    );
+    s.apply(&pod("hello", &node, &format!("  containers:\n  - name: c\n    image: {BUSYBOX}\n    command: [sh, -c, 'echo hello from the joined node; sleep 3600']\n")));
+    wait_phase(&s, "hello", "Running", 60);
+    let logs = eventually(Duration::from_secs(10), "logs from the joined node", || {
+        let o = s.kubectl(&["logs", "hello"]);
+        o.status
+            .success()
+            .then(|| String::from_utf8_lossy(&o.stdout).into_owned())
+    });
+    assert_eq!(logs, "hello from the joined node\n");
+    s.ok(&["delete", "pods", "--all", "--wait=true"]);
+}
+
+#[test]
+fn images_follow_the_pull_policy_and_can_be_imported() {
+    let s = agent();
+    let node = s.node_name();
+    // Not present and no registry reachable: ErrImagePull, then ImagePullBackOff.
+    s.apply(&pod(
+        "nopull",
+        &node,
+        "  containers:\n  - name: c\n    image: capstan.test/missing:1.0\n",
+    ));
+    eventually(Duration::from_secs(60), "ImagePullBackOff", || {
+        let r = jsonpath(
+            &s,
+            &["pod", "nopull"],
+            "{.status.containerStatuses[0].state.waiting.reason}",
+        );
+        (r == "ImagePullBackOff").then_some(())
+    });
+    // imagePullPolicy Never with the image absent, until it is imported.
+    s.apply(&pod("never", &node, "  containers:\n  - name: c\n    image: capstan.test/extra:1.0\n    imagePullPolicy: Never\n"));
+    eventually(Duration::from_secs(30), "ErrImageNeverPull", || {
+        s.ok(&["get", "pod", "never"])
+            .contains("ErrImageNeverPull")
+            .then_some(())
+    });
+    let tarball = capstan_testkit::agent::test_images().join("extra.tar");
+    let out = std::process::Command::new(BIN)
+        .args(["images", "import"])
+        .arg(&tarball)
+        .arg("--data-dir")
+        .arg(s.data_dir())
+        .output()
+        .expect("capstan images import");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    s.wait_pod_field(
+        "never",
+        "{.status.phase}",
+        "Running",
+        Duration::from_secs(30),
+    );
+    let images = jsonpath(&s, &["node", &node], "{.status.images[*].names}");
+    assert!(images.contains("capstan.test/busybox:1.0"), "{images}");
+    s.ok(&["delete", "pods", "--all", "--wait=true"]);
+}

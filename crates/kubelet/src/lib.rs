@@ -16,6 +16,7 @@ pub mod containerd;
 pub mod cri;
 pub mod images;
 pub mod ipam;
+pub mod join;
 pub mod logs;
 pub mod metrics;
 pub mod node;

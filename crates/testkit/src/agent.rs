@@ -26,7 +26,8 @@ pub struct AgentOpts {
 }
 
 impl AgentOpts {
-    fn new() -> Self {
+    /// Fresh, unused names, port and network for one more agent.
+    pub fn new() -> Self {
         static N: AtomicU32 = AtomicU32::new(0);
         let n = N.fetch_add(1, Ordering::SeqCst);
         // A /16 per cluster from 10.100-10.249, spread by process and counter.
@@ -206,4 +207,80 @@ pub fn cleanup(data_dir: &Path, a: &AgentOpts) {
         let _ = Command::new("umount").arg("-l").arg(p).status();
     }
     let _ = Command::new("ip").args(["link", "del", &a.bridge]).output();
+}
+
+/// A `capstan agent` process joined to a server, stopped and cleaned up when dropped.
+pub struct JoinedAgent {
+    child: Option<std::process::Child>,
+    pub dir: tempfile::TempDir,
+    pub opts: AgentOpts,
+}
+
+impl JoinedAgent {
+    /// Runs `bin agent --server URL --token TOKEN` with the test images in its air-gap folder.
+    pub fn start(bin: &str, server: &Server, token: &str) -> Self {
+        let images = test_images();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let opts = AgentOpts::new();
+        let data = dir.path().join("data");
+        let air_gap = data.join("agent/images");
+        std::fs::create_dir_all(&air_gap).expect("images folder");
+        for f in ["pause.tar", "busybox.tar", "httpd.tar"] {
+            std::os::unix::fs::symlink(images.join(f), air_gap.join(f))
+                .expect("linking a test image");
+        }
+        let log = std::fs::File::create(dir.path().join("agent.log")).expect("log");
+        let child = Command::new(bin)
+            .args([
+                "agent",
+                "--server",
+                &server.url(),
+                "--token",
+                token,
+                "--node-name",
+                &opts.node_name,
+            ])
+            .arg("--data-dir")
+            .arg(&data)
+            .args([
+                "--kubelet-port",
+                &opts.kubelet_port.to_string(),
+                "--cni-bridge",
+                &opts.bridge,
+            ])
+            .stdout(std::process::Stdio::from(log.try_clone().expect("log")))
+            .stderr(std::process::Stdio::from(log))
+            .spawn()
+            .expect("starting capstan agent");
+        Self {
+            child: Some(child),
+            dir,
+            opts,
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("agent.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for JoinedAgent {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .arg(c.id().to_string())
+                .status();
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = c.try_wait() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        cleanup(&self.dir.path().join("data"), &self.opts);
+    }
 }
