@@ -18,6 +18,12 @@ cargo build --release --locked -p capstan
 BIN="$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')/release/capstan"
 install -m 0755 "$BIN" /usr/local/bin/capstan
 
+step "node images (the pause image and the test images, built from Debian packages)"
+./scripts/build-test-images.sh
+mkdir -p "$DATA_DIR/agent/images"
+# -p keeps the mtime, so the agent skips tarballs it imported before.
+cp -p /var/tmp/capstan-images/*.tar "$DATA_DIR/agent/images/"
+
 step "starting capstan server (data in $DATA_DIR, log in $DATA_DIR/capstan.log)"
 mkdir -p "$DATA_DIR"
 if [ -f "$DATA_DIR/capstan.pid" ] && kill -0 "$(cat "$DATA_DIR/capstan.pid")" 2>/dev/null; then
