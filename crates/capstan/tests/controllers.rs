@@ -767,3 +767,69 @@ fn the_controller_manager_holds_a_lease_and_can_be_disabled() {
             .then_some(())
     });
 }
+
+#[test]
+fn with_simulated_nodes_deployments_roll_out_and_endpoints_follow() {
+    let s = Server::start_with(BIN, &["--simulate-nodes", "2"]);
+    s.ok(&["apply", "-f", &ex("deployment.yaml")]);
+    s.ok(&["apply", "-f", &ex("service.yaml")]);
+    s.ok(&[
+        "rollout",
+        "status",
+        "deployment/my-deployment",
+        "--timeout=60s",
+    ]);
+    let ready = eventually(WAIT, "three addresses", || {
+        let ep = s.get_json(&["endpoints", "my-service"]);
+        let n = ep["subsets"][0]["addresses"].as_array().map_or(0, Vec::len);
+        (n == 3).then_some(ep)
+    });
+    assert!(
+        ready["subsets"][0]["addresses"][0]["nodeName"]
+            .as_str()
+            .is_some_and(|n| n.starts_with("sim-")),
+        "{ready}"
+    );
+    s.ok(&[
+        "set",
+        "image",
+        "deployment/my-deployment",
+        "my-container=nginx:1.27",
+    ]);
+    s.ok(&[
+        "rollout",
+        "status",
+        "deployment/my-deployment",
+        "--timeout=90s",
+    ]);
+    let live = eventually(WAIT, "only new pods", || {
+        let p: Vec<Value> = pods(&s, "default", "app=my-app");
+        let images: BTreeSet<String> = p
+            .iter()
+            .filter_map(|p| {
+                p["spec"]["containers"][0]["image"]
+                    .as_str()
+                    .map(str::to_string)
+            })
+            .collect();
+        (p.len() == 3 && images == BTreeSet::from(["nginx:1.27".to_string()])).then_some(p)
+    });
+    eventually(WAIT, "endpoints list the new pods", || {
+        let ep = s.get_json(&["endpoints", "my-service"]);
+        let ips: BTreeSet<String> = ep["subsets"][0]["addresses"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|a| a["ip"].as_str().map(str::to_string))
+            .collect();
+        let want: BTreeSet<String> = live
+            .iter()
+            .filter_map(|p| p["status"]["podIP"].as_str().map(str::to_string))
+            .collect();
+        (ips == want && ep["subsets"][0]["notReadyAddresses"].is_null()).then_some(())
+    });
+    s.ok(&["delete", "deployment", "my-deployment", "--timeout=60s"]);
+    eventually(WAIT, "pods finished terminating", || {
+        pods(&s, "default", "app=my-app").is_empty().then_some(())
+    });
+}
