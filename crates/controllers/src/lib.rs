@@ -19,5 +19,6 @@ pub mod replicaset;
 pub mod runtime;
 pub mod selector;
 pub mod serviceaccount;
+pub mod status;
 
 pub use manager::{start, Config, CONTROLLERS};

@@ -404,14 +404,16 @@ impl<O: ReplicaOwner> ReplicaController<O> {
     }
 
     async fn write_status(&self, owner: &O, status: Value) -> Result<(), Error> {
-        let mut obj = serde_json::to_value(owner)?;
-        obj["status"] = status;
         let ns = owner.meta().namespace.clone().unwrap_or_default();
         let api: Api<O> = Api::namespaced(self.client.clone(), &ns);
-        metrics::global().write(O::CONTROLLER, "update", "status");
-        let obj: O = serde_json::from_value(obj)?;
+        metrics::global().write(O::CONTROLLER, "patch", "status");
+        let patch = crate::status::status_patch(&status, crate::status::REPLICA_FIELDS);
         match api
-            .replace_status(&owner.name_any(), &PostParams::default(), &obj)
+            .patch_status(
+                &owner.name_any(),
+                &PatchParams::default(),
+                &Patch::Merge(&patch),
+            )
             .await
         {
             Ok(_) => Ok(()),

@@ -276,12 +276,16 @@ impl DeploymentController {
     }
 
     async fn write_status(&self, d: &mut Deployment, status: DeploymentStatus) -> Result<()> {
-        let mut copy = d.clone();
-        copy.status = Some(status);
-        metrics::global().write(NAME, "update", "deployments/status");
+        let v = serde_json::to_value(&status).unwrap_or_default();
+        let patch = crate::status::status_patch(&v, crate::status::DEPLOYMENT_FIELDS);
+        metrics::global().write(NAME, "patch", "deployments/status");
         let out = self
             .d_api(&d.namespace().unwrap_or_default())
-            .replace_status(&d.name_any(), &PostParams::default(), &copy)
+            .patch_status(
+                &d.name_any(),
+                &PatchParams::default(),
+                &Patch::Merge(&patch),
+            )
             .await
             .map_err(Error::UpdateDeployment)?;
         *d = out;
