@@ -833,3 +833,55 @@ fn with_simulated_nodes_deployments_roll_out_and_endpoints_follow() {
         pods(&s, "default", "app=my-app").is_empty().then_some(())
     });
 }
+
+#[test]
+fn recreate_replaces_all_pods_and_a_stuck_rollout_exceeds_its_progress_deadline() {
+    let s = Server::start(BIN);
+    // Recreate: old pods go before new ones come.
+    let recreate = SMALL.replace("NAME", "rec").replace(
+        "  replicas: 2\n",
+        "  replicas: 2\n  strategy:\n    type: Recreate\n",
+    );
+    s.ok_stdin(&["apply", "-f", "-"], &recreate);
+    let _kubelet = Kubelet::start(&s, "default", "app=rec", Duration::from_millis(100));
+    s.ok(&["rollout", "status", "deployment/rec", "--timeout=60s"]);
+    let old = names(&pods(&s, "default", "app=rec"));
+    s.ok(&["set", "image", "deployment/rec", "c=nginx:1.27"]);
+    s.ok(&["rollout", "status", "deployment/rec", "--timeout=60s"]);
+    let now = wait_pods(&s, "default", "app=rec", 2);
+    assert!(names(&now).is_disjoint(&old));
+    let rss = replicasets(&s, "default", "app=rec");
+    assert_eq!(rss.len(), 2);
+    assert!(
+        rss.iter().any(|r| r["spec"]["replicas"] == 0),
+        "the old ReplicaSet is scaled to zero: {rss:?}"
+    );
+
+    // Pods that never become ready: Progressing turns False with ProgressDeadlineExceeded.
+    let stuck = SMALL.replace("NAME", "stuck").replace(
+        "  replicas: 2\n",
+        "  replicas: 2\n  progressDeadlineSeconds: 2\n",
+    );
+    s.ok_stdin(&["apply", "-f", "-"], &stuck);
+    let d = eventually(WAIT, "the progress deadline", || {
+        let d = s.get_json(&["deployment", "stuck"]);
+        d["status"]["conditions"]
+            .as_array()
+            .is_some_and(|c| {
+                c.iter().any(|c| {
+                    c["type"] == "Progressing"
+                        && c["status"] == "False"
+                        && c["reason"] == "ProgressDeadlineExceeded"
+                })
+            })
+            .then_some(d)
+    });
+    assert!(
+        d["status"]["conditions"].as_array().is_some_and(|c| c
+            .iter()
+            .any(|c| c["type"] == "Available" && c["status"] == "False")),
+        "{d}"
+    );
+    let err = s.fails(&["rollout", "status", "deployment/stuck", "--timeout=10s"]);
+    assert!(err.contains("exceeded its progress deadline"), "{err}");
+}
