@@ -722,3 +722,90 @@ fn images_follow_the_pull_policy_and_can_be_imported() {
     assert!(images.contains("capstan.test/busybox:1.0"), "{images}");
     s.ok(&["delete", "pods", "--all", "--wait=true"]);
 }
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("0.0.0.0:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+#[test]
+fn security_context_host_network_host_ports_and_lifecycle_hooks() {
+    let s = agent();
+    let node = s.node_name();
+    let never = |name: &str, extra: &str, cmd: &str| {
+        pod(name, &node, &format!("  restartPolicy: Never\n  containers:\n  - name: c\n    image: {BUSYBOX}\n    command: [sh, -c, {cmd:?}]\n{extra}"))
+    };
+    s.apply(&never(
+        "ids",
+        "    securityContext: {runAsUser: 1000, runAsGroup: 3000, readOnlyRootFilesystem: true}\n",
+        "test $(id -u) = 1000 && test $(id -g) = 3000 && ! touch /x 2>/dev/null",
+    ));
+    s.apply(&never(
+        "priv",
+        "    securityContext: {privileged: true}\n",
+        // Changing a link needs NET_ADMIN, mounting needs SYS_ADMIN: privileged has both.
+        "ip link set lo mtu 1400 && mount -t tmpfs none /tmp",
+    ));
+    s.apply(&never(
+        "capadd",
+        "    securityContext: {capabilities: {add: [NET_ADMIN]}}\n",
+        "ip link set lo mtu 1400 && ! mount -t tmpfs none /tmp",
+    ));
+    s.apply(&never("plain", "", "ip link set lo mtu 1400"));
+    // postStart runs before the container counts as started; preStop before it is stopped.
+    let hostdir = s.dir.path().join("hooks");
+    std::fs::create_dir_all(&hostdir).expect("hostdir");
+    s.apply(&pod("hooks", &node, &format!("  containers:\n  - name: c\n    image: {BUSYBOX}\n    command: [sh, -c, 'for i in $(seq 1 50); do test -f /tmp/started && break; sleep 0.1; done; cp /tmp/started /host/seen; trap \"exit 0\" TERM; sleep 3600 & wait']\n    lifecycle:\n      postStart: {{exec: {{command: [sh, -c, 'echo yes > /tmp/started']}}}}\n      preStop: {{exec: {{command: [sh, -c, 'echo bye > /host/prestop']}}}}\n    volumeMounts: [{{name: h, mountPath: /host}}]\n  volumes:\n  - name: h\n    hostPath: {{path: {}, type: Directory}}\n", hostdir.display())));
+    let hport = free_port();
+    let nport = free_port();
+    s.apply(&pod("hostport", &node, &format!("  containers:\n  - name: web\n    image: {HTTPD}\n    ports: [{{containerPort: 80, hostPort: {hport}}}]\n")));
+    s.apply(&pod("hostnet", &node, &format!("  hostNetwork: true\n  containers:\n  - name: web\n    image: {HTTPD}\n    env: [{{name: PORT, value: '{nport}'}}]\n")));
+    wait_phase(&s, "ids", "Succeeded", 60);
+    wait_phase(&s, "priv", "Succeeded", 60);
+    wait_phase(&s, "capadd", "Succeeded", 60);
+    wait_phase(&s, "plain", "Failed", 60);
+    wait_phase(&s, "hostport", "Running", 60);
+    wait_phase(&s, "hostnet", "Running", 60);
+    let node_ip = jsonpath(
+        &s,
+        &["node", &node],
+        "{.status.addresses[?(@.type==\"InternalIP\")].address}",
+    );
+    assert_eq!(
+        jsonpath(&s, &["pod", "hostnet"], "{.status.podIP}"),
+        node_ip
+    );
+    let get = |addr: String| -> Option<String> {
+        let mut c = TcpStream::connect_timeout(&addr.parse().ok()?, Duration::from_secs(2)).ok()?;
+        c.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+        c.write_all(b"GET / HTTP/1.0\r\n\r\n").ok()?;
+        let mut out = String::new();
+        c.read_to_string(&mut out).ok()?;
+        out.contains(" 200 ").then_some(out)
+    };
+    eventually(
+        Duration::from_secs(10),
+        "hostPort answering on the node IP",
+        || get(format!("{node_ip}:{hport}")),
+    );
+    let out = eventually(
+        Duration::from_secs(10),
+        "the hostNetwork pod answering",
+        || get(format!("127.0.0.1:{nport}")),
+    );
+    assert!(out.contains("hello from"), "{out}");
+    wait_phase(&s, "hooks", "Running", 60);
+    eventually(
+        Duration::from_secs(10),
+        "the postStart hook's file seen by the container",
+        || (std::fs::read_to_string(hostdir.join("seen")).ok()? == "yes\n").then_some(()),
+    );
+    s.ok(&["delete", "pod", "hooks", "--wait=true"]);
+    assert_eq!(
+        std::fs::read_to_string(hostdir.join("prestop")).expect("the preStop hook ran"),
+        "bye\n"
+    );
+    s.ok(&["delete", "pods", "--all", "--wait=true"]);
+}
