@@ -206,9 +206,11 @@ async fn run_controllers(client: Client, config: Config, shutdown: watch::Receiv
     let mut ready = Vec::new();
     macro_rules! run {
         ($($inf:ident),*) => {$(
+            if $inf.has_handlers() {
             let c = $inf.cache();
             ready.push(Box::pin(async move { c.wait_ready().await }) as std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>);
             workers.push(tokio::spawn($inf.run(shutdown.clone())));
+            }
         )*};
     }
     run!(pods, rss, rcs, deps, svcs, eps, slices, nss, sas);

@@ -132,6 +132,11 @@ where
         }
     }
 
+    /// True when some controller listens (an informer nobody listens to need not run).
+    pub fn has_handlers(&self) -> bool {
+        !self.handlers.is_empty()
+    }
+
     /// Adds a handler; handlers run on the informer's task, so they must only queue work.
     pub fn on_change(&mut self, f: impl Fn(&Change<K>) + Send + Sync + 'static) {
         self.handlers.push(Box::new(f));
