@@ -454,9 +454,10 @@ impl Registry {
                 }
             }
         }
-        // Binding and finalize are subresources with their own rules (upstream gives them
-        // separate strategies): the kind's update hooks would refuse what they exist to change.
-        let own_rules = matches!(subresource, Some("binding" | "finalize"));
+        // Subresources (status, binding, finalize) have their own rules (upstream gives them
+        // separate strategies): the kind's update hooks would refuse or misread what they exist
+        // to change (e.g. a Deployment's annotation recorded through status is no spec change).
+        let own_rules = subresource.is_some();
         info.strategy.apply_defaults(&mut new);
         if !own_rules {
             info.strategy.prepare_for_update(&mut new, &old);
@@ -762,10 +763,21 @@ impl Registry {
     }
 }
 
-/// A status write: the stored object with only its status (and managedFields) replaced.
+/// A status write: the stored object with only its status, annotations and managedFields
+/// replaced. Upstream's status strategies keep the spec (and usually labels) but let
+/// annotations through: the deployment controller records revisions that way, without
+/// bumping the generation.
 fn status_update(old: &Value, new: &Value) -> Value {
     let mut out = old.clone();
     out["status"] = new.get("status").cloned().unwrap_or(json!({}));
+    match new["metadata"].get("annotations") {
+        Some(a) => out["metadata"]["annotations"] = a.clone(),
+        None => {
+            if let Some(m) = out["metadata"].as_object_mut() {
+                m.remove("annotations");
+            }
+        }
+    }
     if let Some(mf) = new["metadata"].get("managedFields") {
         out["metadata"]["managedFields"] = mf.clone();
     }

@@ -111,7 +111,12 @@ fn duplicates_and_stale_watches_get_their_codes() {
     let s = Server::start(BIN);
     s.ok(&["create", "cm", "once"]);
     let err = s.fails(&["create", "cm", "once"]);
-    assert!(err.contains("AlreadyExists") && err.contains("configmaps \"once\" already exists"), "{err}");
+    // Imperative create words it "failed to create configmap: ..."; create -f as "Error from server (AlreadyExists)".
+    assert!(err.contains("configmaps \"once\" already exists"), "{err}");
+    let dup = r#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"once"}}"#;
+    let out = s.kubectl_stdin(&["create", "-f", "-"], dup);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("Error from server (AlreadyExists)") && err.contains("configmaps \"once\" already exists"), "{err}");
     let (code, body) = http(&s, "GET", &format!("{CMS}?resourceVersion=999999&resourceVersionMatch=NotOlderThan"), None, "application/json", true);
     assert_eq!(code, 504, "{body}");
     let (code, body) = http(&s, "GET", &format!("{CMS}?limit=1&continue=garbage"), None, "application/json", true);

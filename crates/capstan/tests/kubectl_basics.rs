@@ -105,7 +105,8 @@ fn strip_server_fields(mut v: Value) -> Value {
 
 #[test]
 fn example_manifests_read_back_with_upstream_defaults() {
-    let s = Server::start(BIN);
+    // What the API server stores, before any controller acts on it.
+    let s = Server::start_with(BIN, &["--disable-controllers", "all", "--disable-scheduler"]);
     let ex = examples_dir();
     for f in ["deployment.yaml", "service.yaml", "pod.yaml", "ingress.yaml"] {
         s.ok(&["create", "-f", ex.join(f).to_str().expect("path")]);
@@ -388,4 +389,18 @@ fn a_terminating_namespace_goes_once_its_finalizer_is_removed() {
     assert_eq!(code, 200, "{body}");
     let err = s.fails(&["get", "namespace", "temp"]);
     assert!(err.contains("not found"), "{err}");
+}
+
+#[test]
+fn a_new_deployment_keeps_generation_1_while_its_controller_records_the_revision() {
+    let s = Server::start(BIN);
+    s.ok(&["create", "-f", examples_dir().join("deployment.yaml").to_str().expect("p")]);
+    let d = eventually(Duration::from_secs(10), "the revision annotation", || {
+        let d = s.get_json(&["deployment", "my-deployment"]);
+        d["metadata"]["annotations"]["deployment.kubernetes.io/revision"].is_string().then_some(d)
+    });
+    assert_eq!(d["metadata"]["generation"], 1, "{d}");
+    // A user's annotation change is a spec-like change for a Deployment: the generation moves.
+    s.ok(&["annotate", "deployment", "my-deployment", "team=a"]);
+    assert_eq!(s.get_json(&["deployment", "my-deployment"])["metadata"]["generation"], 2);
 }

@@ -414,7 +414,8 @@ async fn the_wal_stays_bounded_under_sustained_writes() {
         largest = largest.max(std::fs::metadata(&wal_path).map_or(0, |m| m.len()));
     }
     // 20,000 creates write about 100 MiB of WAL frames (measured with checkpoints off); with them
-    // the file stays at a few MiB. The bound leaves room for a checkpointer starved of CPU.
+    // the file stays at a few MiB on an idle machine, and was seen at 18 MiB while the whole test
+    // suite loaded both cores. The bound catches unbounded growth, not a starved checkpointer.
     eprintln!("largest WAL: {} KiB", largest / 1024);
-    assert!(largest < 16 << 20, "the WAL grew to {} KiB", largest / 1024);
+    assert!(largest < 48 << 20, "the WAL grew to {} KiB", largest / 1024);
 }
