@@ -8,6 +8,8 @@
 #   capstan.test/httpd:1.0       busybox httpd serving /www on port 80 (hostname in index.html)
 #   capstan.test/extra:1.0       busybox again under another name, kept out of the air-gap
 #                                folder (tests import it with `capstan images import`)
+#   docker.io/library/nginx:latest  Debian's nginx (binary, the libraries ldd lists, config and
+#                                html, from `apt-get download nginx nginx-common`), serving :80
 #
 # Usage: scripts/build-test-images.sh [OUT_DIR]   (default /var/tmp/capstan-images)
 # Idempotent and fast when nothing changed: a stamp of the inputs skips the rebuild.
@@ -22,11 +24,12 @@ if ! file -L "$busybox" 2>/dev/null | grep -q "statically linked" && ! ldd "$bus
 fi
 
 # Bump when the image definitions below change.
-recipe_version=5
+recipe_version=6
 stamp="$out/.stamp"
 want="$recipe_version $(sha256sum "$busybox" | cut -d' ' -f1)"
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] \
-   && [ -f "$out/pause.tar" ] && [ -f "$out/busybox.tar" ] && [ -f "$out/httpd.tar" ] && [ -f "$out/extra.tar" ]; then
+   && [ -f "$out/pause.tar" ] && [ -f "$out/busybox.tar" ] && [ -f "$out/httpd.tar" ] && [ -f "$out/extra.tar" ] \
+   && [ -f "$out/nginx.tar" ]; then
   echo "test images up to date in $out"
   exit 0
 fi
@@ -98,5 +101,45 @@ rootfs "$work/pause"
 # The sandbox holds the pod's namespaces and must stop promptly on TERM.
 image pause capstan.local/pause:3.10 "$work/pause" \
   '["/bin/sh","-c","trap \"exit 0\" TERM INT; while :; do sleep 3600 & wait $!; done"]'
+
+# nginx from Debian's packages, without installing them on the host.
+nginx_root="$work/nginx"
+mkdir -p "$nginx_root" "$work/debs"
+chmod 777 "$work/debs"
+(cd "$work/debs" && apt-get download -q nginx nginx-common >/dev/null 2>&1) || {
+  echo "build-test-images: apt-get download nginx nginx-common failed" >&2
+  exit 1
+}
+for deb in "$work"/debs/*.deb; do dpkg -x "$deb" "$nginx_root"; done
+for lib in $(ldd "$nginx_root/usr/sbin/nginx" | grep -o '/[^ ]*'); do
+  mkdir -p "$nginx_root$(dirname "$lib")"
+  cp -L "$lib" "$nginx_root$lib"
+done
+mkdir -p "$nginx_root"/{tmp,run,var/log/nginx,var/lib/nginx,var/cache/nginx,etc/nginx/conf.d}
+chmod 1777 "$nginx_root/tmp"
+printf 'root:x:0:0:root:/root:/bin/false\nwww-data:x:33:33:www-data:/var/www:/bin/false\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n' >"$nginx_root/etc/passwd"
+printf 'root:x:0:\nwww-data:x:33:\nnogroup:x:65534:\n' >"$nginx_root/etc/group"
+cat >"$nginx_root/etc/nginx/nginx.conf" <<'EOF'
+user www-data;
+worker_processes 1;
+error_log /dev/stderr notice;
+pid /run/nginx.pid;
+events { worker_connections 256; }
+http {
+    include /etc/nginx/mime.types;
+    access_log /dev/stdout;
+    client_body_temp_path /tmp/client_body;
+    proxy_temp_path /tmp/proxy;
+    fastcgi_temp_path /tmp/fastcgi;
+    uwsgi_temp_path /tmp/uwsgi;
+    scgi_temp_path /tmp/scgi;
+    server {
+        listen 80 default_server;
+        root /usr/share/nginx/html;
+        index index.html;
+    }
+}
+EOF
+image nginx docker.io/library/nginx:latest "$nginx_root" '["/usr/sbin/nginx","-g","daemon off;"]' '{"80/tcp":{}}'
 
 echo "$want" >"$stamp"

@@ -16,6 +16,8 @@ packages=(
   nftables
   iproute2
   busybox-static    # the test images (scripts/build-test-images.sh)
+  docker-registry   # a registry on loopback for the registry-mirror test
+  skopeo            # pushes test images into it
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -58,12 +58,10 @@ fn wait_phase(s: &Server, name: &str, phase: &str, secs: u64) {
 fn deployment_pods_run_and_answer_http_from_the_host_and_from_each_other() {
     let s = agent();
     let node = s.node_name();
-    // The example Deployment with the test image; nodeName keeps it independent of the scheduler.
+    // The example Deployment with the test image; the scheduler places it on the one node.
     let example = std::fs::read_to_string(capstan_testkit::examples_dir().join("deployment.yaml"))
         .expect("example");
-    let manifest = example
-        .replace("image: nginx", &format!("image: {HTTPD}"))
-        .replace("    spec:\n      containers:", &format!("    spec:\n      nodeName: {node}\n      terminationGracePeriodSeconds: 5\n      containers:"));
+    let manifest = example.replace("image: nginx", &format!("image: {HTTPD}"));
     s.ok_stdin(&["apply", "-f", "-"], &manifest);
     let ips = eventually(Duration::from_secs(60), "3 Running pods with IPs", || {
         let phases = jsonpath(
@@ -79,6 +77,12 @@ fn deployment_pods_run_and_answer_http_from_the_host_and_from_each_other() {
         let ips: Vec<String> = ips.split_whitespace().map(str::to_string).collect();
         (phases == "Running Running Running" && ips.len() == 3).then_some(ips)
     });
+    let nodes = jsonpath(
+        &s,
+        &["pods", "-l", "app=my-app"],
+        "{.items[*].spec.nodeName}",
+    );
+    assert_eq!(nodes, format!("{node} {node} {node}"));
     let wide = s.ok(&["get", "pods", "-o", "wide"]);
     assert_eq!(wide.matches("Running").count(), 3, "{wide}");
     for ip in &ips {
@@ -107,7 +111,7 @@ fn deployment_pods_run_and_answer_http_from_the_host_and_from_each_other() {
     let started = Instant::now();
     s.ok(&["delete", "pod", &victim, "--wait=true"]);
     assert!(
-        started.elapsed() < Duration::from_secs(5 + 5),
+        started.elapsed() < Duration::from_secs(30),
         "deletion took {:?}",
         started.elapsed()
     );
@@ -808,4 +812,111 @@ fn security_context_host_network_host_ports_and_lifecycle_hooks() {
         "bye\n"
     );
     s.ok(&["delete", "pods", "--all", "--wait=true"]);
+}
+
+/// Debian's docker-registry on a loopback port, stopped when dropped.
+struct Registry {
+    child: std::process::Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Registry {
+    fn start() -> Self {
+        let dir = tempfile::tempdir().expect("tmp");
+        let port = free_port();
+        let cfg = dir.path().join("config.yml");
+        std::fs::write(
+            &cfg,
+            format!(
+                "version: 0.1\nlog: {{level: warn}}\nstorage:\n  filesystem: {{rootdirectory: {}}}\nhttp:\n  addr: 127.0.0.1:{port}\n",
+                dir.path().join("store").display()
+            ),
+        )
+        .expect("registry config");
+        let child = std::process::Command::new("docker-registry")
+            .arg("serve")
+            .arg(&cfg)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("docker-registry (Debian package docker-registry)");
+        eventually(Duration::from_secs(10), "the registry to listen", || {
+            TcpStream::connect(("127.0.0.1", port)).ok().map(|_| ())
+        });
+        Self {
+            child,
+            port,
+            _dir: dir,
+        }
+    }
+
+    /// Pushes a docker-archive tarball as `repo:tag` with skopeo.
+    fn push(&self, tarball: &std::path::Path, reference: &str) {
+        let st = std::process::Command::new("skopeo")
+            .args(["copy", "--quiet", "--dest-tls-verify=false"])
+            .arg(format!("docker-archive:{}", tarball.display()))
+            .arg(format!("docker://127.0.0.1:{}/{reference}", self.port))
+            .status()
+            .expect("skopeo (Debian package skopeo)");
+        assert!(st.success(), "skopeo copy failed");
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn the_example_pod_runs_nginx_pulled_through_a_registry_mirror() {
+    // The examples name `nginx` (docker.io/library/nginx:latest, pull policy Always): the pull
+    // really happens, from a registry on loopback that registries.yaml makes docker.io's mirror.
+    let reg = Registry::start();
+    reg.push(
+        &capstan_testkit::agent::test_images().join("nginx.tar"),
+        "library/nginx:latest",
+    );
+    let cfg_dir = tempfile::tempdir().expect("tmp");
+    let registries = cfg_dir.path().join("registries.yaml");
+    std::fs::write(
+        &registries,
+        format!(
+            "mirrors:\n  docker.io:\n    endpoint:\n      - \"http://127.0.0.1:{}\"\n",
+            reg.port
+        ),
+    )
+    .expect("registries.yaml");
+    let s = Server::start_with_agent(BIN, &["--private-registry", &registries.to_string_lossy()]);
+    let node = s.node_name();
+    // The example as it is; its node is the only one here (nodeName spares the scheduler).
+    let example = std::fs::read_to_string(capstan_testkit::examples_dir().join("pod.yaml"))
+        .expect("examples/pod.yaml");
+    s.ok_stdin(&["apply", "-f", "-"], &example);
+    let scheduled = eventually(
+        Duration::from_secs(20),
+        "the example pod to be placed",
+        || {
+            let n = jsonpath(&s, &["pod", "my-pod"], "{.spec.nodeName}");
+            (!n.is_empty()).then_some(n)
+        },
+    );
+    assert_eq!(scheduled, node);
+    wait_phase(&s, "my-pod", "Running", 60);
+    assert_eq!(
+        jsonpath(
+            &s,
+            &["pod", "my-pod"],
+            "{.spec.containers[0].imagePullPolicy}"
+        ),
+        "Always"
+    );
+    let ip = jsonpath(&s, &["pod", "my-pod"], "{.status.podIP}");
+    let page = eventually(Duration::from_secs(10), "nginx answering", || http_get(&ip));
+    assert!(page.contains("Welcome to nginx!"), "{page}");
+    let logs = s.ok(&["logs", "my-pod"]);
+    assert!(logs.contains("GET / HTTP/1.0"), "{logs}");
+    s.ok(&["delete", "pod", "my-pod", "--wait=true"]);
 }
