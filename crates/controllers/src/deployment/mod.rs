@@ -254,23 +254,36 @@ impl DeploymentController {
         Ok(out)
     }
 
-    /// Sets the deployment's revision annotation (a metadata patch: our API server's status
-    /// writes keep metadata as stored).
+    /// Sets the deployment's revision annotation through the status subresource, as upstream
+    /// does: an annotation change on the main resource would bump the generation.
     async fn set_deployment_revision(&self, d: &mut Deployment, rev: &str) -> Result<()> {
         if d.annotations().get(REVISION).map(String::as_str) == Some(rev) {
             return Ok(());
         }
         let patch = json!({"metadata": {"annotations": {REVISION: rev}}});
-        metrics::global().write(NAME, "patch", "deployments");
-        let out = self
-            .d_api(&d.namespace().unwrap_or_default())
-            .patch(
+        let api = self.d_api(&d.namespace().unwrap_or_default());
+        metrics::global().write(NAME, "patch", "deployments/status");
+        let mut out = api
+            .patch_status(
                 &d.name_any(),
                 &PatchParams::default(),
                 &Patch::Merge(&patch),
             )
             .await
             .map_err(Error::UpdateDeployment)?;
+        if out.annotations().get(REVISION).map(String::as_str) != Some(rev) {
+            // A server whose status writes keep metadata as stored: patch the object itself
+            // (which moves its generation, as upstream's strategy does for annotations).
+            metrics::global().write(NAME, "patch", "deployments");
+            out = api
+                .patch(
+                    &d.name_any(),
+                    &PatchParams::default(),
+                    &Patch::Merge(&patch),
+                )
+                .await
+                .map_err(Error::UpdateDeployment)?;
+        }
         d.metadata = out.metadata;
         Ok(())
     }
