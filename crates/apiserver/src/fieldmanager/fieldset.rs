@@ -43,9 +43,18 @@ impl Set {
         };
         let mut node = self;
         for pe in parents {
-            node = node.children.entry(pe.clone()).or_default();
+            // Only clone the element when the child is new: most inserts share parents.
+            if !node.children.contains_key(pe) {
+                node.children.insert(pe.clone(), Set::new());
+            }
+            let Some(child) = node.children.get_mut(pe) else {
+                return;
+            };
+            node = child;
         }
-        node.members.insert(last.clone());
+        if !node.members.contains(last) {
+            node.members.insert(last.clone());
+        }
     }
 
     /// Whether the path is a member.

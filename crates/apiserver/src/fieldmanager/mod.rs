@@ -340,8 +340,16 @@ pub fn track_update(
     let updater = Updater::new(info, ignored_fields(info, subresource));
     let id = ManagerId::new(manager, Operation::Update, &updater.version(), subresource);
     let managed = starting_managed(Some(old), new, subresource);
+    let previous_time = managed.times.get(&id).cloned().flatten();
     match update_managed(&updater, old, new, managed, &id, false) {
-        Some(m) => encode_into(new, &m),
+        Some(mut m) => {
+            // Upstream maps scale writes back onto the parent with the parent's times, so a
+            // scale entry keeps the time it had (none, when new).
+            if subresource == Some("scale") && m.fields.contains_key(&id) {
+                m.times.insert(id.clone(), previous_time);
+            }
+            encode_into(new, &m)
+        }
         None => {
             if let Some(meta) = new.get_mut("metadata").and_then(Value::as_object_mut) {
                 meta.remove("managedFields");
@@ -519,6 +527,10 @@ mod tests {
         track_update(deployments(), &obj, &mut new, "scaler", Some("scale"));
         let e = entry(&new, "scaler").expect("scaler");
         assert_eq!(e["subresource"], "scale");
+        assert!(
+            e.get("time").is_none(),
+            "scale entries carry the parent's time for them: {e}"
+        );
         assert_eq!(e["fieldsV1"], json!({"f:spec": {"f:replicas": {}}}));
         let creator = entry(&new, "creator").expect("creator");
         assert!(creator["fieldsV1"]["f:spec"].get("f:replicas").is_none());
