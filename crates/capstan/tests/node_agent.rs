@@ -200,6 +200,13 @@ fn killed_and_crashing_containers_restart_with_growing_back_off() {
     assert_eq!(cs["lastState"]["terminated"]["exitCode"], 3, "{cs}");
     assert_eq!(cs["lastState"]["terminated"]["reason"], "Error", "{cs}");
     assert_eq!(st["status"]["phase"], "Running");
+    let described = s.ok(&["describe", "pod", "crash"]);
+    for want in [
+        "Started container c",
+        "Back-off restarting failed container c in pod crash_default(",
+    ] {
+        assert!(described.contains(want), "{want:?} not in:\n{described}");
+    }
     s.ok(&["delete", "pods", "--all", "--wait=true"]);
 }
 
@@ -384,6 +391,12 @@ fn probes_restart_unhealthy_containers_and_gate_readiness() {
             "{.status.containerStatuses[0].lastState.terminated.exitCode}"
         ),
         "137"
+    );
+    let described = s.ok(&["describe", "pod", "live"]);
+    assert!(described.contains("Liveness probe failed"), "{described}");
+    assert!(
+        described.contains("Container c failed liveness probe, will be restarted"),
+        "{described}"
     );
     s.ok(&["delete", "pods", "--all", "--wait=true"]);
 }

@@ -266,6 +266,7 @@ impl Agent {
             node_cpu_milli: node::cpu_millis(),
             node_memory: node::memory_bytes(),
             metrics: metrics.clone(),
+            events: crate::events::Recorder::start(client.clone(), cfg.node_name.clone()),
         });
         if let Some(tls) = &cfg.tls {
             let addr =

@@ -14,6 +14,7 @@ pub mod cgroups;
 pub mod cni;
 pub mod containerd;
 pub mod cri;
+pub mod events;
 pub mod images;
 pub mod ipam;
 pub mod join;

@@ -49,6 +49,7 @@ pub struct Shared {
     pub node_cpu_milli: i64,
     pub node_memory: i64,
     pub metrics: Arc<Metrics>,
+    pub events: crate::events::Recorder,
 }
 
 struct Handle {

@@ -111,6 +111,11 @@ impl ProbeSet {
         };
         let spec = pod.spec.clone().unwrap_or_default();
         let mut live: HashSet<String> = HashSet::new();
+        let pod_ref = Arc::new(Pod {
+            metadata: pod.metadata.clone(),
+            spec: None,
+            status: None,
+        });
         for c in obs
             .containers
             .iter()
@@ -160,6 +165,7 @@ impl ProbeSet {
                     handler,
                     timing: Timing::of(probe),
                     started_at_ns: c.started_at,
+                    pod: pod_ref.clone(),
                 };
                 self.tasks.insert(key, tokio::spawn(task.run()));
             }
@@ -197,6 +203,8 @@ struct ProbeTask {
     handler: Handler,
     timing: Timing,
     started_at_ns: i64,
+    /// The pod (for events).
+    pod: Arc<Pod>,
 }
 
 impl ProbeTask {
@@ -255,6 +263,18 @@ impl ProbeTask {
                     successes = 0;
                     failures += 1;
                     tracing::debug!(container = %self.container.name, kind = ?self.kind, failures, %msg, "probe failed");
+                    let kind = match self.kind {
+                        Kind::Liveness => "Liveness",
+                        Kind::Readiness => "Readiness",
+                        Kind::Startup => "Startup",
+                    };
+                    self.shared.events.emit(
+                        &self.pod,
+                        Some(&self.container.name),
+                        true,
+                        "Unhealthy",
+                        format!("{kind} probe failed: {}", msg.trim()),
+                    );
                     if failures >= t.failure_threshold {
                         let changed = {
                             let mut r = self.results.lock();

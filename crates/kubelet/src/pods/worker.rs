@@ -54,6 +54,8 @@ struct Worker {
     probes: ProbeSet,
     /// The pod was stopped and its API object deleted; waiting for the Delete event.
     done: bool,
+    /// The back-off last reported per container (one BackOff event per back-off).
+    backoff_noted: HashMap<String, String>,
 }
 
 /// Runs the worker for pod `uid` until the pod is gone and cleaned up.
@@ -75,6 +77,7 @@ pub async fn run(
         volumes_at: None,
         service_env: None,
         done: false,
+        backoff_noted: HashMap::new(),
     };
     let mut pending_retry = false;
     loop {
@@ -206,6 +209,25 @@ impl Worker {
             // Keeps configMap/secret/downwardAPI volumes current.
             let _ = self.ensure_volumes(pod, &obs, true).await;
         }
+        for (c, wt) in &p.waiting {
+            if wt.reason == "CrashLoopBackOff" && self.backoff_noted.get(c) != Some(&wt.message) {
+                let (pn, ns) = (
+                    pod.metadata.name.as_deref().unwrap_or_default(),
+                    pod.metadata.namespace.as_deref().unwrap_or_default(),
+                );
+                self.shared.events.emit(
+                    pod,
+                    Some(c),
+                    true,
+                    "BackOff",
+                    format!(
+                        "Back-off restarting failed container {c} in pod {pn}_{ns}({})",
+                        self.uid
+                    ),
+                );
+                self.backoff_noted.insert(c.clone(), wt.message.clone());
+            }
+        }
         let mut waiting = p.waiting.clone();
         for (k, v) in &self.errors {
             waiting.insert(k.clone(), v.clone());
@@ -303,6 +325,21 @@ impl Worker {
                         _ => grace_of(pod),
                     };
                     tracing::info!(pod = %pod_key(pod), container = %name, reason = ?why, "killing container");
+                    let msg = match why {
+                        KillReason::LivenessFailed => {
+                            format!("Container {name} failed liveness probe, will be restarted")
+                        }
+                        KillReason::StartupFailed => {
+                            format!("Container {name} failed startup probe, will be restarted")
+                        }
+                        KillReason::SpecChanged => {
+                            format!("Container {name} definition changed, will be restarted")
+                        }
+                        _ => format!("Stopping container {name}"),
+                    };
+                    self.shared
+                        .events
+                        .emit(pod, Some(&name), false, "Killing", msg);
                     self.kill_container(Some(pod), &id, &name, grace, obs).await
                 }
                 Action::Remove {
@@ -350,6 +387,13 @@ impl Worker {
             }
             Err(e) => {
                 tracing::warn!(pod = %pod_key(pod), error = %e, "creating the pod sandbox failed");
+                self.shared.events.emit(
+                    pod,
+                    None,
+                    true,
+                    "FailedCreatePodSandBox",
+                    format!("Failed to create pod sandbox: {}", e.message()),
+                );
                 for c in pod.spec.iter().flat_map(|s| s.containers.iter()) {
                     self.errors.insert(
                         c.name.clone(),
@@ -533,9 +577,73 @@ impl Worker {
         } else {
             self.pull_auth(pod, &image).await
         };
+        if policy == PullPolicy::Always {
+            self.shared.events.emit(
+                pod,
+                Some(name),
+                false,
+                "Pulling",
+                format!("Pulling image {image:?}"),
+            );
+        }
         let image_ref = match self.shared.images.ensure(&image, policy, auth).await {
-            Ok(e) => e.image_ref,
+            Ok(e) => {
+                if e.pulled {
+                    if policy != PullPolicy::Always {
+                        self.shared.events.emit(
+                            pod,
+                            Some(name),
+                            false,
+                            "Pulling",
+                            format!("Pulling image {image:?}"),
+                        );
+                    }
+                    let took = format!("{}ms", e.took.as_millis());
+                    self.shared.events.emit(pod, Some(name), false, "Pulled", format!("Successfully pulled image {image:?} in {took} ({took} including waiting)"));
+                } else {
+                    self.shared.events.emit(
+                        pod,
+                        Some(name),
+                        false,
+                        "Pulled",
+                        format!("Container image {image:?} already present on machine"),
+                    );
+                }
+                e.image_ref
+            }
             Err(e) => {
+                match &e {
+                    crate::images::PullError::ImagePullBackOff(_) => {
+                        self.shared.events.emit(
+                            pod,
+                            Some(name),
+                            false,
+                            "BackOff",
+                            format!("Back-off pulling image {image:?}"),
+                        );
+                    }
+                    crate::images::PullError::ErrImagePull(m) => {
+                        self.shared.events.emit(
+                            pod,
+                            Some(name),
+                            true,
+                            "Failed",
+                            format!("Failed to pull image {image:?}: {m}"),
+                        );
+                    }
+                    other => {
+                        self.shared
+                            .events
+                            .emit(pod, Some(name), true, "Failed", other.to_string());
+                    }
+                }
+                self.shared.events.emit(
+                    pod,
+                    Some(name),
+                    true,
+                    "Failed",
+                    format!("Error: {}", e.reason()),
+                );
                 self.set_error(name, e.reason(), e.to_string());
                 return false;
             }
@@ -543,6 +651,13 @@ impl Worker {
         // Volumes, env, mounts.
         if let Err(e) = self.ensure_volumes(pod, obs, false).await {
             tracing::warn!(pod = %pod_key(pod), error = %e, "setting up volumes failed");
+            self.shared.events.emit(
+                pod,
+                None,
+                true,
+                "FailedMount",
+                format!("MountVolume.SetUp failed: {e}"),
+            );
             self.set_error(name, "ContainerCreating", String::new());
             return false;
         }
@@ -551,6 +666,9 @@ impl Worker {
         let env = match env::resolve(pod, &c, &lookups) {
             Ok(e) => e,
             Err(e) => {
+                self.shared
+                    .events
+                    .emit(pod, Some(name), true, "Failed", format!("Error: {e}"));
                 self.set_error(name, "CreateContainerConfigError", e.to_string());
                 return false;
             }
@@ -641,13 +759,34 @@ impl Worker {
                 return false;
             }
         };
+        self.shared.events.emit(
+            pod,
+            Some(name),
+            false,
+            "Created",
+            format!("Created container {name}"),
+        );
         if let Err(e) = self.shared.cri.start_container(&id).await {
             tracing::warn!(pod = %pod_key(pod), container = name, error = %e, "starting the container failed");
+            self.shared.events.emit(
+                pod,
+                Some(name),
+                true,
+                "Failed",
+                format!("Error: {}", e.message()),
+            );
             self.set_error(name, "RunContainerError", e.message());
             let _ = self.shared.cri.remove_container(&id).await;
             return false;
         }
         self.errors.remove(name);
+        self.shared.events.emit(
+            pod,
+            Some(name),
+            false,
+            "Started",
+            format!("Started container {name}"),
+        );
         self.shared.metrics.containers_started.inc();
         tracing::info!(pod = %pod_key(pod), container = name, attempt, took_ms = started.elapsed().as_millis() as u64, "started container");
         if let Some(h) = c.lifecycle.as_ref().and_then(|l| l.post_start.as_ref()) {
@@ -663,6 +802,13 @@ impl Worker {
                 .await
                 {
                     tracing::warn!(pod = %pod_key(pod), container = name, message = %msg, "postStart hook failed; killing the container");
+                    self.shared.events.emit(
+                        pod,
+                        Some(name),
+                        true,
+                        "FailedPostStartHook",
+                        format!("PostStartHook failed: {}", msg.trim()),
+                    );
                     let _ = self.shared.cri.stop_container(&id, grace_of(pod)).await;
                 }
             }
@@ -720,6 +866,17 @@ impl Worker {
         };
         let grace_s = grace.as_secs() as i64;
         let running: Vec<_> = obs.running().cloned().collect();
+        if let Some(p) = pod {
+            for c in &running {
+                self.shared.events.emit(
+                    p,
+                    Some(&c.name),
+                    false,
+                    "Killing",
+                    format!("Stopping container {}", c.name),
+                );
+            }
+        }
         let kills = running
             .iter()
             .map(|c| self.kill_container(pod, &c.id, &c.name, grace_s, &obs));
