@@ -804,6 +804,49 @@ fn creates_record_their_manager_from_the_field_manager_or_the_user_agent() {
     let hpa = with_managed_fields(&s, &["hpa", "made"]);
     let e = entry(&hpa, "kubectl-autoscale", "Update").expect("kubectl-autoscale");
     assert_eq!(e["apiVersion"], "autoscaling/v1");
+    // What upstream's field manager sees is the defaulted object before admission and the
+    // kind's preparation: no priority, service account or tolerations for a pod, no IP
+    // families for a service.
+    s.ok(&["run", "p1", "--image=nginx"]);
+    let e = entry(
+        &with_managed_fields(&s, &["pod", "p1"]),
+        "kubectl-run",
+        "Update",
+    )
+    .expect("kubectl-run");
+    assert_eq!(
+        e["fieldsV1"],
+        json!({
+            "f:metadata": {"f:labels": {".": {}, "f:run": {}}},
+            "f:spec": {
+                "f:containers": {"k:{\"name\":\"p1\"}": {
+                    ".": {}, "f:image": {}, "f:imagePullPolicy": {}, "f:name": {}, "f:resources": {},
+                    "f:terminationMessagePath": {}, "f:terminationMessagePolicy": {}
+                }},
+                "f:dnsPolicy": {}, "f:enableServiceLinks": {}, "f:restartPolicy": {}, "f:schedulerName": {},
+                "f:securityContext": {}, "f:terminationGracePeriodSeconds": {}
+            }
+        })
+    );
+    let svc = examples_dir().join("service.yaml");
+    s.ok(&["apply", "-f", svc.to_str().expect("path")]);
+    let e = entry(
+        &with_managed_fields(&s, &["service", "my-service"]),
+        "kubectl-client-side-apply",
+        "Update",
+    )
+    .expect("csa");
+    assert_eq!(
+        e["fieldsV1"],
+        json!({
+            "f:metadata": {"f:annotations": {".": {}, "f:kubectl.kubernetes.io/last-applied-configuration": {}}},
+            "f:spec": {
+                "f:internalTrafficPolicy": {},
+                "f:ports": {".": {}, "k:{\"port\":80,\"protocol\":\"TCP\"}": {".": {}, "f:port": {}, "f:protocol": {}, "f:targetPort": {}}},
+                "f:selector": {}, "f:sessionAffinity": {}, "f:type": {}
+            }
+        })
+    );
     // A client that names no manager is recorded under its User-Agent's product.
     let body = serde_json::to_vec(&json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "curl-made"}, "data": {"a": "b"}})).expect("json");
     let (code, created) = http(
