@@ -122,6 +122,14 @@ pub async fn patch(
     opts: &WriteOptions,
 ) -> ApiResult<Written> {
     validate_options(true, &req.query)?;
+    // Upstream 1.32 serves CBOR only behind a feature gate that is off by default.
+    if req.content_type.is_some_and(|ct| ct.contains("cbor")) {
+        return Err(ApiError::new(
+            415,
+            "UnsupportedMediaType",
+            "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml, application/strategic-merge-patch+json",
+        ));
+    }
     let r = &req.route;
     let info = r.info;
     let ns = r.namespace.as_deref();
