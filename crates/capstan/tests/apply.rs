@@ -968,3 +968,61 @@ async fn kube_rs_server_side_apply_creates_conflicts_and_forces() {
         "controller-a owned nothing left"
     );
 }
+
+#[test]
+fn scale_patches_and_puts_the_scale_of_every_scalable_kind() {
+    let s = Server::start(BIN);
+    let manifests = "apiVersion: apps/v1
+kind: ReplicaSet
+metadata: {name: rs1}
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: rs1}}
+  template:
+    metadata: {labels: {app: rs1}}
+    spec: {containers: [{name: c, image: nginx}]}
+---
+apiVersion: apps/v1
+kind: StatefulSet
+metadata: {name: sts1}
+spec:
+  replicas: 1
+  serviceName: sts1
+  selector: {matchLabels: {app: sts1}}
+  template:
+    metadata: {labels: {app: sts1}}
+    spec: {containers: [{name: c, image: nginx}]}
+---
+apiVersion: v1
+kind: ReplicationController
+metadata: {name: rc1}
+spec:
+  replicas: 1
+  selector: {app: rc1}
+  template:
+    metadata: {labels: {app: rc1}}
+    spec: {containers: [{name: c, image: nginx}]}
+";
+    s.ok_stdin(&["apply", "-f", "-"], manifests);
+    for (r, path) in [
+        (
+            "replicaset/rs1",
+            "/apis/apps/v1/namespaces/default/replicasets/rs1/scale",
+        ),
+        (
+            "statefulset/sts1",
+            "/apis/apps/v1/namespaces/default/statefulsets/sts1/scale",
+        ),
+        (
+            "replicationcontroller/rc1",
+            "/api/v1/namespaces/default/replicationcontrollers/rc1/scale",
+        ),
+    ] {
+        s.ok(&["scale", r, "--replicas=3"]);
+        s.ok(&["scale", r, "--current-replicas=3", "--replicas=2"]);
+        let scale = s.raw(path);
+        assert_eq!(scale["kind"], "Scale", "{scale}");
+        assert_eq!(scale["apiVersion"], "autoscaling/v1", "{scale}");
+        assert_eq!(scale["spec"]["replicas"], 2, "{r}: {scale}");
+    }
+}
