@@ -20,12 +20,15 @@ use super::typed::{self, Comparison, Schema, TypedError};
 /// Everybody's fields, by manager.
 pub type ManagedFields = BTreeMap<ManagerId, VersionedSet>;
 
-/// Why an ownership update failed.
-#[derive(Debug)]
+/// Why an ownership update failed. Neither is retryable as is: the applier must force, drop
+/// the fields, or fix its configuration.
+#[derive(Debug, thiserror::Error)]
 pub enum UpdateError {
     /// Fields the applier would change are owned by other managers (409 unless forced).
+    #[error("{} conflicting field(s)", .0.len())]
     Conflicts(Vec<(ManagerId, Path)>),
     /// The applied configuration does not fit the schema.
+    #[error("{}", typed::join_errors(.0))]
     Typed(Vec<TypedError>),
 }
 
