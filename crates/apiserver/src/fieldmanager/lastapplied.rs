@@ -58,10 +58,21 @@ pub fn update_annotation(obj: &mut Value, config: &Value) {
     {
         annotations.remove(ANNOTATION);
     }
-    let text = format!("{}\n", sorted(&applied));
+    let text = format!("{}\n", go_json(&sorted(&applied)));
     if let Some(a) = obj["metadata"]["annotations"].as_object_mut() {
         a.insert(ANNOTATION.into(), Value::String(text));
     }
+}
+
+/// JSON as Go's encoder writes it: `<`, `>`, `&`, U+2028 and U+2029 escaped (they can only
+/// occur inside strings, so replacing them in the text is safe).
+fn go_json(v: &Value) -> String {
+    v.to_string()
+        .replace('<', "\\u003c")
+        .replace('>', "\\u003e")
+        .replace('&', "\\u0026")
+        .replace('\u{2028}', "\\u2028")
+        .replace('\u{2029}', "\\u2029")
 }
 
 /// `v` with every object's keys sorted (how Go encodes maps).
@@ -98,6 +109,14 @@ mod tests {
         assert_eq!(
             with["metadata"]["annotations"][ANNOTATION],
             "{\"apiVersion\":\"v1\",\"data\":{\"a\":\"2\",\"b\":\"1\"},\"kind\":\"ConfigMap\",\"metadata\":{\"name\":\"c\"}}\n"
+        );
+    }
+
+    #[test]
+    fn the_annotation_escapes_html_characters_as_go_does() {
+        assert_eq!(
+            go_json(&json!({"c": "a && b <x>"})),
+            r#"{"c":"a \u0026\u0026 b \u003cx\u003e"}"#
         );
     }
 
