@@ -9,10 +9,20 @@ use tokio::sync::watch;
 pub struct Context {
     /// A client of this server's API (in-process credentials).
     pub client: kube::Client,
+    /// The configuration behind `client`, to make clients that name themselves ([`Context::client_as`]).
+    pub config: kube::Config,
     /// Flips to true on shutdown.
     pub shutdown: watch::Receiver<bool>,
     /// The server's data dir (components keep their state under it).
     pub data_dir: std::path::PathBuf,
+}
+
+impl Context {
+    /// A client whose writes are recorded under `agent` (its User-Agent), falling back to the
+    /// shared client if the header cannot be built.
+    pub fn client_as(&self, agent: &str) -> kube::Client {
+        crate::client::client_as(&self.config, agent).unwrap_or_else(|_| self.client.clone())
+    }
 }
 
 /// Starts the in-process components the flags enable.
@@ -20,18 +30,18 @@ pub fn start(ctx: &Context, args: &crate::server::ServerArgs) {
     // Each component: one line, guarded by its flag.
     if !args.disable_controllers.iter().any(|c| c == "all") {
         capstan_apiserver::metrics::add_exposition(|| capstan_controllers::metrics::global().render());
-        capstan_controllers::start(ctx.client.clone(), capstan_controllers::Config { disabled: args.disable_controllers.iter().cloned().collect(), identity: None }, ctx.shutdown.clone());
+        capstan_controllers::start(ctx.client_as("kube-controller-manager"), capstan_controllers::Config { disabled: args.disable_controllers.iter().cloned().collect(), identity: None }, ctx.shutdown.clone());
     }
     crate::node_agent::setup_server(ctx);
-    tokio::spawn(capstan_kubelet::ipam::run(ctx.client.clone(), args.cluster_cidr.clone(), ctx.shutdown.clone()));
+    tokio::spawn(capstan_kubelet::ipam::run(ctx.client_as("kube-controller-manager"), args.cluster_cidr.clone(), ctx.shutdown.clone()));
     if !args.disable_agent {
         crate::node_agent::start_local(ctx, args);
     }
     if !args.disable_scheduler {
-        crate::scheduling::start(ctx.client.clone(), ctx.shutdown.clone());
+        crate::scheduling::start(ctx.client_as("kube-scheduler"), ctx.shutdown.clone());
     }
     if args.simulate_nodes > 0 {
-        crate::simulate::start(ctx.client.clone(), args.simulate_nodes, &args.simulate, ctx.shutdown.clone());
+        crate::simulate::start(ctx.client_as("kubelet"), args.simulate_nodes, &args.simulate, ctx.shutdown.clone());
     }
     let _ = (ctx, args);
 }

@@ -241,6 +241,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     api.set_ready(true);
     let ctx = components::Context {
         client: client::kube_client(&format!("https://127.0.0.1:{port}"), &pki.ca_cert_pem, &internal_token).await?,
+        config: client::kube_config(&format!("https://127.0.0.1:{port}"), &pki.ca_cert_pem, &internal_token).await?,
         shutdown: shutdown_rx.clone(),
         data_dir: args.data_dir.clone(),
     };

@@ -404,3 +404,36 @@ fn a_new_deployment_keeps_generation_1_while_its_controller_records_the_revision
     s.ok(&["annotate", "deployment", "my-deployment", "team=a"]);
     assert_eq!(s.get_json(&["deployment", "my-deployment"])["metadata"]["generation"], 2);
 }
+
+#[test]
+fn in_process_components_are_named_as_upstream_in_managed_fields() {
+    let s = Server::start_with(BIN, &["--simulate-nodes", "1"]);
+    s.ok(&["create", "-f", examples_dir().join("deployment.yaml").to_str().expect("p")]);
+    let managers = |args: &[&str]| -> Vec<String> {
+        let mut a = args.to_vec();
+        a.push("--show-managed-fields");
+        let v = s.get_json(&a);
+        let items = v["items"].as_array().cloned().unwrap_or_else(|| vec![v.clone()]);
+        let mut out: Vec<String> = items
+            .iter()
+            .flat_map(|o| o["metadata"]["managedFields"].as_array().cloned().unwrap_or_default())
+            .filter_map(|m| m["manager"].as_str().map(str::to_string))
+            .collect();
+        out.sort();
+        out.dedup();
+        out
+    };
+    let mut last = (Vec::new(), Vec::new());
+    let found = capstan_testkit::poll(Duration::from_secs(20), || {
+        let rs = managers(&["rs"]);
+        let pods = managers(&["pods"]);
+        // Binding bypasses field management upstream, so a bound pod shows no kube-scheduler.
+        let ok = rs.contains(&"kube-controller-manager".to_string())
+            && pods.contains(&"kube-controller-manager".to_string())
+            && pods.contains(&"kubelet".to_string());
+        last = (rs, pods);
+        ok
+    });
+    assert!(found, "managers of replica sets and pods: {last:?}");
+    assert!(!managers(&["deployment", "my-deployment"]).contains(&"unknown".to_string()));
+}

@@ -348,3 +348,17 @@ pub fn watch_lines(s: &Server, path: &str, seconds: u32) -> Vec<serde_json::Valu
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("watch line is not JSON ({e}): {l}")))
         .collect()
 }
+
+/// Polls `f` every 100 ms until it returns true or `timeout` passes; returns whether it did.
+pub fn poll(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if f() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
