@@ -18,6 +18,7 @@ packages=(
   busybox-static    # the test images (scripts/build-test-images.sh)
   docker-registry   # a registry on loopback for the registry-mirror test
   skopeo            # pushes test images into it
+  apache2-utils     # htpasswd, for the registry that requires credentials
 )
 missing=()
 for p in "${packages[@]}"; do

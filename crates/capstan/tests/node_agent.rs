@@ -44,13 +44,20 @@ fn pod(name: &str, node: &str, body: &str) -> String {
 }
 
 fn wait_phase(s: &Server, name: &str, phase: &str, secs: u64) {
-    eventually(
-        Duration::from_secs(secs),
-        &format!(
-            "pod {name} {phase}: {}",
-            s.log().lines().rev().take(5).collect::<Vec<_>>().join("\n")
-        ),
-        || (jsonpath(s, &["pod", name], "{.status.phase}") == phase).then_some(()),
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while Instant::now() < deadline {
+        if jsonpath(s, &["pod", name], "{.status.phase}") == phase {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let pods =
+        String::from_utf8_lossy(&s.kubectl(&["get", "pods", "-o", "wide"]).stdout).into_owned();
+    let text = s.log();
+    let log: Vec<&str> = text.lines().rev().take(15).collect();
+    panic!(
+        "pod {name} not {phase} after {secs}s\n{pods}\nserver log (newest first):\n{}",
+        log.join("\n")
     );
 }
 
@@ -836,17 +843,31 @@ struct Registry {
 
 impl Registry {
     fn start() -> Self {
+        Self::start_with_auth(None)
+    }
+
+    /// With `Some((user, password))`, pulls need those credentials (htpasswd, bcrypt).
+    fn start_with_auth(auth: Option<(&str, &str)>) -> Self {
         let dir = tempfile::tempdir().expect("tmp");
         let port = free_port();
         let cfg = dir.path().join("config.yml");
-        std::fs::write(
-            &cfg,
-            format!(
-                "version: 0.1\nlog: {{level: warn}}\nstorage:\n  filesystem: {{rootdirectory: {}}}\nhttp:\n  addr: 127.0.0.1:{port}\n",
-                dir.path().join("store").display()
-            ),
-        )
-        .expect("registry config");
+        let mut text = format!(
+            "version: 0.1\nlog: {{level: warn}}\nstorage:\n  filesystem: {{rootdirectory: {}}}\nhttp:\n  addr: 127.0.0.1:{port}\n",
+            dir.path().join("store").display()
+        );
+        if let Some((user, password)) = auth {
+            let out = std::process::Command::new("htpasswd")
+                .args(["-Bbn", user, password])
+                .output()
+                .expect("htpasswd (Debian package apache2-utils)");
+            let file = dir.path().join("htpasswd");
+            std::fs::write(&file, &out.stdout).expect("htpasswd file");
+            text.push_str(&format!(
+                "auth:\n  htpasswd:\n    realm: capstan\n    path: {}\n",
+                file.display()
+            ));
+        }
+        std::fs::write(&cfg, text).expect("registry config");
         let child = std::process::Command::new("docker-registry")
             .arg("serve")
             .arg(&cfg)
@@ -866,8 +887,16 @@ impl Registry {
 
     /// Pushes a docker-archive tarball as `repo:tag` with skopeo.
     fn push(&self, tarball: &std::path::Path, reference: &str) {
-        let st = std::process::Command::new("skopeo")
-            .args(["copy", "--quiet", "--dest-tls-verify=false"])
+        self.push_as(tarball, reference, None)
+    }
+
+    fn push_as(&self, tarball: &std::path::Path, reference: &str, creds: Option<&str>) {
+        let mut cmd = std::process::Command::new("skopeo");
+        cmd.args(["copy", "--quiet", "--dest-tls-verify=false"]);
+        if let Some(c) = creds {
+            cmd.args(["--dest-creds", c]);
+        }
+        let st = cmd
             .arg(format!("docker-archive:{}", tarball.display()))
             .arg(format!("docker://127.0.0.1:{}/{reference}", self.port))
             .status()
@@ -932,4 +961,68 @@ fn the_example_pod_runs_nginx_pulled_through_a_registry_mirror() {
     let logs = s.ok(&["logs", "my-pod"]);
     assert!(logs.contains("GET / HTTP/1.0"), "{logs}");
     s.ok(&["delete", "pod", "my-pod", "--wait=true"]);
+}
+
+#[test]
+fn image_pull_secrets_authenticate_pulls_from_a_private_registry() {
+    let reg = Registry::start_with_auth(Some(("alice", "s3cret")));
+    let image = format!("127.0.0.1:{}/private/extra:1.0", reg.port);
+    reg.push_as(
+        &capstan_testkit::agent::test_images().join("extra.tar"),
+        "private/extra:1.0",
+        Some("alice:s3cret"),
+    );
+    let cfg_dir = tempfile::tempdir().expect("tmp");
+    let registries = cfg_dir.path().join("registries.yaml");
+    // Plain HTTP for the loopback registry; the credentials come from the pods' secrets.
+    std::fs::write(
+        &registries,
+        format!(
+            "mirrors:\n  \"127.0.0.1:{0}\":\n    endpoint: [\"http://127.0.0.1:{0}\"]\n",
+            reg.port
+        ),
+    )
+    .expect("registries.yaml");
+    let s = Server::start_with_agent(BIN, &["--private-registry", &registries.to_string_lossy()]);
+    let node = s.node_name();
+    s.ok(&[
+        "create",
+        "secret",
+        "docker-registry",
+        "regcred",
+        &format!("--docker-server=127.0.0.1:{}", reg.port),
+        "--docker-username=alice",
+        "--docker-password=s3cret",
+    ]);
+    s.apply(&pod(
+        "anonymous",
+        &node,
+        &format!("  containers:\n  - name: c\n    image: {image}\n    imagePullPolicy: Always\n"),
+    ));
+    s.apply(&pod("authorized", &node, &format!("  imagePullSecrets: [{{name: regcred}}]\n  containers:\n  - name: c\n    image: {image}\n    imagePullPolicy: Always\n")));
+    wait_phase(&s, "authorized", "Running", 60);
+    eventually(
+        Duration::from_secs(30),
+        "the pod without credentials to fail its pull",
+        || {
+            let r = jsonpath(
+                &s,
+                &["pod", "anonymous"],
+                "{.status.containerStatuses[0].state.waiting.reason}",
+            );
+            (r == "ErrImagePull" || r == "ImagePullBackOff").then_some(())
+        },
+    );
+    let msg = jsonpath(
+        &s,
+        &["pod", "anonymous"],
+        "{.status.containerStatuses[0].state.waiting.message}",
+    );
+    assert!(
+        msg.contains("401")
+            || msg.to_lowercase().contains("unauthorized")
+            || msg.contains("Back-off"),
+        "{msg}"
+    );
+    s.ok(&["delete", "pods", "--all", "--wait=true"]);
 }

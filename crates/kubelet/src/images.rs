@@ -107,13 +107,17 @@ impl ImageManager {
         }
     }
 
-    /// Makes `image` present according to `policy`, pulling with `auth` when needed.
+    /// Makes `image` present according to `policy`, pulling with `auth` when needed. Failed
+    /// pulls back off per `owner` (a pod uid) and image, as upstream keys them, so one pod's
+    /// failures do not hold back another pod with other credentials.
     pub async fn ensure(
         &self,
+        owner: &str,
         image: &str,
         policy: PullPolicy,
         auth: Option<k8s_cri::v1::AuthConfig>,
     ) -> Result<Ensured, PullError> {
+        let key = format!("{owner}_{image}");
         let started = Instant::now();
         if image.trim().is_empty() || image.contains(' ') || image.ends_with(':') {
             return Err(PullError::InvalidImageName(image.to_string()));
@@ -134,13 +138,13 @@ impl ImageManager {
                 return Err(PullError::ErrImageNeverPull(image.to_string()));
             }
         }
-        if self.in_backoff(image) {
+        if self.in_backoff(&key) {
             return Err(PullError::ImagePullBackOff(image.to_string()));
         }
         tracing::info!(image, "pulling image");
         match self.cri.pull_image(image, auth).await {
             Ok(image_ref) => {
-                self.backoff.lock().forget(image);
+                self.backoff.lock().forget(&key);
                 tracing::info!(
                     image,
                     took_ms = started.elapsed().as_millis() as u64,
@@ -153,7 +157,7 @@ impl ImageManager {
                 })
             }
             Err(e) => {
-                self.backoff.lock().next(image, SystemTime::now());
+                self.backoff.lock().next(&key, SystemTime::now());
                 tracing::warn!(image, error = %e.message(), "pulling image failed");
                 Err(PullError::ErrImagePull(format!(
                     "failed to pull and unpack image {image:?}: {}",
@@ -163,13 +167,13 @@ impl ImageManager {
         }
     }
 
-    /// Whether `image` is in back-off now (for the waiting reason after a failure).
-    pub fn in_backoff(&self, image: &str) -> bool {
+    /// Whether pulls for `key` (owner_image) are in back-off now.
+    fn in_backoff(&self, key: &str) -> bool {
         let now = SystemTime::now();
         let b = self.backoff.lock();
         // The last failure is the event; waiting_since measures from it.
-        b.last_event(image)
-            .is_some_and(|t| b.waiting_since(image, t, now).is_some())
+        b.last_event(key)
+            .is_some_and(|t| b.waiting_since(key, t, now).is_some())
     }
 }
 

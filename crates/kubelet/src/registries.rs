@@ -195,7 +195,9 @@ pub fn auth_from_docker_config(
         username,
         password,
         auth,
-        server_address: host,
+        // Left empty: containerd compares it, as a URL, with each host it contacts, and
+        // "127.0.0.1:5000" or "docker.io" (reached at registry-1.docker.io) would never match.
+        server_address: String::new(),
         identity_token: s("identitytoken"),
         registry_token: s("registrytoken"),
     })

@@ -586,7 +586,12 @@ impl Worker {
                 format!("Pulling image {image:?}"),
             );
         }
-        let image_ref = match self.shared.images.ensure(&image, policy, auth).await {
+        let image_ref = match self
+            .shared
+            .images
+            .ensure(&self.uid, &image, policy, auth)
+            .await
+        {
             Ok(e) => {
                 if e.pulled {
                     if policy != PullPolicy::Always {
