@@ -22,7 +22,30 @@ step "node images (the pause image and the test images, built from Debian packag
 ./scripts/build-test-images.sh
 mkdir -p "$DATA_DIR/agent/images"
 # -p keeps the mtime, so the agent skips tarballs it imported before.
-cp -p /var/tmp/capstan-images/*.tar "$DATA_DIR/agent/images/"
+for img in pause busybox httpd; do cp -p "/var/tmp/capstan-images/$img.tar" "$DATA_DIR/agent/images/"; done
+
+# The examples name `nginx` (docker.io/library/nginx:latest, pulled every time): a registry on
+# loopback mirrors docker.io, holding the nginx image built from Debian's package.
+REGISTRY_PORT="${CAPSTAN_REGISTRY_PORT:-5000}"
+step "local registry mirror for docker.io on 127.0.0.1:$REGISTRY_PORT"
+REG_DIR="$DATA_DIR/registry"
+mkdir -p "$REG_DIR/store"
+if ! curl -sf "http://127.0.0.1:$REGISTRY_PORT/v2/" >/dev/null; then
+  cat >"$REG_DIR/config.yml" <<EOF
+version: 0.1
+log: {level: warn}
+storage:
+  filesystem: {rootdirectory: $REG_DIR/store}
+http:
+  addr: 127.0.0.1:$REGISTRY_PORT
+EOF
+  nohup docker-registry serve "$REG_DIR/config.yml" >>"$REG_DIR/registry.log" 2>&1 &
+  echo $! >"$REG_DIR/registry.pid"
+  for _ in $(seq 1 50); do curl -sf "http://127.0.0.1:$REGISTRY_PORT/v2/" >/dev/null && break; sleep 0.1; done
+fi
+skopeo copy --quiet --dest-tls-verify=false docker-archive:/var/tmp/capstan-images/nginx.tar \
+  "docker://127.0.0.1:$REGISTRY_PORT/library/nginx:latest"
+[ -f "$DATA_DIR/registries.yaml" ] || printf 'mirrors:\n  docker.io:\n    endpoint: ["http://127.0.0.1:%s"]\n' "$REGISTRY_PORT" >"$DATA_DIR/registries.yaml"
 
 step "starting capstan server (data in $DATA_DIR, log in $DATA_DIR/capstan.log)"
 mkdir -p "$DATA_DIR"

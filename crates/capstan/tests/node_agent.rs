@@ -292,7 +292,7 @@ fn config_maps_and_secrets_appear_as_env_and_files_and_memory_limits_hold() {
     ]);
     // The container checks its own env and files, then waits for the ConfigMap update to
     // reach the mounted file; it succeeds only if all of that holds.
-    let check = "test \"$GREETING\" = hello && test \"$CFG_color\" = blue && test \"$PASSWORD\" = s3cret \
+    let check = "test \"$KUBERNETES_SERVICE_HOST\" = 10.43.0.1 && test \"$KUBERNETES_SERVICE_PORT\" = 443 && test \"$GREETING\" = hello && test \"$CFG_color\" = blue && test \"$PASSWORD\" = s3cret \
         && test \"$POD_NAME\" = env && test \"$MEM_MI\" = 64 \
         && test \"$(cat /etc/cfg/greeting)\" = hello && test \"$(cat /etc/sec/password)\" = s3cret \
         && test \"$(cat /etc/one)\" = blue && test \"$(cat /etc/info/labels)\" = 'app=\"env\"' \

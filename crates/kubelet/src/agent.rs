@@ -267,6 +267,7 @@ impl Agent {
             node_memory: node::memory_bytes(),
             metrics: metrics.clone(),
             events: crate::events::Recorder::start(client.clone(), cfg.node_name.clone()),
+            services: service_informer(client.clone(), shutdown.clone()),
         });
         if let Some(tls) = &cfg.tls {
             let addr =
@@ -330,4 +331,26 @@ async fn watch_runtime(
             _ = crate::util::stopped(&mut shutdown) => return,
         }
     }
+}
+
+/// A reflector over all Services (for service-link env vars), running until shutdown.
+fn service_informer(
+    client: kube::Client,
+    mut shutdown: watch::Receiver<bool>,
+) -> kube::runtime::reflector::Store<k8s_openapi::api::core::v1::Service> {
+    use futures::StreamExt;
+    use kube::runtime::{reflector, watcher, WatchStreamExt};
+    let (reader, writer) = reflector::store();
+    let api: kube::Api<k8s_openapi::api::core::v1::Service> = kube::Api::all(client);
+    let stream = reflector(writer, watcher(api, watcher::Config::default())).default_backoff();
+    tokio::spawn(async move {
+        let mut stream = std::pin::pin!(stream);
+        loop {
+            tokio::select! {
+                ev = stream.next() => if ev.is_none() { return },
+                _ = crate::util::stopped(&mut shutdown) => return,
+            }
+        }
+    });
+    reader
 }

@@ -50,6 +50,8 @@ pub struct Shared {
     pub node_memory: i64,
     pub metrics: Arc<Metrics>,
     pub events: crate::events::Recorder,
+    /// Every Service, for service-link env vars (kept current by a reflector).
+    pub services: kube::runtime::reflector::Store<k8s_openapi::api::core::v1::Service>,
 }
 
 struct Handle {

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use k8s_openapi::api::core::v1::{ConfigMap, Container, Pod, Secret, Service};
-use kube::api::{DeleteParams, ListParams, Patch, PatchParams, Preconditions};
+use kube::api::{DeleteParams, Patch, PatchParams, Preconditions};
 use kube::Api;
 use serde_json::{json, Value};
 use tokio::sync::{watch, Notify};
@@ -504,21 +504,32 @@ impl Worker {
                 &ports,
             ));
         };
+        // Services come from the agent's informer (a reflector over all Services), as
+        // upstream's service lister: no API round trip on the pod start path.
+        let _ = tokio::time::timeout(
+            Duration::from_secs(2),
+            self.shared.services.wait_until_ready(),
+        )
+        .await;
+        let all = self.shared.services.state();
+        let is_kubernetes = |s: &Service| {
+            s.metadata.namespace.as_deref() == Some("default")
+                && s.metadata.name.as_deref() == Some("kubernetes")
+        };
         if links {
-            let api: Api<Service> = Api::namespaced(self.shared.client.clone(), &ns);
-            if let Ok(list) = api.list(&ListParams::default()).await {
-                let mut items = list.items;
-                items.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
-                for s in items.iter().filter(|s| {
-                    !(ns == "default" && s.metadata.name.as_deref() == Some("kubernetes"))
-                }) {
-                    add(s);
-                }
+            let mut items: Vec<&Arc<Service>> = all
+                .iter()
+                .filter(|s| {
+                    s.metadata.namespace.as_deref() == Some(ns.as_str()) && !is_kubernetes(s)
+                })
+                .collect();
+            items.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
+            for s in items {
+                add(s);
             }
         }
-        let def: Api<Service> = Api::namespaced(self.shared.client.clone(), "default");
-        if let Ok(Some(k)) = def.get_opt("kubernetes").await {
-            add(&k);
+        if let Some(k) = all.iter().find(|s| is_kubernetes(s)) {
+            add(k);
         }
         self.service_env = Some(out);
     }
