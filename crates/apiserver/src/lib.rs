@@ -211,7 +211,18 @@ impl ApiServer {
                 }
                 Ok(r)
             }
-            Route::OpenApiV2 => Err(ApiError::no_such_resource()),
+            Route::OpenApiV2 => {
+                get_only(&method)?;
+                // kubectl validates on the client against this (protobuf only) when /openapi/v3 cannot vouch for a kind, e.g. any `kind: List` file.
+                let if_none_match = req.headers().get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok());
+                let reply = capstan_openapi::v2::respond(accept.as_deref(), if_none_match);
+                let mut r = json_response(reply.status, Bytes::from_static(reply.body), reply.content_type);
+                r.headers_mut().insert(header::VARY, http::HeaderValue::from_static("Accept"));
+                if let Some(etag) = reply.etag.and_then(|e| http::HeaderValue::from_str(e).ok()) {
+                    r.headers_mut().insert(header::ETAG, etag);
+                }
+                Ok(r)
+            }
             Route::Resource(rr) => {
                 let body = read_body(req).await?;
                 let handler_req = Req {

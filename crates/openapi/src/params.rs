@@ -3,7 +3,7 @@
 //!
 //! kubectl reads one of these for real: before `apply`, `create -f` and `edit` it checks that the
 //! PATCH operation of the kind lists a `fieldValidation` query parameter, and otherwise falls back
-//! to client-side validation against OpenAPI v2, which capstan does not serve.
+//! to client-side validation against OpenAPI v2 (see [`crate::v2`]).
 
 use serde_json::{json, Value};
 
