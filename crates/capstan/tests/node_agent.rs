@@ -222,10 +222,12 @@ fn restart_policies_exit_codes_and_init_containers_follow_upstream() {
     let s = agent();
     let node = s.node_name();
     s.apply(&pod("done", &node, &format!("  restartPolicy: Never\n  initContainers:\n  - name: i1\n    image: {BUSYBOX}\n    command: [sh, -c, 'echo one > /work/x']\n    volumeMounts: [{{name: w, mountPath: /work}}]\n  - name: i2\n    image: {BUSYBOX}\n    command: [sh, -c, 'test -f /work/x && echo two >> /work/x']\n    volumeMounts: [{{name: w, mountPath: /work}}]\n  containers:\n  - name: c\n    image: {BUSYBOX}\n    command: [sh, -c, 'grep -q one /work/x && grep -q two /work/x && test $(wc -l < /work/x) -eq 2']\n    volumeMounts: [{{name: w, mountPath: /work}}]\n  volumes:\n  - name: w\n    emptyDir: {{}}\n")));
-    s.apply(&pod("fails", &node, &format!("  restartPolicy: Never\n  containers:\n  - name: c\n    image: {BUSYBOX}\n    command: [sh, -c, 'exit 7']\n")));
+    s.apply(&pod("fails", &node, &format!("  restartPolicy: Never\n  containers:\n  - name: c\n    image: {BUSYBOX}\n    command: [sh, -c, 'echo oops > /dev/termination-log; exit 7']\n")));
+    s.apply(&pod("fallback", &node, &format!("  restartPolicy: Never\n  containers:\n  - name: c\n    image: {BUSYBOX}\n    terminationMessagePolicy: FallbackToLogsOnError\n    command: [sh, -c, 'echo from-the-log; exit 2']\n")));
     s.apply(&pod("onfailure", &node, &format!("  restartPolicy: OnFailure\n  containers:\n  - name: c\n    image: {BUSYBOX}\n    command: [sh, -c, 'test -f /tmp/ran && exit 0; touch /tmp/ran; exit 1']\n    volumeMounts: [{{name: t, mountPath: /tmp}}]\n  volumes:\n  - name: t\n    emptyDir: {{medium: Memory}}\n")));
     wait_phase(&s, "done", "Succeeded", 60);
     wait_phase(&s, "fails", "Failed", 60);
+    wait_phase(&s, "fallback", "Failed", 60);
     wait_phase(&s, "onfailure", "Succeeded", 60);
     let done = s.get_json(&["pod", "done"]);
     assert_eq!(
@@ -255,6 +257,15 @@ fn restart_policies_exit_codes_and_init_containers_follow_upstream() {
     assert_eq!(
         fails["status"]["containerStatuses"][0]["state"]["terminated"]["reason"],
         "Error"
+    );
+    assert_eq!(
+        fails["status"]["containerStatuses"][0]["state"]["terminated"]["message"],
+        "oops\n"
+    );
+    let fallback = s.get_json(&["pod", "fallback"]);
+    assert_eq!(
+        fallback["status"]["containerStatuses"][0]["state"]["terminated"]["message"],
+        "from-the-log\n"
     );
     assert_eq!(
         jsonpath(

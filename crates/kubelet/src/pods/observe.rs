@@ -19,6 +19,7 @@ pub mod keys {
     pub const GRACE_PERIOD: &str = "io.kubernetes.pod.terminationGracePeriod";
     pub const INIT: &str = "io.capstan.container.init";
     pub const MESSAGE_FILE: &str = "io.capstan.container.terminationMessageFile";
+    pub const MESSAGE_POLICY: &str = "io.kubernetes.container.terminationMessagePolicy";
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -59,6 +60,8 @@ pub struct Ctr {
     pub grace_secs: Option<i64>,
     pub log_path: String,
     pub message_file: Option<String>,
+    /// terminationMessagePolicy FallbackToLogsOnError.
+    pub fallback_to_logs: bool,
 }
 
 /// A pod's runtime state, newest first in both lists.
@@ -158,7 +161,10 @@ pub async fn observe(
             Err(e) if e.is_not_found() => continue,
             Err(e) => return Err(e),
         };
-        let ctr = to_ctr(&c, st);
+        let mut ctr = to_ctr(&c, st);
+        if ctr.state == CState::Exited && ctr.message.is_empty() {
+            ctr.message = termination_message(&ctr);
+        }
         if ctr.state == CState::Exited {
             cache.insert(ctr.id.clone(), ctr.clone());
         }
@@ -209,5 +215,34 @@ fn to_ctr(c: &pb::Container, st: pb::ContainerStatus) -> Ctr {
         grace_secs: a(keys::GRACE_PERIOD).and_then(|v| v.parse().ok()),
         log_path: st.log_path,
         message_file: a(keys::MESSAGE_FILE),
+        fallback_to_logs: a(keys::MESSAGE_POLICY).as_deref() == Some("FallbackToLogsOnError"),
     }
+}
+
+/// The container's termination message: what it wrote to its terminationMessagePath (at most
+/// 4 KiB), or, when the pod asked for FallbackToLogsOnError and it failed without one, the
+/// tail of its log (the annotation carries the policy).
+fn termination_message(c: &Ctr) -> String {
+    const MAX: usize = 4096;
+    let from_file = c
+        .message_file
+        .as_deref()
+        .and_then(|f| std::fs::read(f).ok())
+        .map(|b| String::from_utf8_lossy(&b[..b.len().min(MAX)]).into_owned())
+        .unwrap_or_default();
+    if !from_file.is_empty() || c.exit_code == 0 || !c.fallback_to_logs {
+        return from_file;
+    }
+    let text = std::fs::read_to_string(&c.log_path).unwrap_or_default();
+    let lines: Vec<String> = text
+        .lines()
+        .filter_map(|l| crate::logs::parse_line(l).map(|p| crate::logs::render(&p, false)))
+        .collect();
+    let tail = lines[lines.len().saturating_sub(80)..].concat();
+    let start = tail.len().saturating_sub(2048);
+    let mut start = start;
+    while !tail.is_char_boundary(start) {
+        start += 1;
+    }
+    tail[start..].to_string()
 }

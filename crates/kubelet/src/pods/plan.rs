@@ -420,6 +420,7 @@ mod tests {
             grace_secs: None,
             log_path: String::new(),
             message_file: None,
+            fallback_to_logs: false,
         }
     }
 

@@ -468,6 +468,12 @@ pub fn container_config(inp: ContainerInputs<'_>) -> Result<pb::ContainerConfig,
     if let Some(f) = &inp.message_file {
         annotations.insert(keys::MESSAGE_FILE.into(), f.clone());
     }
+    annotations.insert(
+        keys::MESSAGE_POLICY.into(),
+        c.termination_message_policy
+            .clone()
+            .unwrap_or_else(|| "File".into()),
+    );
     let qos = qos_class(inp.pod);
     let sec = security(c.security_context.as_ref(), inp.pod, None)?;
     Ok(pb::ContainerConfig {
