@@ -280,9 +280,14 @@ impl Registry {
         } else {
             None
         };
+        let key = codec::key(info, ns.as_deref(), &name);
         if opts.dry_run {
             if let Some(t) = &taken {
                 self.services.give_back(t);
+            }
+            // A dry run answers what the real create would, including "already exists".
+            if self.store.get(&key).await.map_err(from_store)?.is_some() {
+                return Err(ApiError::already_exists(info, &name));
             }
             return Ok(Written {
                 object: ObjectOut::Value(obj),
@@ -291,7 +296,6 @@ impl Registry {
             });
         }
         let bytes = encode_for_storage(info, &obj)?;
-        let key = codec::key(info, ns.as_deref(), &name);
         match self.store.create(&key, bytes).await {
             Ok(kv) => Ok(Written {
                 object: ObjectOut::Stored(kv),

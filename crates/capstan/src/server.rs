@@ -214,7 +214,10 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     );
 
     // Building the OpenAPI documents takes a moment; do it off the start-up path.
-    tokio::task::spawn_blocking(capstan_openapi::warm);
+    tokio::task::spawn_blocking(|| {
+        capstan_openapi::warm();
+        capstan_openapi::v2::warm();
+    });
 
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
     let registry = Registry::new(store.clone(), ServiceAllocator::new(allocator));

@@ -117,6 +117,14 @@ fn duplicates_and_stale_watches_get_their_codes() {
     let out = s.kubectl_stdin(&["create", "-f", "-"], dup);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("Error from server (AlreadyExists)") && err.contains("configmaps \"once\" already exists"), "{err}");
+    // A server-side dry run answers as the real create would.
+    let out = s.kubectl_stdin(&["create", "-f", "-", "--dry-run=server"], dup);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("AlreadyExists"), "dry run of an existing object: {err}");
+    let fresh = r#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"not-yet"}}"#;
+    let out = s.ok_stdin(&["create", "-f", "-", "--dry-run=server"], fresh);
+    assert!(out.contains("created (server dry run)"), "{out}");
+    s.fails(&["get", "cm", "not-yet"]);
     let (code, body) = http(&s, "GET", &format!("{CMS}?resourceVersion=999999&resourceVersionMatch=NotOlderThan"), None, "application/json", true);
     assert_eq!(code, 504, "{body}");
     let (code, body) = http(&s, "GET", &format!("{CMS}?limit=1&continue=garbage"), None, "application/json", true);
