@@ -73,7 +73,12 @@ impl<'a> Cycle<'a> {
     pub fn new(pod: &'a PodInfo, all_nodes: &[&'a NodeInfo], cache: &'a Cache) -> Self {
         Self {
             pod,
-            affinity: inter_pod_affinity::pre_filter(pod, all_nodes, cache.namespaces()),
+            affinity: inter_pod_affinity::pre_filter(
+                pod,
+                all_nodes,
+                cache.namespaces(),
+                cache.hostnames_unique(),
+            ),
             spread: pod_topology_spread::pre_filter(pod, all_nodes),
         }
     }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use crate::labels::Labels;
 use crate::nodeinfo::{NodeInfo, NodeProps};
-use crate::podinfo::{PodInfo, PodKey};
+use crate::podinfo::{PodInfo, PodKey, HOSTNAME_LABEL};
 use crate::workloads::Workloads;
 
 /// What changed about a node, for requeueing pods that a plugin rejected.
@@ -44,6 +44,10 @@ pub struct Cache {
     pods: HashMap<PodKey, PodEntry>,
     namespaces: HashMap<String, Labels>,
     workloads: Workloads,
+    /// How many nodes carry each `kubernetes.io/hostname` value, and how many values more
+    /// than one node carries.
+    hostnames: HashMap<String, usize>,
+    duplicate_hostnames: usize,
 }
 
 impl Cache {
@@ -81,8 +85,35 @@ impl Cache {
         }
     }
 
+    fn count_hostname(&mut self, hostname: Option<String>, delta: isize) {
+        let Some(h) = hostname else { return };
+        let n = self.hostnames.entry(h.clone()).or_insert(0);
+        let before = *n;
+        *n = n.saturating_add_signed(delta);
+        let after = *n;
+        if before <= 1 && after > 1 {
+            self.duplicate_hostnames += 1;
+        } else if before > 1 && after <= 1 {
+            self.duplicate_hostnames -= 1;
+        }
+        if after == 0 {
+            self.hostnames.remove(&h);
+        }
+    }
+
+    /// Whether every node's `kubernetes.io/hostname` is its own (so hostname topologies can
+    /// be checked on one node alone).
+    pub fn hostnames_unique(&self) -> bool {
+        self.duplicate_hostnames == 0
+    }
+
     /// Adds or updates a node; says what changed.
     pub fn upsert_node(&mut self, name: &str, props: NodeProps) -> NodeChange {
+        let old_host = self
+            .node(name)
+            .and_then(|n| n.labels().get(HOSTNAME_LABEL).cloned());
+        self.count_hostname(old_host, -1);
+        self.count_hostname(props.labels.get(HOSTNAME_LABEL).cloned(), 1);
         let s = self.slot_for(name);
         let node = &mut self.slots[s];
         let change = match &node.props {
@@ -110,9 +141,10 @@ impl Cache {
         let Some(&s) = self.by_name.get(name) else {
             return false;
         };
-        if self.slots[s].props.take().is_none() {
+        let Some(old) = self.slots[s].props.take() else {
             return false;
-        }
+        };
+        self.count_hostname(old.labels.get(HOSTNAME_LABEL).cloned(), -1);
         self.order.retain(|&o| o != s);
         self.release_if_empty(s);
         true
@@ -301,6 +333,24 @@ mod tests {
         assert_eq!(c.num_nodes(), 0);
         c.remove_pod(&p.key);
         assert!(c.by_name.is_empty());
+    }
+
+    #[test]
+    fn duplicate_hostnames_are_noticed() {
+        let mut c = Cache::new();
+        let host = |h: &str| NodeProps {
+            labels: [(HOSTNAME_LABEL.to_string(), h.to_string())]
+                .into_iter()
+                .collect(),
+            ..Default::default()
+        };
+        c.upsert_node("a", host("a"));
+        c.upsert_node("b", host("b"));
+        assert!(c.hostnames_unique());
+        c.upsert_node("b", host("a"));
+        assert!(!c.hostnames_unique());
+        c.remove_node("a");
+        assert!(c.hostnames_unique());
     }
 
     #[test]

@@ -21,6 +21,7 @@ pub mod binder;
 pub mod cache;
 pub mod core;
 pub mod diagnosis;
+pub mod fxhash;
 pub mod informers;
 pub mod labels;
 pub mod metrics;

@@ -51,6 +51,8 @@ pub struct NodeInfo {
     pub pods: Vec<Arc<PodInfo>>,
     pub pods_with_affinity: usize,
     pub pods_with_required_anti_affinity: usize,
+    /// Pods with a required anti-affinity term over a topology wider than one node.
+    pub pods_with_zonal_anti_affinity: usize,
     pub used_ports: Vec<HostPort>,
 }
 
@@ -74,6 +76,7 @@ impl NodeInfo {
             pods: Vec::new(),
             pods_with_affinity: 0,
             pods_with_required_anti_affinity: 0,
+            pods_with_zonal_anti_affinity: 0,
             used_ports: Vec::new(),
         }
     }
@@ -121,6 +124,9 @@ impl NodeInfo {
         if !pod.required_anti_affinity.is_empty() {
             self.pods_with_required_anti_affinity += 1;
         }
+        if pod.has_zonal_anti_affinity() {
+            self.pods_with_zonal_anti_affinity += 1;
+        }
         self.pods.push(pod);
     }
 
@@ -141,6 +147,9 @@ impl NodeInfo {
         }
         if !pod.required_anti_affinity.is_empty() {
             self.pods_with_required_anti_affinity -= 1;
+        }
+        if pod.has_zonal_anti_affinity() {
+            self.pods_with_zonal_anti_affinity -= 1;
         }
         Some(pod)
     }

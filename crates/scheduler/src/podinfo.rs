@@ -39,7 +39,13 @@ pub struct AffinityTerm {
     pub namespace_selector: Selector,
     pub selector: Selector,
     pub topology_key: String,
+    /// The topology is the node itself (`kubernetes.io/hostname`): checked on the node alone
+    /// when hostnames are unique.
+    pub per_host: bool,
 }
+
+/// The label whose domains are single nodes.
+pub const HOSTNAME_LABEL: &str = "kubernetes.io/hostname";
 
 impl AffinityTerm {
     fn from_api(pod_ns: &str, pod_labels: &Labels, t: &PodAffinityTerm) -> Self {
@@ -65,6 +71,7 @@ impl AffinityTerm {
             namespaces,
             namespace_selector: Selector::from_api(t.namespace_selector.as_ref()),
             selector,
+            per_host: t.topology_key == HOSTNAME_LABEL,
             topology_key: t.topology_key.clone(),
         }
     }
@@ -351,6 +358,11 @@ impl PodInfo {
             || !self.required_anti_affinity.is_empty()
             || !self.preferred_affinity.is_empty()
             || !self.preferred_anti_affinity.is_empty()
+    }
+
+    /// Whether a required anti-affinity term spans more than one node.
+    pub fn has_zonal_anti_affinity(&self) -> bool {
+        self.required_anti_affinity.iter().any(|t| !t.per_host)
     }
 
     pub fn is_assigned(&self) -> bool {

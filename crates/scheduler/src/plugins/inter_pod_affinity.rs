@@ -4,10 +4,12 @@
 
 use std::collections::HashMap;
 
+use crate::fxhash::FxMap;
+
 use super::{Plugin, Rejection, MAX_NODE_SCORE};
 use crate::labels::Labels;
 use crate::nodeinfo::NodeInfo;
-use crate::podinfo::{AffinityTerm, PodInfo, WeightedAffinityTerm};
+use crate::podinfo::{AffinityTerm, PodInfo, WeightedAffinityTerm, HOSTNAME_LABEL};
 
 pub const ERR_REASON_AFFINITY: &str = "node(s) didn't match pod affinity rules";
 pub const ERR_REASON_ANTI_AFFINITY: &str = "node(s) didn't match pod anti-affinity rules";
@@ -25,17 +27,22 @@ pub type NamespaceLabels = HashMap<String, Labels>;
 type Pair<'a> = (&'a str, &'a str);
 
 /// Counts of matching pods per topology domain, computed once per cycle.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct FilterState<'a> {
     /// Domains where existing pods' required anti-affinity terms select the incoming pod.
-    existing_anti: HashMap<Pair<'a>, i64>,
+    existing_anti: FxMap<Pair<'a>, i64>,
     /// Domains holding pods that match all of the incoming pod's required affinity terms.
-    affinity: HashMap<Pair<'a>, i64>,
+    affinity: FxMap<Pair<'a>, i64>,
     /// Domains holding pods matched by any of the incoming pod's required anti-affinity terms.
-    anti: HashMap<Pair<'a>, i64>,
+    anti: FxMap<Pair<'a>, i64>,
+    /// Hostnames are unique: anti-affinity over `kubernetes.io/hostname` (a domain of one
+    /// node) is checked against the filtered node's own pods instead of being counted over
+    /// the whole cluster (the common case, made cheap).
+    per_host: bool,
+    ns: &'a NamespaceLabels,
 }
 
-fn bump<'a>(m: &mut HashMap<Pair<'a>, i64>, node: &'a NodeInfo, key: &'a str, by: i64) {
+fn bump<'a>(m: &mut FxMap<Pair<'a>, i64>, node: &'a NodeInfo, key: &'a str, by: i64) {
     if let Some((k, v)) = node.labels().get_key_value(key) {
         *m.entry((k.as_str(), v.as_str())).or_insert(0) += by;
     }
@@ -48,39 +55,59 @@ fn matches_all(terms: &[AffinityTerm], pod: &PodInfo) -> bool {
 }
 
 /// Upstream's PreFilter. None when nothing constrains the pod (the filter then passes).
+/// `per_host`: whether hostnames are unique, so per-host terms can be checked per node.
 pub fn pre_filter<'a>(
     pod: &'a PodInfo,
     nodes: &[&'a NodeInfo],
     ns: &'a NamespaceLabels,
+    per_host: bool,
 ) -> Option<FilterState<'a>> {
     let own_terms = !pod.required_affinity.is_empty() || !pod.required_anti_affinity.is_empty();
     let any_existing = nodes.iter().any(|n| n.pods_with_required_anti_affinity > 0);
     if !own_terms && !any_existing {
         return None;
     }
-    let mut s = FilterState::default();
+    let mut s = FilterState {
+        existing_anti: FxMap::default(),
+        affinity: FxMap::default(),
+        anti: FxMap::default(),
+        per_host,
+        ns,
+    };
     let pod_ns_labels = ns.get(&pod.namespace);
+    let counted = |t: &AffinityTerm| !(per_host && t.per_host);
+    let own_anti_counted = pod.required_anti_affinity.iter().any(counted);
+    let walk_own = !pod.required_affinity.is_empty() || own_anti_counted;
+    let own_ns_selector =
+        has_ns_selector(&pod.required_affinity) || has_ns_selector(&pod.required_anti_affinity);
     for &node in nodes {
-        if node.pods_with_required_anti_affinity > 0 {
+        let existing_here = if per_host {
+            node.pods_with_zonal_anti_affinity
+        } else {
+            node.pods_with_required_anti_affinity
+        };
+        if existing_here > 0 {
             for existing in node
                 .pods
                 .iter()
                 .filter(|p| !p.required_anti_affinity.is_empty())
             {
-                for t in &existing.required_anti_affinity {
+                for t in existing
+                    .required_anti_affinity
+                    .iter()
+                    .filter(|t| counted(t))
+                {
                     if t.matches_pod(pod, pod_ns_labels) {
                         bump(&mut s.existing_anti, node, &t.topology_key, 1);
                     }
                 }
             }
         }
-        if !own_terms {
+        if !walk_own {
             continue;
         }
         for existing in &node.pods {
-            let existing_ns = if has_ns_selector(&pod.required_affinity)
-                || has_ns_selector(&pod.required_anti_affinity)
-            {
+            let existing_ns = if own_ns_selector {
                 ns.get(&existing.namespace)
             } else {
                 None
@@ -95,7 +122,7 @@ pub fn pre_filter<'a>(
                     bump(&mut s.affinity, node, &t.topology_key, 1);
                 }
             }
-            for t in &pod.required_anti_affinity {
+            for t in pod.required_anti_affinity.iter().filter(|t| counted(t)) {
                 if t.matches_pod(existing, existing_ns) {
                     bump(&mut s.anti, node, &t.topology_key, 1);
                 }
@@ -136,34 +163,67 @@ fn satisfies_affinity(state: &FilterState, pod: &PodInfo, node: &NodeInfo) -> bo
 }
 
 fn satisfies_anti_affinity(state: &FilterState, pod: &PodInfo, node: &NodeInfo) -> bool {
-    if state.anti.is_empty() {
-        return true;
-    }
-    pod.required_anti_affinity.iter().all(|t| {
-        node.labels()
+    let has_host = node.labels().contains_key(HOSTNAME_LABEL);
+    for t in &pod.required_anti_affinity {
+        if state.per_host && t.per_host {
+            // The domain is this node: no pod on it may match.
+            let clash = has_host
+                && node.pods.iter().any(|existing| {
+                    let existing_ns = if t.namespace_selector.is_nothing() {
+                        None
+                    } else {
+                        state.ns.get(&existing.namespace)
+                    };
+                    t.matches_pod(existing, existing_ns)
+                });
+            if clash {
+                return false;
+            }
+            continue;
+        }
+        let occupied = node
+            .labels()
             .get_key_value(&t.topology_key)
-            .is_none_or(|(k, v)| {
+            .is_some_and(|(k, v)| {
                 state
                     .anti
                     .get(&(k.as_str(), v.as_str()))
                     .copied()
                     .unwrap_or(0)
-                    <= 0
-            })
-    })
+                    > 0
+            });
+        if occupied {
+            return false;
+        }
+    }
+    true
 }
 
-fn satisfies_existing_anti_affinity(state: &FilterState, node: &NodeInfo) -> bool {
-    if state.existing_anti.is_empty() {
+fn satisfies_existing_anti_affinity(state: &FilterState, pod: &PodInfo, node: &NodeInfo) -> bool {
+    let counted_ok = state.existing_anti.is_empty()
+        || node.labels().iter().all(|(k, v)| {
+            state
+                .existing_anti
+                .get(&(k.as_str(), v.as_str()))
+                .copied()
+                .unwrap_or(0)
+                <= 0
+        });
+    if !counted_ok {
+        return false;
+    }
+    if !state.per_host
+        || node.pods_with_required_anti_affinity == 0
+        || !node.labels().contains_key(HOSTNAME_LABEL)
+    {
         return true;
     }
-    node.labels().iter().all(|(k, v)| {
-        state
-            .existing_anti
-            .get(&(k.as_str(), v.as_str()))
-            .copied()
-            .unwrap_or(0)
-            <= 0
+    let pod_ns = state.ns.get(&pod.namespace);
+    !node.pods.iter().any(|existing| {
+        existing
+            .required_anti_affinity
+            .iter()
+            .any(|t| t.per_host && t.matches_pod(pod, pod_ns))
     })
 }
 
@@ -181,7 +241,7 @@ pub fn filter(state: Option<&FilterState>, pod: &PodInfo, node: &NodeInfo) -> Op
             ERR_REASON_ANTI_AFFINITY,
         ));
     }
-    if !satisfies_existing_anti_affinity(state, node) {
+    if !satisfies_existing_anti_affinity(state, pod, node) {
         return Some(Rejection::unschedulable(
             Plugin::InterPodAffinity,
             ERR_REASON_EXISTING_ANTI_AFFINITY,
@@ -193,11 +253,11 @@ pub fn filter(state: Option<&FilterState>, pod: &PodInfo, node: &NodeInfo) -> Op
 /// Per-domain preference sums, computed once per cycle (upstream's PreScore).
 #[derive(Debug, Default)]
 pub struct ScoreState<'a> {
-    topology_score: HashMap<Pair<'a>, i64>,
+    topology_score: FxMap<Pair<'a>, i64>,
 }
 
 fn add_terms<'a>(
-    m: &mut HashMap<Pair<'a>, i64>,
+    m: &mut FxMap<Pair<'a>, i64>,
     terms: &'a [WeightedAffinityTerm],
     target: &PodInfo,
     target_ns: Option<&Labels>,
@@ -224,7 +284,7 @@ pub fn pre_score<'a>(
         return None;
     }
     let pod_ns = ns.get(&pod.namespace);
-    let mut m: HashMap<Pair<'a>, i64> = HashMap::new();
+    let mut m: FxMap<Pair<'a>, i64> = FxMap::default();
     for &node in all_nodes {
         if node.labels().is_empty() {
             continue;
@@ -345,20 +405,31 @@ mod tests {
         )
     }
 
+    /// Filters every node, counting per-host terms both ways; both must agree.
     fn run(pod: &PodInfo, nodes: &[NodeInfo]) -> Vec<Option<&'static str>> {
         let ns = NamespaceLabels::new();
         let refs: Vec<&NodeInfo> = nodes.iter().collect();
-        let state = pre_filter(pod, &refs, &ns);
-        nodes
-            .iter()
-            .map(|n| {
-                filter(state.as_ref(), pod, n).map(|r| match r.reasons[0].as_ref() {
-                    ERR_REASON_AFFINITY => ERR_REASON_AFFINITY,
-                    ERR_REASON_ANTI_AFFINITY => ERR_REASON_ANTI_AFFINITY,
-                    _ => ERR_REASON_EXISTING_ANTI_AFFINITY,
-                })
+        let results: Vec<Vec<Option<&'static str>>> = [false, true]
+            .into_iter()
+            .map(|per_host| {
+                let state = pre_filter(pod, &refs, &ns, per_host);
+                nodes
+                    .iter()
+                    .map(|n| {
+                        filter(state.as_ref(), pod, n).map(|r| match r.reasons[0].as_ref() {
+                            ERR_REASON_AFFINITY => ERR_REASON_AFFINITY,
+                            ERR_REASON_ANTI_AFFINITY => ERR_REASON_ANTI_AFFINITY,
+                            _ => ERR_REASON_EXISTING_ANTI_AFFINITY,
+                        })
+                    })
+                    .collect()
             })
-            .collect()
+            .collect();
+        assert_eq!(
+            results[0], results[1],
+            "per-host checks agree with cluster-wide counts"
+        );
+        results[0].clone()
     }
 
     #[test]
@@ -371,6 +442,20 @@ mod tests {
         )));
         let r = run(&with_anti("web-2", "web", "kubernetes.io/hostname"), &nodes);
         assert_eq!(r, vec![Some(ERR_REASON_ANTI_AFFINITY), None, None]);
+    }
+
+    #[test]
+    fn existing_per_host_anti_affinity_keeps_other_pods_off_that_node_only() {
+        let mut nodes = [node("a", "z1"), node("b", "z1")];
+        nodes[0].add_pod(Arc::new(with_anti(
+            "web-1",
+            "web",
+            "kubernetes.io/hostname",
+        )));
+        assert_eq!(
+            run(&app("plain", "web"), &nodes),
+            vec![Some(ERR_REASON_EXISTING_ANTI_AFFINITY), None]
+        );
     }
 
     #[test]

@@ -2,7 +2,9 @@
 //! topology domains within maxSkew (filter, with per-domain counts computed once per cycle);
 //! ScheduleAnyway constraints prefer the domains with fewer matching pods (score).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
+
+use crate::fxhash::FxMap;
 
 use super::node_affinity;
 use super::taint_toleration::first_untolerated;
@@ -47,13 +49,65 @@ fn node_included(c: &SpreadConstraint, pod: &PodInfo, node: &NodeInfo) -> bool {
     !(c.honor_node_taints && first_untolerated(node.taints(), &pod.tolerations).is_some())
 }
 
+/// Domains stay in a list searched linearly while there are few of them (zones, regions:
+/// cheaper than hashing two strings for every node), and get a hash index beyond that
+/// (hostnames).
+const LINEAR_DOMAINS: usize = 16;
+
+/// Pod counts per topology domain.
+#[derive(Debug, Default)]
+struct DomainCounts<'a> {
+    list: Vec<(Pair<'a>, i64)>,
+    index: Option<FxMap<Pair<'a>, usize>>,
+}
+
+impl<'a> DomainCounts<'a> {
+    fn position(&self, p: Pair<'_>) -> Option<usize> {
+        match &self.index {
+            Some(ix) => ix.get(&p).copied(),
+            None => self
+                .list
+                .iter()
+                .position(|((k, v), _)| *v == p.1 && *k == p.0),
+        }
+    }
+
+    /// The counter of `p`, created at 0.
+    fn slot(&mut self, p: Pair<'a>) -> &mut i64 {
+        let i = match self.position(p) {
+            Some(i) => i,
+            None => {
+                self.list.push((p, 0));
+                let i = self.list.len() - 1;
+                if let Some(ix) = self.index.as_mut() {
+                    ix.insert(p, i);
+                } else if self.list.len() > LINEAR_DOMAINS {
+                    self.index = Some(
+                        self.list
+                            .iter()
+                            .enumerate()
+                            .map(|(i, (p, _))| (*p, i))
+                            .collect(),
+                    );
+                }
+                i
+            }
+        };
+        &mut self.list[i].1
+    }
+
+    fn get(&self, p: Pair<'_>) -> Option<i64> {
+        self.position(p).map(|i| self.list[i].1)
+    }
+}
+
 /// Counts of matching pods per domain for the hard constraints.
 #[derive(Debug, Default)]
 pub struct FilterState<'a> {
     constraints: Vec<&'a SpreadConstraint>,
-    matches: HashMap<Pair<'a>, i64>,
+    matches: DomainCounts<'a>,
     /// Per topology key: number of domains and the lowest count among them.
-    domains: HashMap<&'a str, (i64, i64)>,
+    domains: FxMap<&'a str, (i64, i64)>,
 }
 
 /// Upstream's PreFilter: None when the pod has no DoNotSchedule constraint.
@@ -62,24 +116,29 @@ pub fn pre_filter<'a>(pod: &'a PodInfo, nodes: &[&'a NodeInfo]) -> Option<Filter
     if constraints.is_empty() {
         return None;
     }
-    let mut matches: HashMap<Pair<'a>, i64> = HashMap::new();
+    let mut matches = DomainCounts::default();
+    let mut pairs: Vec<Pair<'a>> = Vec::with_capacity(constraints.len());
     for &node in nodes {
-        if !has_all_keys(node, constraints.iter().copied()) {
+        // Each constraint's domain on this node; the node counts only if it has them all.
+        pairs.clear();
+        for c in &constraints {
+            match node.labels().get_key_value(&c.topology_key) {
+                Some((k, v)) => pairs.push((k.as_str(), v.as_str())),
+                None => break,
+            }
+        }
+        if pairs.len() < constraints.len() {
             continue;
         }
-        for c in &constraints {
+        for (c, p) in constraints.iter().zip(&pairs) {
             if !node_included(c, pod, node) {
                 continue;
             }
-            let Some((k, v)) = node.labels().get_key_value(&c.topology_key) else {
-                continue;
-            };
-            *matches.entry((k.as_str(), v.as_str())).or_insert(0) +=
-                count_matching(node, &c.selector, &pod.namespace);
+            *matches.slot(*p) += count_matching(node, &c.selector, &pod.namespace);
         }
     }
-    let mut domains: HashMap<&str, (i64, i64)> = HashMap::new();
-    for ((k, _), n) in &matches {
+    let mut domains: FxMap<&str, (i64, i64)> = FxMap::default();
+    for ((k, _), n) in &matches.list {
         let e = domains.entry(k).or_insert((0, i64::MAX));
         e.0 += 1;
         e.1 = e.1.min(*n);
@@ -111,11 +170,7 @@ pub fn filter(state: Option<&FilterState>, pod: &PodInfo, node: &NodeInfo) -> Op
             min
         };
         let self_match = i64::from(c.selector.matches(&pod.labels));
-        let here = state
-            .matches
-            .get(&(k.as_str(), v.as_str()))
-            .copied()
-            .unwrap_or(0);
+        let here = state.matches.get((k.as_str(), v.as_str())).unwrap_or(0);
         if here + self_match - min > c.max_skew as i64 {
             return Some(Rejection::unschedulable(
                 Plugin::PodTopologySpread,
@@ -147,7 +202,7 @@ pub fn system_default_constraints(selector: Selector) -> Vec<SpreadConstraint> {
 #[derive(Debug, Default)]
 pub struct ScoreState<'a> {
     constraints: Vec<SpreadConstraint>,
-    counts: HashMap<Pair<'a>, i64>,
+    counts: FxMap<Pair<'a>, i64>,
     weights: Vec<f64>,
     ignored: HashSet<&'a str>,
 }
