@@ -1,7 +1,7 @@
 //! Pod startup benchmark (on demand, not in CI): for 30 pods created one after another, the
 //! time from the create call to phase Running as seen by a watch, next to the raw floor
-//! measured in the same run straight through CRI (RunPodSandbox + CreateContainer +
-//! StartContainer on the agent's containerd); then the node agent's RSS when idle with 10 pods
+//! measured in the same run, alternating pod by pod so both see the same load, straight through
+//! CRI (RunPodSandbox + CreateContainer + StartContainer on the agent's containerd); then the node agent's RSS when idle with 10 pods
 //! running. The agent runs as a joined `capstan agent` process so its RSS is its own.
 //!
 //! ```sh
@@ -51,64 +51,55 @@ fn summary(name: &str, mut v: Vec<f64>) -> (f64, f64) {
     (p50, p99)
 }
 
-/// RunPodSandbox + CreateContainer + StartContainer straight through CRI, one pod at a time.
-async fn floor(cri: &GrpcCri, logs: &std::path::Path, image: &str) -> Vec<f64> {
-    let mut out = Vec::new();
-    let mut made = Vec::new();
-    for i in 0..PODS {
-        let uid = format!("floor-{i}-{}", std::process::id());
-        let sandbox = pb::PodSandboxConfig {
-            metadata: Some(pb::PodSandboxMetadata {
-                name: format!("floor-{i}"),
-                uid: uid.clone(),
-                namespace: "bench".into(),
-                attempt: 0,
-            }),
-            hostname: format!("floor-{i}"),
-            log_directory: logs.join(&uid).to_string_lossy().into_owned(),
-            dns_config: Some(pb::DnsConfig {
-                servers: vec!["10.43.0.10".into()],
-                searches: vec!["bench.svc.cluster.local".into()],
-                options: vec!["ndots:5".into()],
-            }),
-            linux: Some(pb::LinuxPodSandboxConfig {
-                cgroup_parent: format!("/kubepods/besteffort/pod{uid}"),
-                ..Default::default()
-            }),
+/// One pod straight through CRI: RunPodSandbox + CreateContainer + StartContainer. Returns the
+/// time taken and the sandbox (removed later).
+async fn floor_one(cri: &GrpcCri, logs: &std::path::Path, image: &str, i: usize) -> (f64, String) {
+    let uid = format!("floor-{i}-{}", std::process::id());
+    let sandbox = pb::PodSandboxConfig {
+        metadata: Some(pb::PodSandboxMetadata {
+            name: format!("floor-{i}"),
+            uid: uid.clone(),
+            namespace: "bench".into(),
+            attempt: 0,
+        }),
+        hostname: format!("floor-{i}"),
+        log_directory: logs.join(&uid).to_string_lossy().into_owned(),
+        dns_config: Some(pb::DnsConfig {
+            servers: vec!["10.43.0.10".into()],
+            searches: vec!["bench.svc.cluster.local".into()],
+            options: vec!["ndots:5".into()],
+        }),
+        linux: Some(pb::LinuxPodSandboxConfig {
+            cgroup_parent: format!("/kubepods/besteffort/pod{uid}"),
             ..Default::default()
-        };
-        let container = pb::ContainerConfig {
-            metadata: Some(pb::ContainerMetadata {
-                name: "c".into(),
-                attempt: 0,
-            }),
-            image: Some(pb::ImageSpec {
-                image: image.into(),
-                ..Default::default()
-            }),
-            command: vec!["sleep".into(), "3600".into()],
-            log_path: "c/0.log".into(),
-            linux: Some(pb::LinuxContainerConfig::default()),
+        }),
+        ..Default::default()
+    };
+    let container = pb::ContainerConfig {
+        metadata: Some(pb::ContainerMetadata {
+            name: "c".into(),
+            attempt: 0,
+        }),
+        image: Some(pb::ImageSpec {
+            image: image.into(),
             ..Default::default()
-        };
-        let t = Instant::now();
-        let sb = cri
-            .run_pod_sandbox(sandbox.clone())
-            .await
-            .expect("RunPodSandbox");
-        let id = cri
-            .create_container(&sb, container, sandbox)
-            .await
-            .expect("CreateContainer");
-        cri.start_container(&id).await.expect("StartContainer");
-        out.push(t.elapsed().as_secs_f64());
-        made.push(sb);
-    }
-    for sb in made {
-        let _ = cri.stop_pod_sandbox(&sb).await;
-        let _ = cri.remove_pod_sandbox(&sb).await;
-    }
-    out
+        }),
+        command: vec!["sleep".into(), "3600".into()],
+        log_path: "c/0.log".into(),
+        linux: Some(pb::LinuxContainerConfig::default()),
+        ..Default::default()
+    };
+    let t = Instant::now();
+    let sb = cri
+        .run_pod_sandbox(sandbox.clone())
+        .await
+        .expect("RunPodSandbox");
+    let id = cri
+        .create_container(&sb, container, sandbox)
+        .await
+        .expect("CreateContainer");
+    cri.start_container(&id).await.expect("StartContainer");
+    (t.elapsed().as_secs_f64(), sb)
 }
 
 fn rss_kib(pid: u32) -> u64 {
@@ -174,7 +165,6 @@ async fn pod_startup_latency_against_the_cri_floor_and_idle_agent_rss() {
         }))
         .expect("pod")
     };
-    let floor_first = floor(&cri, &data.join("bench-logs"), &image_id).await;
 
     // Running times as the watch sees them.
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(String, Instant)>();
@@ -193,7 +183,15 @@ async fn pod_startup_latency_against_the_cri_floor_and_idle_agent_rss() {
     });
     let mut running: HashMap<String, Instant> = HashMap::new();
     let mut latencies = Vec::new();
+    let mut floor_all = Vec::new();
+    let mut floor_sandboxes = Vec::new();
+    // The two paths alternate pod by pod, so both see the same machine load.
     for i in 0..=PODS {
+        let (secs, sb) = floor_one(&cri, &data.join("bench-logs"), &image_id, i).await;
+        if i > 0 {
+            floor_all.push(secs);
+        }
+        floor_sandboxes.push(sb);
         let name = format!("bench-{i}");
         let t = Instant::now();
         pods.create(&PostParams::default(), &mk(&name))
@@ -214,9 +212,10 @@ async fn pod_startup_latency_against_the_cri_floor_and_idle_agent_rss() {
         }
     }
     w.abort();
-    // The floor again after the pods, so both paths see the same node state on average.
-    let floor_second = floor(&cri, &data.join("bench-logs"), &image_id).await;
-    let floor_all: Vec<f64> = floor_first.into_iter().chain(floor_second).collect();
+    for sb in floor_sandboxes {
+        let _ = cri.stop_pod_sandbox(&sb).await;
+        let _ = cri.remove_pod_sandbox(&sb).await;
+    }
     println!("--- pod startup, {PODS} pods, sequential ---");
     let (k50, k99) = summary("kubelet: create -> Running (watch)", latencies);
     let (f50, f99) = summary(
