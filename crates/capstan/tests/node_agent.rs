@@ -308,7 +308,7 @@ fn config_maps_and_secrets_appear_as_env_and_files_and_memory_limits_hold() {
         && test \"$(cat /etc/cfg/greeting)\" = hello && test \"$(cat /etc/sec/password)\" = s3cret \
         && test \"$(cat /etc/one)\" = blue && test \"$(cat /etc/info/labels)\" = 'app=\"env\"' \
         && test \"$(cat /etc/proj/g)\" = hello && test \"$(cat /etc/proj/password)\" = s3cret && test \"$(cat /etc/proj/name)\" = env \
-        && test -d /scratch && test -w /scratch \
+        && test -d /scratch && test -w /scratch && grep -q ' /etc/sec tmpfs ' /proc/mounts \
         && grep -q env /etc/hosts && grep -q 'nameserver 10.43.0.10' /etc/resolv.conf \
         && ! touch /etc/cfg/x 2>/dev/null \
         && for i in $(seq 1 60); do test \"$(cat /etc/cfg/greeting)\" = updated && exit 0; sleep 1; done; exit 1";

@@ -1,7 +1,7 @@
 //! Pod volumes on the node: [`prepare`] lays out every volume of a pod under its directory
 //! (emptyDir, also on tmpfs for medium Memory; configMap, secret, downwardAPI and projected
 //! written atomically through a `..data` symlink swap, as upstream's AtomicWriter, so a
-//! changed ConfigMap or Secret appears in running containers; hostPath with its type checks),
+//! changed ConfigMap or Secret appears in running containers, secrets on tmpfs; hostPath with its type checks),
 //! and [`mounts`] turns a container's volumeMounts (subPath, readOnly) into CRI mounts.
 
 use std::collections::{BTreeMap, HashMap};
@@ -412,6 +412,29 @@ fn is_mountpoint(p: &Path) -> bool {
         .any(|l| l.split_whitespace().nth(4) == Some(&want))
 }
 
+/// Mounts a tmpfs at `dir` unless one is there already.
+fn mount_tmpfs(dir: &Path, mode: &str, size: Option<i64>) -> Result<()> {
+    if is_mountpoint(dir) {
+        return Ok(());
+    }
+    let mut opts = mode.to_string();
+    if let Some(b) = size {
+        opts.push_str(&format!(",size={b}"));
+    }
+    let res = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", &opts, "tmpfs"])
+        .arg(dir)
+        .output()
+        .map_err(|e| Error::Tmpfs(dir.to_path_buf(), e.to_string()))?;
+    if !res.status.success() {
+        return Err(Error::Tmpfs(
+            dir.to_path_buf(),
+            String::from_utf8_lossy(&res.stderr).trim().to_string(),
+        ));
+    }
+    Ok(())
+}
+
 fn check_host_path(path: &Path, kind: &str) -> Result<()> {
     let meta = std::fs::metadata(path);
     let want = |w: &str| Error::HostPathType {
@@ -461,31 +484,23 @@ pub fn prepare(
         if let Some(e) = &v.empty_dir {
             std::fs::create_dir_all(&dir).map_err(io("creating", &dir))?;
             let _ = std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777));
-            if e.medium.as_deref() == Some("Memory") && !is_mountpoint(&dir) {
-                let mut opts = "mode=1777".to_string();
-                if let Some(b) = e
+            if e.medium.as_deref() == Some("Memory") {
+                let size = e
                     .size_limit
                     .as_ref()
-                    .and_then(|q| crate::quantity::bytes(&q.0))
-                {
-                    opts.push_str(&format!(",size={b}"));
-                }
-                let res = std::process::Command::new("mount")
-                    .args(["-t", "tmpfs", "-o", &opts, "tmpfs"])
-                    .arg(&dir)
-                    .output()
-                    .map_err(|e| Error::Tmpfs(dir.clone(), e.to_string()))?;
-                if !res.status.success() {
-                    return Err(Error::Tmpfs(
-                        dir.clone(),
-                        String::from_utf8_lossy(&res.stderr).trim().to_string(),
-                    ));
-                }
+                    .and_then(|q| crate::quantity::bytes(&q.0));
+                mount_tmpfs(&dir, "mode=1777", size)?;
             }
             out.insert(v.name.clone(), dir);
             continue;
         }
         if let Some(files) = payload(pod, v, objs, l)? {
+            // Secrets (and projected volumes, which may carry them) stay off the disk, as
+            // upstream keeps them: on a tmpfs.
+            if v.secret.is_some() || v.projected.is_some() {
+                std::fs::create_dir_all(&dir).map_err(io("creating", &dir))?;
+                mount_tmpfs(&dir, "mode=0755", None)?;
+            }
             write_atomic(&dir, &files)?;
             out.insert(v.name.clone(), dir);
             continue;
