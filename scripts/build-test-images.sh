@@ -106,7 +106,9 @@ image pause capstan.local/pause:3.10 "$work/pause" \
 nginx_root="$work/nginx"
 mkdir -p "$nginx_root" "$work/debs"
 chmod 777 "$work/debs"
-(cd "$work/debs" && apt-get download -q nginx nginx-common >/dev/null 2>&1) || {
+download() { (cd "$work/debs" && apt-get download -q nginx nginx-common >/dev/null 2>&1); }
+# Without package lists (a machine where everything was already installed), fetch them once.
+download || { apt-get update -qq >/dev/null 2>&1; download; } || {
   echo "build-test-images: apt-get download nginx nginx-common failed" >&2
   exit 1
 }
