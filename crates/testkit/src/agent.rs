@@ -25,6 +25,12 @@ pub struct AgentOpts {
     pub cluster_cidr: String,
 }
 
+impl Default for AgentOpts {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl AgentOpts {
     /// Fresh, unused names, port and network for one more agent.
     pub fn new() -> Self {
