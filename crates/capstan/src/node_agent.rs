@@ -63,6 +63,14 @@ pub struct NodeArgs {
     #[arg(long, env = "CAPSTAN_IMAGES")]
     pub images: Option<PathBuf>,
 
+    /// A container's log is rotated when it grows past this size (a quantity, e.g. 10Mi).
+    #[arg(long, env = "CAPSTAN_CONTAINER_LOG_MAX_SIZE", default_value = "10Mi")]
+    pub container_log_max_size: String,
+
+    /// Log files kept per container, the live one included.
+    #[arg(long, env = "CAPSTAN_CONTAINER_LOG_MAX_FILES", default_value_t = 5)]
+    pub container_log_max_files: usize,
+
     /// Labels for the Node (repeatable, key=value).
     #[arg(long = "node-label", env = "CAPSTAN_NODE_LABEL", value_delimiter = ',')]
     pub node_labels: Vec<String>,
@@ -112,6 +120,10 @@ impl NodeArgs {
                 .unwrap_or_else(|| data_dir.join("registries.yaml")),
             images_dir: self.images.clone().unwrap_or_else(|| dir.join("images")),
             node_labels: labels,
+            container_log_max_size: capstan_kubelet::quantity::bytes(&self.container_log_max_size)
+                .filter(|b| *b > 0)
+                .unwrap_or(10 * 1024 * 1024) as u64,
+            container_log_max_files: self.container_log_max_files.max(2),
             dir,
             tls,
         }

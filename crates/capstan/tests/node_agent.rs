@@ -425,8 +425,10 @@ fn probes_restart_unhealthy_containers_and_gate_readiness() {
 
 #[test]
 fn kubectl_logs_streams_tails_and_shows_the_previous_crash() {
-    let s = agent();
+    // A small rotation size, so that a chatty container's log rotates during the test.
+    let s = Server::start_with_agent(BIN, &["--container-log-max-size", "64Ki"]);
     let node = s.node_name();
+    s.apply(&pod("flood", &node, &format!("  containers:\n  - name: c\n    image: {BUSYBOX}\n    command: [sh, -c, 'i=0; while [ $i -lt 2000 ]; do echo flood-$i-xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx; i=$((i+1)); done; while true; do echo tick; sleep 0.5; done']\n")));
     s.apply(&pod("talk", &node, &format!("  containers:\n  - name: talk\n    image: {BUSYBOX}\n    command: [sh, -c, 'i=0; while true; do echo line $i; i=$((i+1)); sleep 0.2; done']\n")));
     s.apply(&pod("crash", &node, &format!("  containers:\n  - name: c\n    image: {BUSYBOX}\n    command: [sh, -c, 'echo run $(cat /proc/sys/kernel/random/uuid); sleep 1; exit 1']\n")));
     s.wait_pod_field(
@@ -511,6 +513,38 @@ fn kubectl_logs_streams_tails_and_shows_the_previous_crash() {
         err.contains("container nope is not valid for pod talk"),
         "{err}"
     );
+
+    // The flood's log was rotated; kubectl logs still shows all of it, the rotated part first.
+    let logs_dir = s.data_dir().join("agent/logs");
+    eventually(Duration::from_secs(30), "the flood's log to rotate", || {
+        let dir = std::fs::read_dir(&logs_dir).ok()?.flatten().find(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with("default_flood_")
+        })?;
+        let rotated = std::fs::read_dir(dir.path().join("c"))
+            .ok()?
+            .flatten()
+            .any(|e| e.file_name().to_string_lossy().starts_with("0.log."));
+        rotated.then_some(())
+    });
+    std::thread::sleep(Duration::from_secs(1));
+    let all = s.ok(&["logs", "flood"]);
+    assert_eq!(
+        all.lines().filter(|l| l.starts_with("flood-")).count(),
+        2000
+    );
+    assert!(
+        all.starts_with("flood-0-") && all.trim_end().ends_with("tick"),
+        "{}",
+        &all[all.len().saturating_sub(200)..]
+    );
+    let tail = s.ok(&["logs", "flood", "--tail=2001"]);
+    assert!(
+        tail.starts_with("flood-"),
+        "a tail reaching back into the rotated file"
+    );
+    assert_eq!(s.ok(&["logs", "flood", "--tail=1"]), "tick\n");
 
     // deploy/NAME picks one of the Deployment's pods.
     let dep = format!("apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: chatty\nspec:\n  replicas: 1\n  selector:\n    matchLabels: {{app: chatty}}\n  template:\n    metadata:\n      labels: {{app: chatty}}\n    spec:\n      nodeName: {node}\n      terminationGracePeriodSeconds: 1\n      containers:\n      - name: c\n        image: {BUSYBOX}\n        command: [sh, -c, 'echo from-deployment; sleep 3600']\n");

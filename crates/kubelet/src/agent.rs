@@ -51,6 +51,10 @@ pub struct Config {
     /// Image tarballs imported at start (unchanged ones skipped).
     pub images_dir: PathBuf,
     pub node_labels: BTreeMap<String, String>,
+    /// A container's log is rotated past this size (upstream's containerLogMaxSize, 10Mi).
+    pub container_log_max_size: u64,
+    /// Log files kept per container, the live one included (containerLogMaxFiles, 5).
+    pub container_log_max_files: usize,
     /// Serving certificate and key for the kubelet port, and the CA that signs API server
     /// client certificates.
     pub tls: Option<server::Tls>,
@@ -244,6 +248,12 @@ impl Agent {
             node_obj.clone(),
             shutdown.clone(),
         ));
+        tokio::spawn(rotate_logs(
+            cri.clone(),
+            cfg.container_log_max_size,
+            cfg.container_log_max_files,
+            shutdown.clone(),
+        ));
 
         let shared = Arc::new(Shared {
             client: client.clone(),
@@ -353,4 +363,51 @@ fn service_informer(
         }
     });
     reader
+}
+
+/// Every 10 s, rotates the logs of running containers that grew past `max_size` and asks the
+/// runtime to reopen them (upstream's container log manager).
+async fn rotate_logs(
+    cri: Arc<dyn Cri>,
+    max_size: u64,
+    max_files: usize,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(10)) => {}
+            _ = crate::util::stopped(&mut shutdown) => return,
+        }
+        let filter = crate::cri::api::ContainerFilter {
+            state: Some(crate::cri::api::ContainerStateValue {
+                state: crate::cri::api::ContainerState::ContainerRunning as i32,
+            }),
+            ..Default::default()
+        };
+        let Ok(list) = cri.list_containers(Some(filter)).await else {
+            continue;
+        };
+        for c in list {
+            let Ok(st) = cri.container_status(&c.id).await else {
+                continue;
+            };
+            if st.log_path.is_empty() {
+                continue;
+            }
+            let path = PathBuf::from(&st.log_path);
+            match crate::logs::rotate(&path, max_size, max_files) {
+                Ok(true) => {
+                    if let Err(e) = cri.reopen_container_log(&c.id).await {
+                        tracing::warn!(container = %c.id, error = %e, "reopening a rotated log failed");
+                    } else {
+                        tracing::debug!(log = %path.display(), "rotated container log");
+                    }
+                }
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::debug!(log = %path.display(), error = %e, "checking a container log failed")
+                }
+            }
+        }
+    }
 }

@@ -80,6 +80,7 @@ pub trait Cri: Send + Sync + 'static {
     ) -> Result<Vec<pb::Container>>;
     async fn container_status(&self, id: &str) -> Result<pb::ContainerStatus>;
     async fn exec_sync(&self, id: &str, cmd: Vec<String>, timeout: Duration) -> Result<ExecResult>;
+    async fn reopen_container_log(&self, id: &str) -> Result<()>;
 
     async fn image_status(&self, image: &str) -> Result<Option<pb::Image>>;
     async fn pull_image(&self, image: &str, auth: Option<pb::AuthConfig>) -> Result<String>;
@@ -346,6 +347,19 @@ impl Cri for GrpcCri {
             stderr: r.stderr,
             exit_code: r.exit_code,
         })
+    }
+
+    async fn reopen_container_log(&self, id: &str) -> Result<()> {
+        let msg = pb::ReopenContainerLogRequest {
+            container_id: id.into(),
+        };
+        let r = self
+            .runtime
+            .clone()
+            .reopen_container_log(req(msg, CALL_TIMEOUT))
+            .await;
+        r.map(|_| ())
+            .map_err(|s| Error::new("ReopenContainerLog", s))
     }
 
     async fn image_status(&self, image: &str) -> Result<Option<pb::Image>> {

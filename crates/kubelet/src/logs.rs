@@ -1,7 +1,10 @@
 //! Container logs: the CRI log files (`<RFC3339Nano> stdout|stderr F|P <text>` per line) under
 //! `<agent>/logs/<ns>_<pod>_<uid>/<container>/<attempt>.log`, read with kubectl's options:
 //! tailLines, sinceSeconds/sinceTime, timestamps, limitBytes, previous, and follow
-//! ([`stream`], which keeps reading until the container stops).
+//! ([`stream`], which keeps reading until the container stops, across rotations).
+//! [`rotate`] renames a log that grew past its limit (`<attempt>.log.<UTC stamp>`), keeping a
+//! bounded number of files, as upstream's container log manager does; the runtime is then told
+//! to reopen the log.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -194,6 +197,133 @@ pub fn locate(
     }
 }
 
+/// Rotated generations of `file` (`file.<stamp>`), oldest first.
+pub fn rotated(file: &Path) -> Vec<PathBuf> {
+    let Some(dir) = file.parent() else {
+        return Vec::new();
+    };
+    let prefix = format!(
+        "{}.",
+        file.file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    );
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
+        .map(|e| e.path())
+        .collect();
+    v.sort();
+    v
+}
+
+/// Renames `file` to `file.<stamp>` when it is larger than `max_bytes`, and removes the oldest
+/// rotated files so that at most `max_files` (the live one included) remain. Returns whether it
+/// rotated (the runtime must then reopen the log).
+pub fn rotate(file: &Path, max_bytes: u64, max_files: usize) -> std::io::Result<bool> {
+    let size = std::fs::metadata(file)?.len();
+    if size <= max_bytes {
+        return Ok(false);
+    }
+    let stamp = jiff::Timestamp::now()
+        .strftime("%Y%m%d-%H%M%S%.6f")
+        .to_string();
+    let mut to = file.as_os_str().to_owned();
+    to.push(format!(".{stamp}"));
+    std::fs::rename(file, &to)?;
+    let old = rotated(file);
+    let keep = max_files.saturating_sub(1).max(1);
+    for f in old.iter().take(old.len().saturating_sub(keep)) {
+        let _ = std::fs::remove_file(f);
+    }
+    Ok(true)
+}
+
+/// Sends the lines of rotated generations that the request covers (all of them, or the ones
+/// needed to make up `opts.tail_lines` with the `in_current` lines of the live file).
+async fn send_rotated(
+    file: &Path,
+    opts: &Options,
+    in_current: usize,
+    tx: &mpsc::Sender<Bytes>,
+    budget: &mut usize,
+) -> bool {
+    let need = match opts.tail_lines {
+        Some(n) if in_current >= n => return true,
+        Some(n) => Some(n - in_current),
+        None => None,
+    };
+    let mut ring: std::collections::VecDeque<String> = std::collections::VecDeque::new();
+    for f in rotated(file) {
+        let Ok(h) = tokio::fs::File::open(&f).await else {
+            continue;
+        };
+        let mut r = BufReader::new(h);
+        let mut buf = String::new();
+        loop {
+            buf.clear();
+            match r.read_line(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {
+                    let Some(l) = parse_line(&buf) else { continue };
+                    if opts.since_ns.is_some_and(|s| line_time_ns(&l) < s) {
+                        continue;
+                    }
+                    match need {
+                        Some(n) => {
+                            ring.push_back(buf.clone());
+                            if ring.len() > n {
+                                ring.pop_front();
+                            }
+                        }
+                        None => {
+                            if !send_line(&buf, opts, tx, budget).await {
+                                return false;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    for l in ring {
+        if !send_line(&l, opts, tx, budget).await {
+            return false;
+        }
+    }
+    true
+}
+
+/// Lines of `file` that pass the since filter.
+async fn count_lines(file: &Path, opts: &Options) -> usize {
+    let Ok(h) = tokio::fs::File::open(file).await else {
+        return 0;
+    };
+    let mut r = BufReader::new(h);
+    let mut buf = String::new();
+    let mut n = 0;
+    loop {
+        buf.clear();
+        match r.read_line(&mut buf).await {
+            Ok(0) | Err(_) => return n,
+            Ok(_) => {
+                if parse_line(&buf)
+                    .is_some_and(|l| opts.since_ns.is_none_or(|s| line_time_ns(&l) >= s))
+                {
+                    n += 1;
+                }
+            }
+        }
+    }
+}
+
+fn inode(meta: &std::fs::Metadata) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    meta.ino()
+}
+
 /// Sends the log of `file` to `tx` as `opts` asks. With follow, keeps going while `alive()`
 /// says the container still runs; stops when the receiver goes away.
 pub async fn stream<F, Fut>(file: PathBuf, opts: Options, tx: mpsc::Sender<Bytes>, alive: F)
@@ -201,11 +331,20 @@ where
     F: Fn() -> Fut,
     Fut: std::future::Future<Output = bool>,
 {
+    let mut budget = opts.limit_bytes.unwrap_or(usize::MAX);
+    // Older generations first (only as many lines as a tail needs).
+    let in_current = if opts.tail_lines.is_some() {
+        count_lines(&file, &opts).await
+    } else {
+        0
+    };
+    if !send_rotated(&file, &opts, in_current, &tx, &mut budget).await {
+        return;
+    }
     let Ok(f) = tokio::fs::File::open(&file).await else {
         return;
     };
     let mut reader = BufReader::new(f);
-    let mut budget = opts.limit_bytes.unwrap_or(usize::MAX);
     // Tail: find where the last N complete lines start with one pass over the file.
     if let Some(n) = opts.tail_lines {
         let mut starts: std::collections::VecDeque<u64> = std::collections::VecDeque::new();
@@ -245,6 +384,20 @@ where
             Ok(0) => {
                 if !opts.follow {
                     return;
+                }
+                // Rotated away: the rest is in a new file at the same path.
+                let same = match (reader.get_ref().metadata().await, std::fs::metadata(&file)) {
+                    (Ok(open), Ok(now)) => inode(&open) == inode(&now),
+                    _ => true,
+                };
+                if !same {
+                    match tokio::fs::File::open(&file).await {
+                        Ok(f) => {
+                            reader = BufReader::new(f);
+                            continue;
+                        }
+                        Err(_) => return,
+                    }
                 }
                 // At the end: wait for more while the container runs.
                 tokio::time::sleep(Duration::from_millis(100)).await;
@@ -417,6 +570,55 @@ mod tests {
             .await,
             ""
         );
+    }
+
+    #[tokio::test]
+    async fn rotated_generations_are_read_before_the_live_file() {
+        let d = tempfile::tempdir().expect("tmp");
+        let f = d.path().join("0.log");
+        std::fs::write(
+            &f,
+            "2024-01-01T00:00:01Z stdout F a\n2024-01-01T00:00:02Z stdout F b\n",
+        )
+        .expect("w");
+        assert!(rotate(&f, 10, 5).expect("rotate"));
+        assert!(!f.exists());
+        std::fs::write(
+            &f,
+            "2024-01-01T00:00:03Z stdout F c\n2024-01-01T00:00:04Z stdout F d\n",
+        )
+        .expect("w");
+        assert!(!rotate(&f, 1 << 20, 5).expect("small files stay"));
+        assert_eq!(collect(f.clone(), Options::default()).await, "a\nb\nc\nd\n");
+        assert_eq!(
+            collect(
+                f.clone(),
+                Options {
+                    tail_lines: Some(3),
+                    ..Default::default()
+                }
+            )
+            .await,
+            "b\nc\nd\n"
+        );
+        assert_eq!(
+            collect(
+                f.clone(),
+                Options {
+                    tail_lines: Some(1),
+                    ..Default::default()
+                }
+            )
+            .await,
+            "d\n"
+        );
+        // At most max_files generations survive.
+        for _ in 0..4 {
+            std::fs::write(&f, "2024-01-01T00:00:05Z stdout F e\n").expect("w");
+            std::thread::sleep(std::time::Duration::from_millis(2));
+            rotate(&f, 1, 3).expect("rotate");
+        }
+        assert_eq!(rotated(&f).len(), 2);
     }
 
     #[test]
