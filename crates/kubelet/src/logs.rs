@@ -621,6 +621,42 @@ mod tests {
         assert_eq!(rotated(&f).len(), 2);
     }
 
+    #[tokio::test]
+    async fn follow_continues_in_the_new_file_after_a_rotation() {
+        let d = tempfile::tempdir().expect("tmp");
+        let f = d.path().join("0.log");
+        std::fs::write(&f, "2024-01-01T00:00:01Z stdout F before\n").expect("w");
+        let (tx, mut rx) = mpsc::channel(100);
+        let alive = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let a2 = alive.clone();
+        let task = tokio::spawn(stream(
+            f.clone(),
+            Options {
+                follow: true,
+                ..Default::default()
+            },
+            tx,
+            move || {
+                let a = a2.clone();
+                async move { a.load(std::sync::atomic::Ordering::SeqCst) }
+            },
+        ));
+        let first = rx.recv().await.expect("first line");
+        assert_eq!(&first[..], b"before\n");
+        assert!(rotate(&f, 1, 5).expect("rotate"));
+        std::fs::write(&f, "2024-01-01T00:00:02Z stdout F after\n").expect("w");
+        let next = tokio::time::timeout(std::time::Duration::from_secs(5), rx.recv())
+            .await
+            .expect("in time")
+            .expect("line");
+        assert_eq!(&next[..], b"after\n");
+        alive.store(false, std::sync::atomic::Ordering::SeqCst);
+        tokio::time::timeout(std::time::Duration::from_secs(5), task)
+            .await
+            .expect("follow ends")
+            .expect("task");
+    }
+
     #[test]
     fn previous_picks_the_attempt_before_the_newest() {
         let d = tempfile::tempdir().expect("tmp");
