@@ -57,6 +57,10 @@ struct Args {
     /// Keep the data dirs and logs (printed) instead of deleting them.
     #[arg(long)]
     keep: bool,
+    /// A shared library to preload into the server and the agent (e.g. another malloc, to
+    /// compare allocators: /usr/lib/x86_64-linux-gnu/libjemalloc.so.2).
+    #[arg(long)]
+    preload: Option<PathBuf>,
     /// Measure only the scheduling decisions, in this process, without an API server: the
     /// scheduler's own ceiling.
     #[arg(long)]
@@ -158,6 +162,9 @@ async fn start_cluster(
     if !scheduler {
         cmd.arg("--disable-scheduler");
     }
+    if let Some(p) = &args.preload {
+        cmd.env("LD_PRELOAD", p);
+    }
     let server = Proc {
         child: cmd.spawn().context("starting capstan server")?,
     };
@@ -193,6 +200,9 @@ async fn start_cluster(
     .env("CAPSTAN_LOG", "warn,capstan=info")
     .stdout(Stdio::from(alog.try_clone()?))
     .stderr(Stdio::from(alog));
+    if let Some(p) = &args.preload {
+        acmd.env("LD_PRELOAD", p);
+    }
     if workload == "spread" {
         acmd.args([
             "--simulate-labels",
@@ -436,6 +446,20 @@ async fn run_one(args: &Args, workload: &str, mode: &str, base: &Path) -> anyhow
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     watch.abort();
+    if let Ok(text) = client
+        .request_text(http::Request::get("/metrics").body(Vec::new())?)
+        .await
+    {
+        let mut lines: Vec<&str> = text
+            .lines()
+            .filter(|l| {
+                l.starts_with("apiserver_request_total")
+                    || l.starts_with("apiserver_request_duration_seconds_sum")
+            })
+            .collect();
+        lines.sort();
+        eprintln!("[{workload}/{mode}] server requests:\n{}", lines.join("\n"));
+    }
     let t = times.lock();
     let mut bound: Vec<Instant> = t.bound.values().copied().filter(|i| *i >= start).collect();
     bound.sort();

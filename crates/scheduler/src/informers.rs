@@ -20,8 +20,15 @@ use crate::nodeinfo::NodeProps;
 use crate::podinfo::{pod_key, PodInfo, PodKey};
 use crate::workloads::{Kind, WorkloadKey, WorkloadSelector};
 
-/// Pods the scheduler watches: everything not yet finished (upstream's field selector).
-pub const POD_FIELD_SELECTOR: &str = "status.phase!=Succeeded,status.phase!=Failed";
+/// Whether a pod has finished. Upstream's scheduler watches with the field selector
+/// `status.phase!=Succeeded,status.phase!=Failed`; capstan filters here instead, which is the
+/// same to the scheduler and spares the API server evaluating a selector on every pod event.
+fn finished(p: &Pod) -> bool {
+    matches!(
+        p.status.as_ref().and_then(|s| s.phase.as_deref()),
+        Some("Succeeded" | "Failed")
+    )
+}
 
 /// One step of a watch, as the loop consumes it.
 #[derive(Debug)]
@@ -86,19 +93,21 @@ async fn forward<K, S>(
 /// Starts the three watches on the current runtime.
 pub fn start(client: kube::Client, tx: mpsc::Sender<Input>) {
     let pods: Api<Pod> = Api::all(client.clone());
-    let cfg = watcher::Config::default().fields(POD_FIELD_SELECTOR);
-    let stream = watcher::watcher(pods, cfg).default_backoff().boxed();
-    tokio::spawn(forward("pods", stream, tx.clone(), |e| {
-        Input::Pod(map_event(
-            e,
-            |p: &Pod| Arc::new(PodInfo::from_pod(p)),
-            |p: &Pod| {
-                pod_key(
-                    p.metadata.namespace.as_deref().unwrap_or("default"),
-                    p.metadata.name.as_deref().unwrap_or(""),
-                )
-            },
-        ))
+    let stream = watcher::watcher(pods, watcher::Config::default())
+        .default_backoff()
+        .boxed();
+    let key = |p: &Pod| {
+        pod_key(
+            p.metadata.namespace.as_deref().unwrap_or("default"),
+            p.metadata.name.as_deref().unwrap_or(""),
+        )
+    };
+    tokio::spawn(forward("pods", stream, tx.clone(), move |e| {
+        Input::Pod(match e {
+            // A finished pod leaves the scheduler's view, as with upstream's field selector.
+            Event::Apply(p) | Event::InitApply(p) if finished(&p) => Change::Delete(key(&p)),
+            e => map_event(e, |p: &Pod| Arc::new(PodInfo::from_pod(p)), key),
+        })
     }));
 
     let nodes: Api<Node> = Api::all(client.clone());

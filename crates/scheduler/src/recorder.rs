@@ -6,6 +6,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Instant;
 
 use k8s_openapi::api::core::v1::{Event, EventSource, ObjectReference, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
@@ -47,6 +48,11 @@ pub enum Record {
     },
     /// A Normal Scheduled event.
     Scheduled { pod: PodRef, node: String },
+    /// Only the PodScheduled=False condition (its event was dropped).
+    Condition {
+        pod: PodRef,
+        condition: ConditionUpdate,
+    },
 }
 
 /// The PodScheduled condition to write, and the time of the last transition to keep.
@@ -69,7 +75,7 @@ impl Recorder {
     /// Starts the recorder's worker on the current runtime.
     pub fn start(client: kube::Client, metrics: Arc<Metrics>) -> Recorder {
         let (tx, rx) = mpsc::channel(QUEUE_SIZE);
-        tokio::spawn(run(client, rx));
+        tokio::spawn(run(client, rx, metrics.clone()));
         Recorder { tx, metrics }
     }
 
@@ -99,10 +105,61 @@ struct Correlator {
     series: HashMap<SeriesKey, (String, i32)>,
 }
 
-async fn run(client: kube::Client, mut rx: mpsc::Receiver<Record>) {
+/// Events written per second at most, and the burst allowed: upstream's scheduler sends its
+/// events through a client limited to 50 queries per second (burst 100) and drops what its
+/// broadcaster cannot queue. Condition updates are not limited.
+const EVENTS_PER_SECOND: f64 = 50.0;
+const EVENT_BURST: f64 = 100.0;
+
+/// A token bucket.
+#[derive(Debug)]
+struct Bucket {
+    tokens: f64,
+    rate: f64,
+    burst: f64,
+    last: Instant,
+}
+
+impl Bucket {
+    fn new(rate: f64, burst: f64, now: Instant) -> Self {
+        Self {
+            tokens: burst,
+            rate,
+            burst,
+            last: now,
+        }
+    }
+
+    fn take(&mut self, now: Instant) -> bool {
+        self.tokens =
+            (self.tokens + now.duration_since(self.last).as_secs_f64() * self.rate).min(self.burst);
+        self.last = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+async fn run(client: kube::Client, mut rx: mpsc::Receiver<Record>, metrics: Arc<Metrics>) {
     let sem = Arc::new(Semaphore::new(CONCURRENCY));
     let correlator = Arc::new(Mutex::new(Correlator::default()));
-    while let Some(r) = rx.recv().await {
+    let mut bucket = Bucket::new(EVENTS_PER_SECOND, EVENT_BURST, Instant::now());
+    while let Some(mut r) = rx.recv().await {
+        if !bucket.take(Instant::now()) {
+            metrics.event_dropped();
+            match r {
+                // Without the event, a failure may still carry a condition to write.
+                Record::Failed {
+                    condition: Some(c),
+                    pod,
+                    ..
+                } => r = Record::Condition { pod, condition: c },
+                _ => continue,
+            }
+        }
         let Ok(permit) = sem.clone().acquire_owned().await else {
             return;
         };
@@ -129,6 +186,11 @@ async fn handle(client: kube::Client, correlator: Arc<Mutex<Correlator>>, r: Rec
                 }
             }
             emit(&client, &correlator, &pod, "Warning", reason, &message).await;
+        }
+        Record::Condition { pod, condition } => {
+            if let Err(e) = update_condition(&client, &pod, &condition).await {
+                tracing::debug!(pod = %format!("{}/{}", pod.namespace, pod.name), error = %e, "could not update the PodScheduled condition");
+            }
         }
         Record::Scheduled { pod, node } => {
             let message = format!(
@@ -232,6 +294,18 @@ async fn emit(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_event_bucket_allows_a_burst_then_the_rate() {
+        use std::time::Duration;
+        let t = Instant::now();
+        let mut b = Bucket::new(50.0, 100.0, t);
+        let burst = (0..200).filter(|_| b.take(t)).count();
+        assert_eq!(burst, 100);
+        let later = t + Duration::from_millis(100);
+        let refilled = (0..200).filter(|_| b.take(later)).count();
+        assert_eq!(refilled, 5);
+    }
 
     #[test]
     fn long_messages_are_truncated_as_upstream() {

@@ -65,16 +65,28 @@ async fn spread(
             let Ok(permit) = permits.clone().acquire_owned().await else {
                 return;
             };
-            let (name, uid, since) = {
+            let (name, uid, since, lease_exists) = {
                 let s = state.lock();
                 let node = &s.nodes[i];
-                (node.name.clone(), node.uid.clone(), node.since.clone())
+                (
+                    node.name.clone(),
+                    node.uid.clone(),
+                    node.since.clone(),
+                    node.lease_exists,
+                )
             };
             let client = client.clone();
+            let state = state.clone();
             tokio::spawn(async move {
                 let _permit = permit;
                 let result = match beat {
-                    Beat::Lease => renew_lease(&client, &name, &uid, lease_secs).await,
+                    Beat::Lease => renew_lease(&client, &name, &uid, lease_secs, lease_exists)
+                        .await
+                        .map(|exists| {
+                            if let Some(n) = state.lock().nodes.get_mut(i) {
+                                n.lease_exists = exists;
+                            }
+                        }),
                     Beat::Status => post_status(&client, &name, &since).await,
                 };
                 if let Err(e) = result {
@@ -85,30 +97,34 @@ async fn spread(
     }
 }
 
-/// Renews a node's Lease (creating it the first time).
+/// Renews a node's Lease, creating it the first time; says whether it exists now.
 async fn renew_lease(
     client: &kube::Client,
     name: &str,
     uid: &str,
     lease_secs: u64,
-) -> kube::Result<()> {
+    exists: bool,
+) -> kube::Result<bool> {
     let api: Api<Lease> = Api::namespaced(client.clone(), LEASE_NAMESPACE);
     let now = objects::micro_time(Timestamp::now());
+    if !exists {
+        let lease: Lease = serde_json::from_value(objects::lease(name, uid, lease_secs, &now))
+            .map_err(kube::Error::SerdeError)?;
+        match api.create(&PostParams::default(), &lease).await {
+            Ok(_) => return Ok(true),
+            // Left from an earlier run: renew it below.
+            Err(kube::Error::Api(s)) if s.code == 409 => {}
+            Err(e) => return Err(e),
+        }
+    }
     let patch = json!({"spec": {"holderIdentity": name, "leaseDurationSeconds": lease_secs, "renewTime": now}});
     match api
         .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
         .await
     {
-        Ok(_) => Ok(()),
-        Err(kube::Error::Api(s)) if s.code == 404 => {
-            let lease: Lease = serde_json::from_value(objects::lease(name, uid, lease_secs, &now))
-                .map_err(kube::Error::SerdeError)?;
-            match api.create(&PostParams::default(), &lease).await {
-                Ok(_) => Ok(()),
-                Err(kube::Error::Api(s)) if s.code == 409 => Ok(()),
-                Err(e) => Err(e),
-            }
-        }
+        Ok(_) => Ok(true),
+        // Deleted meanwhile: create it next time.
+        Err(kube::Error::Api(s)) if s.code == 404 => Ok(false),
         Err(e) => Err(e),
     }
 }

@@ -16,6 +16,8 @@ pub struct SimNode {
     pub ips: PodIps,
     /// When the node became Ready (its conditions' lastTransitionTime).
     pub since: String,
+    /// Its Lease exists (renewals patch it; until then they create it).
+    pub lease_exists: bool,
 }
 
 impl SimNode {
@@ -26,6 +28,7 @@ impl SimNode {
             ips: PodIps::new(cidr),
             cidr,
             since,
+            lease_exists: false,
         }
     }
 
