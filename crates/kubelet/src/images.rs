@@ -157,7 +157,10 @@ impl ImageManager {
                 })
             }
             Err(e) => {
-                self.backoff.lock().next(&key, SystemTime::now());
+                let mut b = self.backoff.lock();
+                // Entries of pods long gone expire (twice the maximum delay after their last failure).
+                b.gc(SystemTime::now());
+                b.next(&key, SystemTime::now());
                 tracing::warn!(image, error = %e.message(), "pulling image failed");
                 Err(PullError::ErrImagePull(format!(
                     "failed to pull and unpack image {image:?}: {}",
