@@ -146,6 +146,16 @@ spec:
         describe.contains(&format!("Successfully assigned default/small to {node}")),
         "{describe}"
     );
+
+    // The scheduler's metrics are part of the server's.
+    let metrics = s.ok(&["get", "--raw", "/metrics"]);
+    for m in [
+        "scheduler_schedule_attempts_total{result=\"scheduled\"}",
+        "scheduler_schedule_attempts_total{result=\"unschedulable\"}",
+        "scheduler_pending_pods{queue=\"unschedulable\"}",
+    ] {
+        assert!(metrics.contains(m), "{m} missing from /metrics:\n{metrics}");
+    }
 }
 
 #[test]
