@@ -35,6 +35,7 @@ async fn ensure(reg: &Registry, group: &str, plural: &str, ns: Option<&str>, obj
 
 /// Brings the store to the state every cluster starts from.
 pub async fn run(reg: &Registry, advertise_ip: IpAddr, port: u16) -> ApiResult<()> {
+    reg.load_namespaces().await?;
     // Services first: the allocator must know every address in use before anything allocates.
     let services = info("", "services")?;
     let existing = reg

@@ -92,6 +92,9 @@ pub const NAMESPACE_FINALIZER: &str = "kubernetes";
 pub struct Registry {
     store: Arc<dyn Store>,
     services: ServiceAllocator,
+    /// Every namespace and whether it is terminating. Exact, because this registry is the only
+    /// writer of the store; it spares each create a store read of its namespace.
+    namespaces: parking_lot::RwLock<std::collections::HashMap<String, bool>>,
 }
 
 /// The current time in Kubernetes' second-precision RFC 3339 form.
@@ -114,6 +117,10 @@ fn random_suffix() -> String {
 
 fn is_terminating(obj: &Value) -> bool {
     meta::meta_str(obj, "deletionTimestamp").is_some()
+}
+
+fn namespace_terminating(obj: &Value) -> bool {
+    is_terminating(obj) || obj["status"]["phase"] == "Terminating"
 }
 
 /// Reads a strategy-decoded body into the served kind, checking apiVersion and kind against
@@ -182,7 +189,63 @@ pub fn decode_body(
 
 impl Registry {
     pub fn new(store: Arc<dyn Store>, services: ServiceAllocator) -> Self {
-        Self { store, services }
+        Self {
+            store,
+            services,
+            namespaces: Default::default(),
+        }
+    }
+
+    /// Loads the namespaces into memory; call once at start, before serving writes.
+    pub async fn load_namespaces(&self) -> ApiResult<()> {
+        let ns_info = namespaces();
+        let all = self
+            .store
+            .list(&codec::prefix(ns_info, None), Default::default())
+            .await
+            .map_err(from_store)?;
+        let mut map = self.namespaces.write();
+        map.clear();
+        for kv in &all.items {
+            let obj = decode_stored(ns_info, kv)?;
+            if let Some(name) = meta::name(&obj) {
+                map.insert(name.to_string(), namespace_terminating(&obj));
+            }
+        }
+        Ok(())
+    }
+
+    /// Keeps the namespace view in step with a namespace write that just succeeded.
+    fn observe(&self, info: &ResourceInfo, kv: &KeyValue, deleted: bool) {
+        if !is_namespace(info) {
+            return;
+        }
+        let Ok(obj) = decode_stored(info, kv) else { return };
+        let Some(name) = meta::name(&obj) else { return };
+        let mut map = self.namespaces.write();
+        if deleted {
+            map.remove(name);
+        } else {
+            map.insert(name.to_string(), namespace_terminating(&obj));
+        }
+    }
+
+    async fn store_create(&self, info: &ResourceInfo, key: &str, bytes: Vec<u8>) -> capstan_store::Result<KeyValue> {
+        let kv = self.store.create(key, bytes).await?;
+        self.observe(info, &kv, false);
+        Ok(kv)
+    }
+
+    async fn store_update(&self, info: &ResourceInfo, key: &str, bytes: Vec<u8>, rev: i64) -> capstan_store::Result<KeyValue> {
+        let kv = self.store.update(key, bytes, rev).await?;
+        self.observe(info, &kv, false);
+        Ok(kv)
+    }
+
+    async fn store_delete(&self, info: &ResourceInfo, key: &str, rev: i64) -> capstan_store::Result<KeyValue> {
+        let kv = self.store.delete(key, Some(rev)).await?;
+        self.observe(info, &kv, true);
+        Ok(kv)
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {
@@ -203,18 +266,12 @@ impl Registry {
     }
 
     /// Refuses writes into a namespace that does not exist (404) or is terminating (403).
-    async fn check_namespace(&self, info: &ResourceInfo, ns: &str, name: &str) -> ApiResult<()> {
-        let ns_info = namespaces();
-        let kv = self
-            .store
-            .get(&codec::key(ns_info, None, ns))
-            .await
-            .map_err(from_store)?;
-        let Some(kv) = kv else {
-            return Err(ApiError::not_found(ns_info, ns));
+    fn check_namespace(&self, info: &ResourceInfo, ns: &str, name: &str) -> ApiResult<()> {
+        let terminating = match self.namespaces.read().get(ns) {
+            None => return Err(ApiError::not_found(namespaces(), ns)),
+            Some(t) => *t,
         };
-        let obj = decode_stored(ns_info, &kv)?;
-        if is_terminating(&obj) || obj["status"]["phase"] == "Terminating" {
+        if terminating {
             let mut e = ApiError::forbidden(
                 info,
                 name,
@@ -262,7 +319,7 @@ impl Registry {
         let name = meta::name(&obj).unwrap_or("").to_string();
         let ns = meta::namespace(&obj).map(str::to_string);
         if let Some(ns) = &ns {
-            self.check_namespace(info, ns, &name).await?;
+            self.check_namespace(info, ns, &name)?;
         }
         self.prepare_new(info, &mut obj, (!opts.fields_tracked).then(|| opts.manager()));
         let mut errs = self.validate_new(info, &obj);
@@ -296,7 +353,7 @@ impl Registry {
             });
         }
         let bytes = encode_for_storage(info, &obj)?;
-        match self.store.create(&key, bytes).await {
+        match self.store_create(info, &key, bytes).await {
             Ok(kv) => Ok(Written {
                 object: ObjectOut::Stored(kv),
                 warnings,
@@ -535,7 +592,7 @@ impl Registry {
                     created: false,
                 }));
             }
-            return match self.store.delete(key, Some(cur.mod_revision)).await {
+            return match self.store_delete(info, key, cur.mod_revision).await {
                 Ok(kv) => {
                     if is_service(info) {
                         self.services.release(&old);
@@ -571,7 +628,7 @@ impl Registry {
                 created: false,
             }));
         }
-        match self.store.update(key, bytes, cur.mod_revision).await {
+        match self.store_update(info, key, bytes, cur.mod_revision).await {
             Ok(kv) => {
                 if is_service(info) {
                     release_dropped_allocations(&self.services, &old, &new);
@@ -665,7 +722,7 @@ impl Registry {
                             gone: false,
                         });
                     }
-                    match self.store.update(&key, bytes, cur.mod_revision).await {
+                    match self.store_update(info, &key, bytes, cur.mod_revision).await {
                         Ok(kv) => {
                             return Ok(Deleted {
                                 object: ObjectOut::Stored(kv),
@@ -684,7 +741,7 @@ impl Registry {
                             gone: true,
                         });
                     }
-                    match self.store.delete(&key, Some(cur.mod_revision)).await {
+                    match self.store_delete(info, &key, cur.mod_revision).await {
                         Ok(kv) => {
                             if is_service(info) {
                                 self.services.release(&obj);

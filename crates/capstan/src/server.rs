@@ -213,11 +213,9 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         },
     );
 
-    // Building the OpenAPI documents takes a moment; do it off the start-up path.
-    tokio::task::spawn_blocking(|| {
-        capstan_openapi::warm();
-        capstan_openapi::v2::warm();
-    });
+    // The OpenAPI documents are built on first request (kubectl's first create/apply/explain),
+    // not at start: building them runs the schema code of every type, which would keep tens of
+    // MB of code and data resident in a server nobody has asked for them yet.
 
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
     let registry = Registry::new(store.clone(), ServiceAllocator::new(allocator));

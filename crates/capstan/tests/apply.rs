@@ -870,7 +870,8 @@ fn creates_record_their_manager_from_the_field_manager_or_the_user_agent() {
 #[test]
 fn python_create_from_yaml_creates_every_document() {
     let s = Server::start(BIN);
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python");
+    // Tests run in the package folder (cargo and nextest); see capstan_testkit::examples_dir.
+    let dir = Path::new("tests/python").to_path_buf();
     let out = Command::new("python3")
         .arg(dir.join("create_from_yaml.py"))
         .arg(s.kubeconfig())

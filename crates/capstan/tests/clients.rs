@@ -85,7 +85,8 @@ async fn kube_rs_lists_watches_and_creates() {
 #[test]
 fn python_client_lists_watches_and_creates() {
     let s = Server::start(BIN);
-    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/client_check.py");
+    // Tests run in the package folder (cargo and nextest); see capstan_testkit::examples_dir.
+    let script = std::path::Path::new("tests/python/client_check.py");
     let out = std::process::Command::new("python3")
         .arg(script)
         .arg(s.kubeconfig())

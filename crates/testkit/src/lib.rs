@@ -294,8 +294,18 @@ pub fn eventually<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Optio
     }
 }
 
-/// The project's examples folder.
+/// The project's examples folder, found from the working directory (cargo and nextest run
+/// tests in the package's folder). The compile-time path is only a fallback: test artifacts in
+/// a shared target dir may have been built from another checkout.
 pub fn examples_dir() -> PathBuf {
+    let mut dir = std::env::current_dir().ok();
+    while let Some(d) = dir {
+        let candidate = d.join("examples");
+        if candidate.join("deployment.yaml").exists() {
+            return candidate;
+        }
+        dir = d.parent().map(Path::to_path_buf);
+    }
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples")
 }
 
