@@ -242,7 +242,8 @@ pub async fn watch(
         .unwrap_or_else(|| Duration::from_secs(1800 + rand::random::<u64>() % 1800));
     let include = IncludeObject::parse(&req.query)?;
     let info = r.info;
-    let (events, from) = read::watch(reg.store().clone(), info, r.namespace.clone(), &req.query, matcher).await?;
+    let raw = format == Format::Json;
+    let (events, from) = read::watch(reg.store().clone(), info, r.namespace.clone(), &req.query, matcher, raw).await?;
 
     let stream = async_stream(events, from, info, format, include, bookmarks, timeout, shutdown);
     let body = StreamBody::new(stream.map(|b| Ok::<_, Infallible>(Frame::data(b))));
@@ -283,6 +284,19 @@ fn async_stream(
             if let WatchEvent::Bookmark(0) = ev {
                 continue;
             }
+            if let WatchEvent::Raw { type_name, object, revision } = &ev {
+                last_rv = *revision;
+                let mut line = Vec::with_capacity(object.len() + 32);
+                line.extend_from_slice(b"{\"type\":\"");
+                line.extend_from_slice(type_name.as_bytes());
+                line.extend_from_slice(b"\",\"object\":");
+                line.extend_from_slice(object);
+                line.extend_from_slice(b"}\n");
+                if tx.send(Bytes::from(line)).await.is_err() {
+                    break;
+                }
+                continue;
+            }
             let is_error = matches!(ev, WatchEvent::Error(_));
             let object = match &ev {
                 WatchEvent::Added(o) | WatchEvent::Modified(o) | WatchEvent::Deleted(o) => {
@@ -306,6 +320,7 @@ fn async_stream(
                 WatchEvent::Bookmark(rv) => read::bookmark_object(info, *rv),
                 WatchEvent::InitialEventsEnd(rv) => read::initial_events_end_object(info, *rv),
                 WatchEvent::Error(e) => e.to_status(),
+                WatchEvent::Raw { .. } => continue,
             };
             let line = json!({"type": ev.type_name(), "object": object});
             let mut bytes = serde_json::to_vec(&line).unwrap_or_default();

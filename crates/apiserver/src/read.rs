@@ -244,6 +244,13 @@ pub enum WatchEvent {
     /// The bookmark that ends the initial events of a `sendInitialEvents=true` watch.
     InitialEventsEnd(i64),
     Error(ApiError),
+    /// An event whose object is already serialised (plain JSON watches without selectors):
+    /// the stored bytes with the revision spliced in, written out without parsing.
+    Raw {
+        type_name: &'static str,
+        object: bytes::Bytes,
+        revision: i64,
+    },
 }
 
 impl WatchEvent {
@@ -253,6 +260,7 @@ impl WatchEvent {
             WatchEvent::Modified(_) => "MODIFIED",
             WatchEvent::Deleted(_) => "DELETED",
             WatchEvent::Bookmark(_) | WatchEvent::InitialEventsEnd(_) => "BOOKMARK",
+            WatchEvent::Raw { type_name, .. } => type_name,
             WatchEvent::Error(_) => "ERROR",
         }
     }
@@ -263,14 +271,17 @@ pub const BOOKMARK_INTERVAL: Duration = Duration::from_secs(30);
 
 /// Starts a watch: synthetic ADDED events for the current state when the request's
 /// resourceVersion is unset or "0", then changes after it.
-/// Also returns the revision the watch starts after, the first bookmark's revision.
+/// Also returns the revision the watch starts after, the first bookmark's revision. With
+/// `raw`, live events of a watch without selectors come as [`WatchEvent::Raw`].
 pub async fn watch(
     store: Arc<dyn Store>,
     info: &'static ResourceInfo,
     ns: Option<String>,
     q: &Query,
     matcher: Matcher,
+    raw: bool,
 ) -> ApiResult<(impl Stream<Item = WatchEvent> + Send + 'static, i64)> {
+    let raw = raw && matcher.is_empty();
     let prefix = codec::prefix(info, ns.as_deref());
     let rv = q.get("resourceVersion").filter(|s| !s.is_empty());
     let explicit_initial = q.get("sendInitialEvents") == Some("true");
@@ -321,11 +332,28 @@ pub async fn watch(
                     ApiError::expired(format!("too old resource version: {requested} ({compacted})")),
                 )),
                 Err(e) => Some(WatchEvent::Error(from_store(e))),
+                Ok(ev) if raw => translate_raw(info, ev),
                 Ok(ev) => translate(info, &matcher, ev),
             }
         }
     });
     Ok((futures::stream::iter(initial).chain(events).boxed(), from))
+}
+
+/// A watch without selectors: every event passes, and its object is the stored bytes.
+fn translate_raw(info: &ResourceInfo, ev: capstan_store::Event) -> Option<WatchEvent> {
+    let type_name = match (ev.event_type, &ev.prev) {
+        (EventType::Delete, _) => "DELETED",
+        (EventType::Put, Some(_)) => "MODIFIED",
+        (EventType::Put, None) if ev.kv.create_revision != ev.kv.mod_revision => "MODIFIED",
+        (EventType::Put, None) => "ADDED",
+    };
+    let object = codec::render(info, &ev.kv).ok()?;
+    Some(WatchEvent::Raw {
+        type_name,
+        object,
+        revision: ev.kv.mod_revision,
+    })
 }
 
 fn translate(info: &ResourceInfo, matcher: &Matcher, ev: capstan_store::Event) -> Option<WatchEvent> {

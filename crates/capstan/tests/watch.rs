@@ -92,3 +92,22 @@ fn paging_with_limit_and_continue_returns_every_object_once() {
     let out = s.ok(&["get", "cm", "--chunk-size=2", "-o", "name"]);
     assert_eq!(out.lines().filter(|l| l.starts_with("configmap/p")).count(), 7);
 }
+
+#[test]
+fn a_plain_watch_reports_adds_updates_and_deletes_with_their_revisions() {
+    let s = Server::start(BIN);
+    let start = rv(&s);
+    s.ok(&["create", "cm", "w"]);
+    s.ok(&["label", "cm", "w", "a=b"]);
+    s.ok(&["delete", "cm", "w"]);
+    let events = watch_lines(&s, &format!("{CMS}?watch=true&resourceVersion={start}&timeoutSeconds=2"), 5);
+    let types: Vec<&str> = events.iter().filter_map(|e| e["type"].as_str()).collect();
+    assert_eq!(types, ["ADDED", "MODIFIED", "DELETED"], "{events:?}");
+    let revs: Vec<u64> = events
+        .iter()
+        .map(|e| e["object"]["metadata"]["resourceVersion"].as_str().expect("rv").parse().expect("number"))
+        .collect();
+    assert!(revs.windows(2).all(|w| w[0] < w[1]), "revisions increase: {revs:?}");
+    assert_eq!(events[1]["object"]["metadata"]["labels"]["a"], "b");
+    assert_eq!(events[2]["object"]["metadata"]["name"], "w");
+}
