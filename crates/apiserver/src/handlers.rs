@@ -196,7 +196,7 @@ pub async fn list(reg: &Registry, req: &Req<'_>) -> ApiResult<Response<Body>> {
             }
             let v = match format {
                 Format::Table { v1beta1 } => {
-                    table::table(r.info, &objects, IncludeObject::parse(&req.query)?, list_meta, v1beta1)
+                    table::table_owned(r.info, objects, IncludeObject::parse(&req.query)?, list_meta, v1beta1)
                 }
                 Format::Metadata { v1beta1 } => table::metadata_list(&objects, list_meta, v1beta1),
                 _ => json!({

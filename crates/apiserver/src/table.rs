@@ -43,23 +43,52 @@ pub fn partial_metadata(obj: &Value, v1beta1: bool) -> Value {
     })
 }
 
-/// One table row for an object.
-pub fn row(info: &ResourceInfo, obj: &Value, include: IncludeObject, ctx: &RowContext) -> Value {
-    let mut r = Map::new();
-    r.insert("cells".into(), Value::Array(info.strategy.row(obj, ctx)));
-    match include {
-        IncludeObject::None => {}
-        IncludeObject::Metadata => {
-            r.insert("object".into(), partial_metadata(obj, false));
-        }
-        IncludeObject::Object => {
-            r.insert("object".into(), obj.clone());
-        }
-    }
-    Value::Object(r)
+/// A Table of objects it may consume (lists): each row takes its object's metadata (or the
+/// whole object) instead of copying it, and nothing goes through `json!`, which would
+/// serialise the finished rows into a second copy.
+pub fn table_owned(
+    info: &ResourceInfo,
+    objects: Vec<Value>,
+    include: IncludeObject,
+    list_meta: Value,
+    v1beta1: bool,
+) -> Value {
+    let ctx = RowContext::now();
+    let rows: Vec<Value> = objects
+        .into_iter()
+        .map(|mut obj| {
+            let mut r = Map::new();
+            r.insert("cells".into(), Value::Array(info.strategy.row(&obj, &ctx)));
+            match include {
+                IncludeObject::None => {}
+                IncludeObject::Metadata => {
+                    let metadata = obj
+                        .get_mut("metadata")
+                        .map(Value::take)
+                        .unwrap_or_else(|| Value::Object(Map::new()));
+                    let mut p = Map::new();
+                    p.insert("kind".into(), Value::from("PartialObjectMetadata"));
+                    p.insert("apiVersion".into(), Value::from(meta_api_version(v1beta1)));
+                    p.insert("metadata".into(), metadata);
+                    r.insert("object".into(), Value::Object(p));
+                }
+                IncludeObject::Object => {
+                    r.insert("object".into(), obj);
+                }
+            }
+            Value::Object(r)
+        })
+        .collect();
+    let mut t = Map::new();
+    t.insert("kind".into(), Value::from("Table"));
+    t.insert("apiVersion".into(), Value::from(meta_api_version(v1beta1)));
+    t.insert("metadata".into(), list_meta);
+    t.insert("columnDefinitions".into(), column_definitions(info));
+    t.insert("rows".into(), Value::Array(rows));
+    Value::Object(t)
 }
 
-/// A Table of objects with list metadata.
+/// A Table of borrowed objects (single objects and watch events).
 pub fn table(
     info: &ResourceInfo,
     objects: &[Value],
@@ -67,14 +96,7 @@ pub fn table(
     list_meta: Value,
     v1beta1: bool,
 ) -> Value {
-    let ctx = RowContext::now();
-    json!({
-        "kind": "Table",
-        "apiVersion": meta_api_version(v1beta1),
-        "metadata": list_meta,
-        "columnDefinitions": column_definitions(info),
-        "rows": objects.iter().map(|o| row(info, o, include, &ctx)).collect::<Vec<_>>(),
-    })
+    table_owned(info, objects.to_vec(), include, list_meta, v1beta1)
 }
 
 /// A PartialObjectMetadataList.
@@ -90,6 +112,20 @@ pub fn metadata_list(objects: &[Value], list_meta: Value, v1beta1: bool) -> Valu
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn include_object_decides_what_each_row_carries() {
+        let info = capstan_api::catalogue::lookup("", "v1", "configmaps").expect("cm");
+        let obj = json!({"metadata":{"name":"a","namespace":"d","creationTimestamp":"2026-01-01T00:00:00Z"},"data":{"k":"v"}});
+        let none = table_owned(info, vec![obj.clone()], IncludeObject::None, json!({}), false);
+        assert!(none["rows"][0].get("object").is_none());
+        let whole = table_owned(info, vec![obj.clone()], IncludeObject::Object, json!({}), false);
+        assert_eq!(whole["rows"][0]["object"], obj);
+        let meta = table_owned(info, vec![obj.clone()], IncludeObject::Metadata, json!({}), true);
+        assert_eq!(meta["apiVersion"], "meta.k8s.io/v1beta1");
+        assert_eq!(meta["rows"][0]["object"]["metadata"], obj["metadata"]);
+        assert!(meta["rows"][0]["object"].get("data").is_none());
+    }
 
     #[test]
     fn tables_carry_columns_rows_and_row_metadata() {
