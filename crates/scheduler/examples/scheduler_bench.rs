@@ -550,6 +550,7 @@ fn offline(args: &Args) -> anyhow::Result<()> {
         let started = Instant::now();
         let mut placed = 0;
         for p in &pods {
+            cache.prepare_spread(p);
             if let Ok(d) = schedule_pod(&cache, p, &mut start_index, None, &mut rng) {
                 cache.assume(p, &d.node);
                 placed += 1;

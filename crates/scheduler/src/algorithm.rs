@@ -79,7 +79,7 @@ impl<'a> Cycle<'a> {
                 cache.namespaces(),
                 cache.hostnames_unique(),
             ),
-            spread: pod_topology_spread::pre_filter(pod, all_nodes),
+            spread: pod_topology_spread::pre_filter(pod, all_nodes, Some(cache.spread_index())),
         }
     }
 
@@ -136,7 +136,13 @@ pub fn score_nodes(
     } else {
         None
     };
-    if let Some(state) = pod_topology_spread::pre_score(pod, feasible, all_nodes, defaults) {
+    if let Some(state) = pod_topology_spread::pre_score(
+        pod,
+        feasible,
+        all_nodes,
+        defaults,
+        Some(cache.spread_index()),
+    ) {
         let mut s = per_node(&|n| pod_topology_spread::raw_score(&state, pod, n));
         pod_topology_spread::normalize(&state, feasible, &mut s);
         add(&s, WEIGHT_POD_TOPOLOGY_SPREAD);

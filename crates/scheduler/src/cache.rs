@@ -9,6 +9,7 @@ use std::sync::Arc;
 use crate::labels::Labels;
 use crate::nodeinfo::{NodeInfo, NodeProps};
 use crate::podinfo::{PodInfo, PodKey, HOSTNAME_LABEL};
+use crate::spread_index::SpreadIndex;
 use crate::workloads::Workloads;
 
 /// What changed about a node, for requeueing pods that a plugin rejected.
@@ -48,6 +49,7 @@ pub struct Cache {
     /// than one node carries.
     hostnames: HashMap<String, usize>,
     duplicate_hostnames: usize,
+    spread: SpreadIndex,
 }
 
 impl Cache {
@@ -60,13 +62,15 @@ impl Cache {
             return s;
         }
         let name: Arc<str> = Arc::from(name);
-        let info = NodeInfo::new(name.clone());
+        let mut info = NodeInfo::new(name.clone());
         let s = match self.free.pop() {
             Some(s) => {
+                info.slot = s;
                 self.slots[s] = info;
                 s
             }
             None => {
+                info.slot = self.slots.len();
                 self.slots.push(info);
                 self.slots.len() - 1
             }
@@ -132,7 +136,7 @@ impl Cache {
         if change.added {
             self.order.push(s);
         }
-        node.props = Some(props);
+        node.set_props(Some(props));
         change
     }
 
@@ -141,9 +145,10 @@ impl Cache {
         let Some(&s) = self.by_name.get(name) else {
             return false;
         };
-        let Some(old) = self.slots[s].props.take() else {
+        let Some(old) = self.slots[s].props.clone() else {
             return false;
         };
+        self.slots[s].set_props(None);
         self.count_hostname(old.labels.get(HOSTNAME_LABEL).cloned(), -1);
         self.order.retain(|&o| o != s);
         self.release_if_empty(s);
@@ -172,6 +177,7 @@ impl Cache {
         let old = self.remove_pod(&pod.key);
         let s = self.slot_for(&pod.node_name);
         self.slots[s].add_pod(pod.clone());
+        self.spread.added(s, &pod);
         self.pods.insert(
             pod.key.clone(),
             PodEntry {
@@ -186,6 +192,9 @@ impl Cache {
     pub fn remove_pod(&mut self, key: &PodKey) -> Option<Arc<PodInfo>> {
         let entry = self.pods.remove(key)?;
         let pod = self.slots[entry.slot].remove_pod(key);
+        if let Some(p) = &pod {
+            self.spread.removed(entry.slot, p);
+        }
         self.release_if_empty(entry.slot);
         pod
     }
@@ -198,6 +207,7 @@ impl Cache {
         self.remove_pod(&pod.key);
         let s = self.slot_for(node);
         self.slots[s].add_pod(assumed.clone());
+        self.spread.added(s, &assumed);
         self.pods.insert(
             pod.key.clone(),
             PodEntry {
@@ -250,6 +260,25 @@ impl Cache {
 
     pub fn namespaces(&self) -> &HashMap<String, Labels> {
         &self.namespaces
+    }
+
+    /// Indexes the selectors of `pod`'s spread constraints (and of the default spreading its
+    /// workload gets) before a decision, so spreading reads per-node counts.
+    pub fn prepare_spread(&mut self, pod: &PodInfo) {
+        let mut selectors: Vec<crate::labels::Selector> =
+            pod.spread.iter().map(|c| c.selector.clone()).collect();
+        if pod.spread.is_empty() {
+            selectors.extend(self.workloads.default_selector(pod));
+        }
+        for sel in selectors {
+            if !sel.is_empty() && !sel.is_nothing() {
+                self.spread.ensure(&pod.namespace, &sel, &self.slots);
+            }
+        }
+    }
+
+    pub fn spread_index(&self) -> &SpreadIndex {
+        &self.spread
     }
 
     pub fn workloads(&self) -> &Workloads {

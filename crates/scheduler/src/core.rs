@@ -331,6 +331,7 @@ impl Core {
     fn schedule_one(&mut self, popped: Popped) {
         let start = Instant::now();
         let pod = popped.info.clone();
+        self.cache.prepare_spread(&pod);
         let result = algorithm::schedule_pod(
             &self.cache,
             &pod,

@@ -31,6 +31,7 @@ pub mod podinfo;
 pub mod queue;
 pub mod recorder;
 pub mod resources;
+pub mod spread_index;
 pub mod workloads;
 
 use std::sync::Arc;

@@ -42,6 +42,8 @@ impl NodeProps {
 #[derive(Clone, Debug)]
 pub struct NodeInfo {
     pub name: Arc<str>,
+    /// Its slot in the cache (`usize::MAX` outside one).
+    pub slot: usize,
     /// None while pods name this node but the Node itself is not (or no longer) known.
     pub props: Option<NodeProps>,
     /// Sum of the pods' requests, including one pod slot each.
@@ -49,11 +51,24 @@ pub struct NodeInfo {
     pub non_zero_cpu: i64,
     pub non_zero_memory: i64,
     pub pods: Vec<Arc<PodInfo>>,
+    /// The labels again, with their keys' hashes: per-cycle loops over all nodes look up
+    /// topology keys by hash instead of comparing strings through a BTreeMap.
+    hashed_labels: Vec<(u64, String, String)>,
     pub pods_with_affinity: usize,
+    /// Pods whose affinity terms take part in scoring others.
+    pub pods_with_scoring_affinity: usize,
     pub pods_with_required_anti_affinity: usize,
     /// Pods with a required anti-affinity term over a topology wider than one node.
     pub pods_with_zonal_anti_affinity: usize,
     pub used_ports: Vec<HostPort>,
+}
+
+/// The hash [`NodeInfo::label_hashed`] looks labels up by.
+pub fn label_hash(key: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = crate::fxhash::FxHasher::default();
+    key.hash(&mut h);
+    h.finish()
 }
 
 static EMPTY_LABELS: Labels = Labels::new();
@@ -69,12 +84,15 @@ impl NodeInfo {
     pub fn new(name: Arc<str>) -> Self {
         Self {
             name,
+            slot: usize::MAX,
             props: None,
             requested: Resources::default(),
             non_zero_cpu: 0,
             non_zero_memory: 0,
             pods: Vec::new(),
+            hashed_labels: Vec::new(),
             pods_with_affinity: 0,
+            pods_with_scoring_affinity: 0,
             pods_with_required_anti_affinity: 0,
             pods_with_zonal_anti_affinity: 0,
             used_ports: Vec::new(),
@@ -84,8 +102,27 @@ impl NodeInfo {
     /// A node with these properties and no pods (tests and benchmarks).
     pub fn with_props(name: &str, props: NodeProps) -> Self {
         let mut n = Self::new(Arc::from(name));
-        n.props = Some(props);
+        n.set_props(Some(props));
         n
+    }
+
+    /// Sets (or clears) the Node's properties.
+    pub fn set_props(&mut self, props: Option<NodeProps>) {
+        self.hashed_labels = props
+            .iter()
+            .flat_map(|p| p.labels.iter())
+            .map(|(k, v)| (label_hash(k), k.clone(), v.clone()))
+            .collect();
+        self.props = props;
+    }
+
+    /// The label `key` (whose [`label_hash`] is `hash`) as (key, value).
+    #[inline]
+    pub fn label_hashed(&self, hash: u64, key: &str) -> Option<(&str, &str)> {
+        self.hashed_labels
+            .iter()
+            .find(|(h, k, _)| *h == hash && k == key)
+            .map(|(_, k, v)| (k.as_str(), v.as_str()))
     }
 
     pub fn labels(&self) -> &Labels {
@@ -121,6 +158,9 @@ impl NodeInfo {
         if pod.has_affinity() {
             self.pods_with_affinity += 1;
         }
+        if pod.has_scoring_affinity() {
+            self.pods_with_scoring_affinity += 1;
+        }
         if !pod.required_anti_affinity.is_empty() {
             self.pods_with_required_anti_affinity += 1;
         }
@@ -144,6 +184,9 @@ impl NodeInfo {
         }
         if pod.has_affinity() {
             self.pods_with_affinity -= 1;
+        }
+        if pod.has_scoring_affinity() {
+            self.pods_with_scoring_affinity -= 1;
         }
         if !pod.required_anti_affinity.is_empty() {
             self.pods_with_required_anti_affinity -= 1;

@@ -360,6 +360,14 @@ impl PodInfo {
             || !self.preferred_anti_affinity.is_empty()
     }
 
+    /// Whether the pod has terms that score other pods: required affinity (counted with
+    /// upstream's hard weight) or preferred (anti-)affinity.
+    pub fn has_scoring_affinity(&self) -> bool {
+        !self.required_affinity.is_empty()
+            || !self.preferred_affinity.is_empty()
+            || !self.preferred_anti_affinity.is_empty()
+    }
+
     /// Whether a required anti-affinity term spans more than one node.
     pub fn has_zonal_anti_affinity(&self) -> bool {
         self.required_anti_affinity.iter().any(|t| !t.per_host)

@@ -280,21 +280,33 @@ pub fn pre_score<'a>(
 ) -> Option<ScoreState<'a>> {
     let has_constraints =
         !pod.preferred_affinity.is_empty() || !pod.preferred_anti_affinity.is_empty();
-    if !has_constraints && all_nodes.iter().all(|n| n.pods_with_affinity == 0) {
+    // Without preferences of its own, only existing pods whose required affinity or
+    // preferred terms can be about the incoming pod matter (required anti-affinity never
+    // scores).
+    if !has_constraints && all_nodes.iter().all(|n| n.pods_with_scoring_affinity == 0) {
         return None;
     }
     let pod_ns = ns.get(&pod.namespace);
+    let own_ns_selector = pod
+        .preferred_affinity
+        .iter()
+        .chain(&pod.preferred_anti_affinity)
+        .any(|w| !w.term.namespace_selector.is_nothing());
     let mut m: FxMap<Pair<'a>, i64> = FxMap::default();
     for &node in all_nodes {
-        if node.labels().is_empty() {
+        if node.labels().is_empty() || (!has_constraints && node.pods_with_scoring_affinity == 0) {
             continue;
         }
         let pods = node
             .pods
             .iter()
-            .filter(|p| has_constraints || p.has_affinity());
+            .filter(|p| has_constraints || p.has_scoring_affinity());
         for existing in pods {
-            let existing_ns = ns.get(&existing.namespace);
+            let existing_ns = if own_ns_selector {
+                ns.get(&existing.namespace)
+            } else {
+                None
+            };
             // The incoming pod's preferences about the existing pod.
             add_terms(
                 &mut m,

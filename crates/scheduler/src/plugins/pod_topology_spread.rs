@@ -10,8 +10,9 @@ use super::node_affinity;
 use super::taint_toleration::first_untolerated;
 use super::{Plugin, Rejection, MAX_NODE_SCORE};
 use crate::labels::Selector;
-use crate::nodeinfo::NodeInfo;
+use crate::nodeinfo::{label_hash, NodeInfo};
 use crate::podinfo::{PodInfo, SpreadConstraint};
+use crate::spread_index::{count_at, SpreadIndex};
 
 pub const ERR_REASON_CONSTRAINTS: &str = "node(s) didn't match pod topology spread constraints";
 pub const ERR_REASON_MISSING_LABEL: &str =
@@ -24,9 +25,12 @@ type Pair<'a> = (&'a str, &'a str);
 
 /// Pods on `node` in namespace `ns` selected by `selector`, terminating pods excluded (an
 /// empty selector counts nothing, as upstream).
-fn count_matching(node: &NodeInfo, selector: &Selector, ns: &str) -> i64 {
+fn count_matching(node: &NodeInfo, selector: &Selector, ns: &str, index: Option<&[u32]>) -> i64 {
     if selector.is_empty() {
         return 0;
+    }
+    if let Some(n) = index.and_then(|c| count_at(c, node)) {
+        return n;
     }
     node.pods
         .iter()
@@ -111,30 +115,43 @@ pub struct FilterState<'a> {
 }
 
 /// Upstream's PreFilter: None when the pod has no DoNotSchedule constraint.
-pub fn pre_filter<'a>(pod: &'a PodInfo, nodes: &[&'a NodeInfo]) -> Option<FilterState<'a>> {
+/// `index` holds per-node counts of indexed selectors (see [`crate::spread_index`]).
+pub fn pre_filter<'a>(
+    pod: &'a PodInfo,
+    nodes: &[&'a NodeInfo],
+    index: Option<&SpreadIndex>,
+) -> Option<FilterState<'a>> {
     let constraints: Vec<&SpreadConstraint> = pod.spread.iter().filter(|c| c.hard).collect();
     if constraints.is_empty() {
         return None;
     }
+    let indexed: Vec<Option<&[u32]>> = constraints
+        .iter()
+        .map(|c| index.and_then(|i| i.counts(&pod.namespace, &c.selector)))
+        .collect();
     let mut matches = DomainCounts::default();
+    let hashes: Vec<u64> = constraints
+        .iter()
+        .map(|c| label_hash(&c.topology_key))
+        .collect();
     let mut pairs: Vec<Pair<'a>> = Vec::with_capacity(constraints.len());
     for &node in nodes {
         // Each constraint's domain on this node; the node counts only if it has them all.
         pairs.clear();
-        for c in &constraints {
-            match node.labels().get_key_value(&c.topology_key) {
-                Some((k, v)) => pairs.push((k.as_str(), v.as_str())),
+        for (c, h) in constraints.iter().zip(&hashes) {
+            match node.label_hashed(*h, &c.topology_key) {
+                Some(p) => pairs.push(p),
                 None => break,
             }
         }
         if pairs.len() < constraints.len() {
             continue;
         }
-        for (c, p) in constraints.iter().zip(&pairs) {
+        for ((c, p), ix) in constraints.iter().zip(&pairs).zip(&indexed) {
             if !node_included(c, pod, node) {
                 continue;
             }
-            *matches.slot(*p) += count_matching(node, &c.selector, &pod.namespace);
+            *matches.slot(*p) += count_matching(node, &c.selector, &pod.namespace, *ix);
         }
     }
     let mut domains: FxMap<&str, (i64, i64)> = FxMap::default();
@@ -202,6 +219,8 @@ pub fn system_default_constraints(selector: Selector) -> Vec<SpreadConstraint> {
 #[derive(Debug, Default)]
 pub struct ScoreState<'a> {
     constraints: Vec<SpreadConstraint>,
+    /// Per constraint, the indexed per-node counts of its selector, if any.
+    indexed: Vec<Option<&'a [u32]>>,
     counts: FxMap<Pair<'a>, i64>,
     weights: Vec<f64>,
     ignored: HashSet<&'a str>,
@@ -215,6 +234,7 @@ pub fn pre_score<'a>(
     feasible: &[&'a NodeInfo],
     all_nodes: &[&'a NodeInfo],
     defaults: Option<Selector>,
+    index: Option<&'a SpreadIndex>,
 ) -> Option<ScoreState<'a>> {
     let (constraints, require_all): (Vec<SpreadConstraint>, bool) = if pod.spread.is_empty() {
         (system_default_constraints(defaults?), false)
@@ -227,8 +247,13 @@ pub fn pre_score<'a>(
     if constraints.is_empty() || feasible.is_empty() {
         return None;
     }
+    let indexed = constraints
+        .iter()
+        .map(|c| index.and_then(|i| i.counts(&pod.namespace, &c.selector)))
+        .collect();
     let mut s = ScoreState {
         constraints,
+        indexed,
         ..Default::default()
     };
     let mut sizes = vec![0usize; s.constraints.len()];
@@ -273,7 +298,7 @@ pub fn pre_score<'a>(
         if require_all && !has_all_keys(node, s.constraints.iter()) {
             continue;
         }
-        for c in &s.constraints {
+        for (c, ix) in s.constraints.iter().zip(&s.indexed) {
             if c.topology_key == HOSTNAME_LABEL || !node_included(c, pod, node) {
                 continue;
             }
@@ -281,7 +306,7 @@ pub fn pre_score<'a>(
                 continue;
             };
             if let Some(n) = s.counts.get_mut(&(k.as_str(), v.as_str())) {
-                *n += count_matching(node, &c.selector, &pod.namespace);
+                *n += count_matching(node, &c.selector, &pod.namespace, *ix);
             }
         }
     }
@@ -298,7 +323,7 @@ pub fn raw_score(state: &ScoreState, pod: &PodInfo, node: &NodeInfo) -> i64 {
             continue;
         };
         let count = if c.topology_key == HOSTNAME_LABEL {
-            count_matching(node, &c.selector, &pod.namespace)
+            count_matching(node, &c.selector, &pod.namespace, state.indexed[i])
         } else {
             state
                 .counts
@@ -376,7 +401,7 @@ mod tests {
         nodes[0].add_pod(Arc::new(spread("w1", 1, "DoNotSchedule")));
         let p = spread("w2", 1, "DoNotSchedule");
         let refs: Vec<&NodeInfo> = nodes.iter().collect();
-        let state = pre_filter(&p, &refs);
+        let state = pre_filter(&p, &refs, None);
         let r: Vec<Option<String>> = nodes
             .iter()
             .map(|n| filter(state.as_ref(), &p, n).map(|r| r.reasons[0].to_string()))
@@ -401,7 +426,7 @@ mod tests {
         nodes[0].add_pod(Arc::new(pod(json!({"metadata": {"name": "o", "namespace": "other", "labels": {"app": "web"}}, "spec": {}}))));
         let p = spread("w2", 1, "DoNotSchedule");
         let refs: Vec<&NodeInfo> = nodes.iter().collect();
-        let state = pre_filter(&p, &refs);
+        let state = pre_filter(&p, &refs, None);
         assert!(nodes
             .iter()
             .all(|n| filter(state.as_ref(), &p, n).is_none()));
@@ -419,8 +444,8 @@ mod tests {
         nodes[1].add_pod(Arc::new(spread("w2", 1, "ScheduleAnyway")));
         let p = spread("w3", 1, "ScheduleAnyway");
         let refs: Vec<&NodeInfo> = nodes.iter().collect();
-        assert!(pre_filter(&p, &refs).is_none());
-        let state = pre_score(&p, &refs, &refs, None).expect("soft constraints");
+        assert!(pre_filter(&p, &refs, None).is_none());
+        let state = pre_score(&p, &refs, &refs, None, None).expect("soft constraints");
         let mut scores: Vec<i64> = nodes.iter().map(|n| raw_score(&state, &p, n)).collect();
         normalize(&state, &refs, &mut scores);
         assert_eq!(scores[3], 0, "a node without the key is ignored");
@@ -440,13 +465,13 @@ mod tests {
         let p = replica("w2");
         let refs: Vec<&NodeInfo> = nodes.iter().collect();
         assert!(
-            pre_score(&p, &refs, &refs, None).is_none(),
+            pre_score(&p, &refs, &refs, None, None).is_none(),
             "no Service or controller: nothing to spread"
         );
         let sel = Selector::from_api(Some(
             &serde_json::from_value(json!({"matchLabels": {"app": "web"}})).expect("sel"),
         ));
-        let state = pre_score(&p, &refs, &refs, Some(sel)).expect("defaults");
+        let state = pre_score(&p, &refs, &refs, Some(sel), None).expect("defaults");
         let mut scores: Vec<i64> = nodes.iter().map(|n| raw_score(&state, &p, n)).collect();
         normalize(&state, &refs, &mut scores);
         assert!(
