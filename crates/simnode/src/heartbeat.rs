@@ -65,7 +65,7 @@ async fn spread(
             let Ok(permit) = permits.clone().acquire_owned().await else {
                 return;
             };
-            let (name, uid, since, lease_exists) = {
+            let (name, uid, since, lease_exists, gone) = {
                 let s = state.lock();
                 let node = &s.nodes[i];
                 (
@@ -73,21 +73,55 @@ async fn spread(
                     node.uid.clone(),
                     node.since.clone(),
                     node.lease_exists,
+                    node.gone,
                 )
             };
+            if gone {
+                drop(permit);
+                continue;
+            }
             let client = client.clone();
             let state = state.clone();
             tokio::spawn(async move {
                 let _permit = permit;
                 let result = match beat {
-                    Beat::Lease => renew_lease(&client, &name, &uid, lease_secs, lease_exists)
-                        .await
-                        .map(|exists| {
-                            if let Some(n) = state.lock().nodes.get_mut(i) {
-                                n.lease_exists = exists;
+                    Beat::Lease => {
+                        match renew_lease(&client, &name, &uid, lease_secs, lease_exists).await {
+                            Ok(true) => {
+                                if let Some(n) = state.lock().nodes.get_mut(i) {
+                                    n.lease_exists = true;
+                                }
+                                Ok(())
                             }
-                        }),
-                    Beat::Status => post_status(&client, &name, &since).await,
+                            // The Lease went: with its Node (garbage collection), or alone.
+                            Ok(false) => {
+                                match Api::<Node>::all(client.clone()).get_opt(&name).await {
+                                    Ok(None) => {
+                                        tracing::info!(node = %name, "simulated node was deleted; no longer simulated");
+                                        state.lock().forget_node(i);
+                                        Ok(())
+                                    }
+                                    Ok(Some(_)) => {
+                                        if let Some(n) = state.lock().nodes.get_mut(i) {
+                                            n.lease_exists = false;
+                                        }
+                                        Ok(())
+                                    }
+                                    Err(e) => Err(e),
+                                }
+                            }
+                            Err(e) => Err(e),
+                        }
+                    }
+                    Beat::Status => match post_status(&client, &name, &since).await {
+                        // Someone deleted the Node: it is no longer ours to keep alive.
+                        Err(kube::Error::Api(s)) if s.code == 404 => {
+                            tracing::info!(node = %name, "simulated node was deleted; no longer simulated");
+                            state.lock().forget_node(i);
+                            Ok(())
+                        }
+                        other => other,
+                    },
                 };
                 if let Err(e) = result {
                     tracing::debug!(node = %name, error = %e, "simulated node heartbeat failed");

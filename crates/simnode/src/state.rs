@@ -18,6 +18,8 @@ pub struct SimNode {
     pub since: String,
     /// Its Lease exists (renewals patch it; until then they create it).
     pub lease_exists: bool,
+    /// The Node was deleted by someone: no more heartbeats, no new pods.
+    pub gone: bool,
 }
 
 impl SimNode {
@@ -29,6 +31,7 @@ impl SimNode {
             cidr,
             since,
             lease_exists: false,
+            gone: false,
         }
     }
 
@@ -76,6 +79,15 @@ impl State {
             nodes,
             by_name,
             pods: HashMap::new(),
+        }
+    }
+
+    /// Stops simulating node `i` (its Node was deleted).
+    pub fn forget_node(&mut self, i: usize) {
+        if let Some(n) = self.nodes.get_mut(i) {
+            n.gone = true;
+            let name = n.name.clone();
+            self.by_name.remove(&name);
         }
     }
 
