@@ -27,8 +27,8 @@ pub struct AgentArgs {
     #[arg(long, env = "CAPSTAN_SIMULATE", default_value_t = 0)]
     pub simulate: u32,
 
-    /// The server's CA certificate (default: <data-dir>/server/tls/ca.crt, where a server on
-    /// this machine keeps it).
+    /// The server's CA certificate (default: fetched from the server and checked against the
+    /// hash the token pins).
     #[arg(long, env = "CAPSTAN_CA_FILE")]
     pub ca_file: Option<PathBuf>,
 

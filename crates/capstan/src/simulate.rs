@@ -70,20 +70,35 @@ pub fn start(
     });
 }
 
-/// `capstan agent --simulate N`: simulated nodes joined to a remote server with the join
-/// token, trusting the server's CA from `--ca-file`; runs until SIGTERM or Ctrl-C.
+/// `capstan agent --simulate N`: simulated nodes joined to a remote server the way a real
+/// agent joins (the token pins the server's CA, which is fetched and checked unless
+/// `--ca-file` gives it); one set of credentials, kept under the data dir, serves all of them.
+/// Runs until SIGTERM or Ctrl-C.
 pub async fn run_agent(args: &crate::agent::AgentArgs) -> anyhow::Result<()> {
-    let ca_path = args
-        .ca_file
-        .clone()
-        .unwrap_or_else(|| args.data_dir.join("server/tls/ca.crt"));
-    let ca = std::fs::read_to_string(&ca_path).with_context(|| {
-        format!(
-            "reading the server's CA certificate from {} (pass --ca-file)",
-            ca_path.display()
-        )
-    })?;
-    let client = crate::client::kube_client(&args.server, &ca, &args.token).await?;
+    let identity = format!("{}simulator", args.simulate_flags.simulate_name_prefix);
+    let cred_path = args.data_dir.join("agent/cred/simulator.json");
+    let creds = match capstan_kubelet::join::Credentials::load(&cred_path)
+        .filter(|c| c.node_name == identity)
+    {
+        Some(c) => c,
+        None => {
+            let token = capstan_kubelet::join::Token::parse(&args.token);
+            let ca = match &args.ca_file {
+                Some(f) => Some(
+                    std::fs::read_to_string(f)
+                        .with_context(|| format!("reading {}", f.display()))?,
+                ),
+                None => None,
+            };
+            let local = [std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST)];
+            let c = capstan_kubelet::join::join(&args.server, &token, ca, &identity, &local)
+                .await
+                .context("joining the cluster")?;
+            c.save(&cred_path)?;
+            c
+        }
+    };
+    let client = crate::client::kube_client(&args.server, &creds.ca_cert, &creds.token).await?;
     let cfg = args.simulate_flags.config(args.simulate as usize)?;
     let (tx, rx) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {

@@ -505,8 +505,9 @@ fn cordon_keeps_new_pods_off_and_uncordon_lets_them_in() {
     assert_eq!(running_on(&s, "waiting"), "sim-0001");
 }
 
+/// The pinned join token (`K10<sha256 of the CA>::server:<secret>`) agents take.
 fn token(s: &Server) -> String {
-    std::fs::read_to_string(s.data_dir().join("server/token"))
+    std::fs::read_to_string(s.data_dir().join("server/node-token"))
         .expect("join token")
         .trim()
         .to_string()
@@ -526,8 +527,6 @@ fn agent(s: &Server, extra: &[&str]) -> Agent {
     let log = std::fs::File::create(s.dir.path().join("agent.log")).expect("agent log");
     let child = Command::new(BIN)
         .args(["agent", "--server", &s.url(), "--token", &token(s)])
-        .arg("--ca-file")
-        .arg(s.ca_file())
         .arg("--data-dir")
         .arg(s.dir.path().join("agent"))
         .args(extra)
