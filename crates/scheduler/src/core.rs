@@ -405,6 +405,7 @@ impl Core {
                 last_transition_time: current
                     .filter(|c| c.status == "False")
                     .and_then(|c| c.last_transition_time.clone()),
+                resource_version: pod.resource_version.clone(),
             })
         };
         self.recorder.record(Record::Failed {

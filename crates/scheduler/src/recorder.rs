@@ -62,6 +62,9 @@ pub struct ConditionUpdate {
     pub message: String,
     /// Kept when the condition was already False (upstream keeps the transition time).
     pub last_transition_time: Option<String>,
+    /// The pod version the decision saw: the write is conditional on it, so that a late
+    /// write cannot mark a pod unschedulable after it was bound.
+    pub resource_version: String,
 }
 
 /// The sending side, used by the scheduling loop.
@@ -212,7 +215,7 @@ async fn update_condition(
         .last_transition_time
         .clone()
         .unwrap_or_else(|| now.clone());
-    let patch = json!({"status": {"conditions": [{
+    let mut patch = json!({"status": {"conditions": [{
         "type": "PodScheduled",
         "status": "False",
         "reason": c.reason,
@@ -220,10 +223,19 @@ async fn update_condition(
         "lastProbeTime": null,
         "lastTransitionTime": transition,
     }]}});
+    if !c.resource_version.is_empty() {
+        patch["metadata"] = json!({"resourceVersion": c.resource_version});
+    }
     let api: Api<Pod> = Api::namespaced(client.clone(), &pod.namespace);
-    api.patch_status(&pod.name, &PatchParams::default(), &Patch::Strategic(patch))
-        .await?;
-    Ok(())
+    match api
+        .patch_status(&pod.name, &PatchParams::default(), &Patch::Strategic(patch))
+        .await
+    {
+        // The pod changed since the decision (bound, updated or gone): the next attempt, if
+        // any, reports again.
+        Err(kube::Error::Api(s)) if s.code == 409 || s.code == 404 => Ok(()),
+        other => other.map(|_| ()),
+    }
 }
 
 /// Creates the event, or bumps the count of the same event recorded before.
