@@ -57,6 +57,8 @@ pub async fn run(client: kube::Client, cluster_cidr: String, mut shutdown: watch
     };
     let api: Api<Node> = Api::all(client);
     let mut used: BTreeSet<String> = BTreeSet::new();
+    // Nodes already told there is no free block: said once, not on every heartbeat.
+    let mut reported_full: std::collections::HashSet<String> = Default::default();
     let stream = watcher(api.clone(), watcher::Config::default()).boxed();
     tokio::pin!(stream);
     loop {
@@ -73,6 +75,9 @@ pub async fn run(client: kube::Client, cluster_cidr: String, mut shutdown: watch
             }
             Ok(watcher::Event::InitDone) => continue,
             Ok(watcher::Event::Delete(n)) => {
+                if let Some(name) = &n.metadata.name {
+                    reported_full.remove(name);
+                }
                 if let Some(c) = n.spec.and_then(|s| s.pod_cidr) {
                     used.remove(&c);
                 }
@@ -92,7 +97,9 @@ pub async fn run(client: kube::Client, cluster_cidr: String, mut shutdown: watch
                 }
                 None => {
                     let Some(block) = blocks.first_free(&used) else {
-                        tracing::error!(node = %name, "no free podCIDR left in {cluster_cidr}");
+                        if reported_full.insert(name.clone()) {
+                            tracing::error!(node = %name, "no free podCIDR left in {cluster_cidr}");
+                        }
                         continue;
                     };
                     let patch = json!({"spec": {"podCIDR": block, "podCIDRs": [block]}});
