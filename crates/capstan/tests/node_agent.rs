@@ -803,6 +803,21 @@ fn free_port() -> u16 {
         .expect("free port")
 }
 
+/// A free port below the kernel's ephemeral range (32768-60999), which is where every test
+/// server's port comes from: a hostPort's DNAT rule covers 127.0.0.1 too, so a hostPort equal
+/// to a concurrently started test server's port would swallow that server's connections.
+fn port_below_ephemeral_range() -> u16 {
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0)
+        ^ std::process::id();
+    (0..1000u32)
+        .map(|i| 20000 + ((seed.wrapping_add(i.wrapping_mul(7919))) % 12000) as u16)
+        .find(|p| std::net::TcpListener::bind(("0.0.0.0", *p)).is_ok())
+        .expect("a free port in 20000-31999")
+}
+
 #[test]
 fn security_context_host_network_host_ports_and_lifecycle_hooks() {
     let s = agent();
@@ -831,8 +846,8 @@ fn security_context_host_network_host_ports_and_lifecycle_hooks() {
     let hostdir = s.dir.path().join("hooks");
     std::fs::create_dir_all(&hostdir).expect("hostdir");
     s.apply(&pod("hooks", &node, &format!("  containers:\n  - name: c\n    image: {BUSYBOX}\n    command: [sh, -c, 'for i in $(seq 1 50); do test -f /tmp/started && break; sleep 0.1; done; cp /tmp/started /host/seen; trap \"exit 0\" TERM; sleep 3600 & wait']\n    lifecycle:\n      postStart: {{exec: {{command: [sh, -c, 'echo yes > /tmp/started']}}}}\n      preStop: {{exec: {{command: [sh, -c, 'echo bye > /host/prestop']}}}}\n    volumeMounts: [{{name: h, mountPath: /host}}]\n  volumes:\n  - name: h\n    hostPath: {{path: {}, type: Directory}}\n", hostdir.display())));
-    let hport = free_port();
-    let nport = free_port();
+    let hport = port_below_ephemeral_range();
+    let nport = port_below_ephemeral_range();
     s.apply(&pod("hostport", &node, &format!("  containers:\n  - name: web\n    image: {HTTPD}\n    ports: [{{containerPort: 80, hostPort: {hport}}}]\n")));
     s.apply(&pod("hostnet", &node, &format!("  hostNetwork: true\n  containers:\n  - name: web\n    image: {HTTPD}\n    env: [{{name: PORT, value: '{nport}'}}]\n")));
     wait_phase(&s, "ids", "Succeeded", 60);

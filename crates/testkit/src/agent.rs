@@ -161,8 +161,8 @@ impl Server {
 }
 
 /// Kills what a test cluster's agent left behind (containers, shims, containerd), unmounts
-/// its file systems, removes its bridge. Processes are found by the data dir in their command
-/// line and ended by pid.
+/// its file systems, removes its bridge and its pods' NAT rules. Processes are found by the
+/// data dir in their command line and ended by pid.
 pub fn cleanup(data_dir: &Path, a: &AgentOpts) {
     let runc_root = data_dir.join("agent/containerd/state/runc-root/k8s.io");
     if runc_root.exists() {
@@ -172,7 +172,12 @@ pub fn cleanup(data_dir: &Path, a: &AgentOpts) {
             .args(["list", "-q"])
             .output();
         if let Ok(out) = out {
-            for id in String::from_utf8_lossy(&out.stdout).lines() {
+            let ids: Vec<String> = String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .map(str::to_string)
+                .collect();
+            remove_nat_rules_of(&ids);
+            for id in &ids {
                 let _ = Command::new("runc")
                     .arg("--root")
                     .arg(&runc_root)
@@ -213,6 +218,57 @@ pub fn cleanup(data_dir: &Path, a: &AgentOpts) {
         let _ = Command::new("umount").arg("-l").arg(p).status();
     }
     let _ = Command::new("ip").args(["link", "del", &a.bridge]).output();
+}
+
+/// Removes the NAT rules the CNI bridge (masquerade) and portmap (hostPort DNAT) plugins added
+/// for these sandboxes. Killing containers with runc skips CNI DEL, and a leftover hostPort
+/// DNAT would capture that port on 127.0.0.1 for every later test that happens to listen on it.
+/// The plugins tag each rule with the sandbox id; the per-sandbox chains they jump to are
+/// flushed and deleted.
+fn remove_nat_rules_of(ids: &[String]) {
+    if ids.is_empty() {
+        return;
+    }
+    let Ok(out) = Command::new("iptables-save").args(["-t", "nat"]).output() else {
+        return;
+    };
+    let saved = String::from_utf8_lossy(&out.stdout);
+    let tagged: Vec<&str> = saved
+        .lines()
+        .filter(|l| l.starts_with("-A ") && ids.iter().any(|id| l.contains(id.as_str())))
+        .collect();
+    let shared = [
+        "CNI-HOSTPORT-DNAT",
+        "CNI-HOSTPORT-MASQ",
+        "CNI-HOSTPORT-SETMARK",
+    ];
+    let chains: std::collections::BTreeSet<&str> = tagged
+        .iter()
+        .filter_map(|l| {
+            l.rsplit_once(" -j ")
+                .map(|(_, t)| t.split_whitespace().next().unwrap_or(""))
+        })
+        .filter(|t| t.starts_with("CNI-") && !shared.contains(t))
+        .collect();
+    for rule in &tagged {
+        let chain = rule.split_whitespace().nth(1).unwrap_or("");
+        if chains.contains(chain) {
+            continue; // flushed with its chain below
+        }
+        // iptables-save quotes comments the way sh reads them.
+        let _ = Command::new("sh")
+            .arg("-c")
+            .arg(format!("iptables -w -t nat -D {}", &rule[3..]))
+            .output();
+    }
+    for chain in chains {
+        let _ = Command::new("iptables")
+            .args(["-w", "-t", "nat", "-F", chain])
+            .output();
+        let _ = Command::new("iptables")
+            .args(["-w", "-t", "nat", "-X", chain])
+            .output();
+    }
 }
 
 /// A `capstan agent` process joined to a server, stopped and cleaned up when dropped.
