@@ -6,9 +6,9 @@ use std::sync::OnceLock;
 
 use k8s_openapi::api::{
     apps::v1 as apps, autoscaling::v1 as autoscaling_v1, autoscaling::v2 as autoscaling_v2,
-    batch::v1 as batch, coordination::v1 as coordination, core::v1 as core, discovery::v1 as discovery,
-    events::v1 as events, networking::v1 as networking, policy::v1 as policy, rbac::v1 as rbac,
-    storage::v1 as storage,
+    batch::v1 as batch, coordination::v1 as coordination, core::v1 as core,
+    discovery::v1 as discovery, events::v1 as events, networking::v1 as networking,
+    policy::v1 as policy, rbac::v1 as rbac, storage::v1 as storage,
 };
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1 as apiextensions;
 
@@ -111,13 +111,28 @@ impl ResourceInfo {
 }
 
 /// Verbs of an ordinary namespaced or cluster-scoped resource.
-pub const ALL_VERBS: &[&str] = &["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"];
-const NO_COLLECTION_DELETE: &[&str] = &["create", "delete", "get", "list", "patch", "update", "watch"];
+pub const ALL_VERBS: &[&str] = &[
+    "create",
+    "delete",
+    "deletecollection",
+    "get",
+    "list",
+    "patch",
+    "update",
+    "watch",
+];
+const NO_COLLECTION_DELETE: &[&str] = &[
+    "create", "delete", "get", "list", "patch", "update", "watch",
+];
 const GET_PATCH_UPDATE: &[&str] = &["get", "patch", "update"];
 const CREATE_ONLY: &[&str] = &["create"];
 const GET_ONLY: &[&str] = &["get"];
 
-const fn sub(name: &'static str, kind: &'static str, verbs: &'static [&'static str]) -> Subresource {
+const fn sub(
+    name: &'static str,
+    kind: &'static str,
+    verbs: &'static [&'static str],
+) -> Subresource {
     Subresource {
         name,
         group: "",
@@ -276,7 +291,15 @@ static RESOURCES: &[ResourceInfo] = &[
             status!("Pod"),
         ],
     }),
-    resource!(core::PodTemplate, "", "v1", "PodTemplate", "podtemplates", Namespaced, {}),
+    resource!(
+        core::PodTemplate,
+        "",
+        "v1",
+        "PodTemplate",
+        "podtemplates",
+        Namespaced,
+        {}
+    ),
     resource!(core::ReplicationController, "", "v1", "ReplicationController", "replicationcontrollers", Namespaced, {
         short_names: &["rc"],
         categories: &["all"],
@@ -298,7 +321,15 @@ static RESOURCES: &[ResourceInfo] = &[
         subresources: &[sub("proxy", "ServiceProxyOptions", &["create", "delete", "get", "patch", "update"]), status!("Service")],
     }),
     // apps/v1
-    resource!(apps::ControllerRevision, "apps", "v1", "ControllerRevision", "controllerrevisions", Namespaced, {}),
+    resource!(
+        apps::ControllerRevision,
+        "apps",
+        "v1",
+        "ControllerRevision",
+        "controllerrevisions",
+        Namespaced,
+        {}
+    ),
     resource!(apps::DaemonSet, "apps", "v1", "DaemonSet", "daemonsets", Namespaced, {
         short_names: &["ds"],
         categories: &["all"],
@@ -349,14 +380,38 @@ static RESOURCES: &[ResourceInfo] = &[
         subresources: &[status!("Job")],
         has_generation: true,
     }),
-    resource!(coordination::Lease, "coordination.k8s.io", "v1", "Lease", "leases", Namespaced, {}),
-    resource!(discovery::EndpointSlice, "discovery.k8s.io", "v1", "EndpointSlice", "endpointslices", Namespaced, {}),
+    resource!(
+        coordination::Lease,
+        "coordination.k8s.io",
+        "v1",
+        "Lease",
+        "leases",
+        Namespaced,
+        {}
+    ),
+    resource!(
+        discovery::EndpointSlice,
+        "discovery.k8s.io",
+        "v1",
+        "EndpointSlice",
+        "endpointslices",
+        Namespaced,
+        {}
+    ),
     resource!(events::Event, "events.k8s.io", "v1", "Event", "events", Namespaced, {
         short_names: &["ev"],
         keeps_status_on_create: true,
         conversion: Some(&conversion::EVENTS_V1),
     }),
-    resource!(networking::IngressClass, "networking.k8s.io", "v1", "IngressClass", "ingressclasses", Cluster, {}),
+    resource!(
+        networking::IngressClass,
+        "networking.k8s.io",
+        "v1",
+        "IngressClass",
+        "ingressclasses",
+        Cluster,
+        {}
+    ),
     resource!(networking::Ingress, "networking.k8s.io", "v1", "Ingress", "ingresses", Namespaced, {
         short_names: &["ing"],
         subresources: &[status!("Ingress")],
@@ -371,10 +426,42 @@ static RESOURCES: &[ResourceInfo] = &[
         subresources: &[status!("PodDisruptionBudget")],
         has_generation: true,
     }),
-    resource!(rbac::ClusterRoleBinding, "rbac.authorization.k8s.io", "v1", "ClusterRoleBinding", "clusterrolebindings", Cluster, {}),
-    resource!(rbac::ClusterRole, "rbac.authorization.k8s.io", "v1", "ClusterRole", "clusterroles", Cluster, {}),
-    resource!(rbac::RoleBinding, "rbac.authorization.k8s.io", "v1", "RoleBinding", "rolebindings", Namespaced, {}),
-    resource!(rbac::Role, "rbac.authorization.k8s.io", "v1", "Role", "roles", Namespaced, {}),
+    resource!(
+        rbac::ClusterRoleBinding,
+        "rbac.authorization.k8s.io",
+        "v1",
+        "ClusterRoleBinding",
+        "clusterrolebindings",
+        Cluster,
+        {}
+    ),
+    resource!(
+        rbac::ClusterRole,
+        "rbac.authorization.k8s.io",
+        "v1",
+        "ClusterRole",
+        "clusterroles",
+        Cluster,
+        {}
+    ),
+    resource!(
+        rbac::RoleBinding,
+        "rbac.authorization.k8s.io",
+        "v1",
+        "RoleBinding",
+        "rolebindings",
+        Namespaced,
+        {}
+    ),
+    resource!(
+        rbac::Role,
+        "rbac.authorization.k8s.io",
+        "v1",
+        "Role",
+        "roles",
+        Namespaced,
+        {}
+    ),
     resource!(storage::StorageClass, "storage.k8s.io", "v1", "StorageClass", "storageclasses", Cluster, { short_names: &["sc"] }),
     resource!(apiextensions::CustomResourceDefinition, "apiextensions.k8s.io", "v1", "CustomResourceDefinition", "customresourcedefinitions", Cluster, {
         short_names: &["crd", "crds"],
@@ -445,7 +532,10 @@ pub fn groups() -> &'static [GroupInfo] {
 }
 
 /// The resources of one group-version, in catalogue order.
-pub fn in_group_version<'a>(group: &'a str, version: &'a str) -> impl Iterator<Item = &'static ResourceInfo> + 'a {
+pub fn in_group_version<'a>(
+    group: &'a str,
+    version: &'a str,
+) -> impl Iterator<Item = &'static ResourceInfo> + 'a {
     RESOURCES
         .iter()
         .filter(move |r| r.group == group && r.version == version)
@@ -472,7 +562,10 @@ mod tests {
 
     #[test]
     fn versions_of_a_group_are_listed_preferred_first() {
-        let autoscaling = groups().iter().find(|g| g.name == "autoscaling").expect("autoscaling");
+        let autoscaling = groups()
+            .iter()
+            .find(|g| g.name == "autoscaling")
+            .expect("autoscaling");
         assert_eq!(autoscaling.versions, vec!["v2", "v1"]);
         assert_eq!(groups()[0].name, "");
     }

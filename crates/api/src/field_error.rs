@@ -77,7 +77,11 @@ impl FieldError {
         Self::new(FieldErrorType::Required, field, None, detail)
     }
 
-    pub fn invalid(field: impl Into<String>, value: impl Into<Value>, detail: impl Into<String>) -> Self {
+    pub fn invalid(
+        field: impl Into<String>,
+        value: impl Into<Value>,
+        detail: impl Into<String>,
+    ) -> Self {
         Self::new(FieldErrorType::Invalid, field, Some(value.into()), detail)
     }
 
@@ -103,7 +107,11 @@ impl FieldError {
     }
 
     /// `Unsupported value: "x": supported values: "a", "b"`.
-    pub fn not_supported(field: impl Into<String>, value: impl Into<Value>, supported: &[&str]) -> Self {
+    pub fn not_supported(
+        field: impl Into<String>,
+        value: impl Into<Value>,
+        supported: &[&str],
+    ) -> Self {
         let list = supported
             .iter()
             .map(|s| format!("{s:?}"))
@@ -114,7 +122,12 @@ impl FieldError {
         } else {
             format!("supported values: {list}")
         };
-        Self::new(FieldErrorType::NotSupported, field, Some(value.into()), detail)
+        Self::new(
+            FieldErrorType::NotSupported,
+            field,
+            Some(value.into()),
+            detail,
+        )
     }
 
     /// The error without the field path, as in a Status cause's message:
@@ -246,13 +259,19 @@ mod tests {
     #[test]
     fn several_errors_aggregate_in_brackets() {
         let errs = vec![FieldError::required("a", ""), FieldError::required("b", "")];
-        assert_eq!(aggregate_message(&errs), "[a: Required value, b: Required value]");
+        assert_eq!(
+            aggregate_message(&errs),
+            "[a: Required value, b: Required value]"
+        );
         assert_eq!(aggregate_message(&errs[..1]), "a: Required value");
     }
 
     #[test]
     fn paths_compose() {
-        let p = Path::new("spec").child("containers").index(2).child("image");
+        let p = Path::new("spec")
+            .child("containers")
+            .index(2)
+            .child("image");
         assert_eq!(p.as_str(), "spec.containers[2].image");
     }
 }

@@ -134,14 +134,16 @@ fn field_path(path: &serde_ignored::Path<'_>) -> String {
                 format!("{p}.{key}")
             }
         }
-        P::Some { parent } | P::NewtypeStruct { parent } | P::NewtypeVariant { parent } => field_path(parent),
+        P::Some { parent } | P::NewtypeStruct { parent } | P::NewtypeVariant { parent } => {
+            field_path(parent)
+        }
     }
 }
 
 impl<K: KindHooks> Strategy for Typed<K> {
     fn decode(&self, body: Value, unknown: &mut Vec<String>) -> Result<Value, DecodeError> {
         let k: K = serde_ignored::deserialize(&body, |path| unknown.push(field_path(&path)))
-        .map_err(|e| DecodeError(e.to_string()))?;
+            .map_err(|e| DecodeError(e.to_string()))?;
         serde_json::to_value(&k).map_err(|e| DecodeError(e.to_string()))
     }
 
@@ -218,7 +220,10 @@ mod tests {
                 &mut unknown,
             )
             .expect("decodes");
-        assert_eq!(unknown, vec!["metadata.bogus".to_string(), "spec".to_string()]);
+        assert_eq!(
+            unknown,
+            vec!["metadata.bogus".to_string(), "spec".to_string()]
+        );
         assert_eq!(out["data"]["k"], "v");
         assert!(out.get("spec").is_none());
     }
@@ -240,7 +245,10 @@ mod tests {
         let s: &dyn Strategy = &Typed::<ConfigMap>::NEW;
         let mut unknown = Vec::new();
         let err = s
-            .decode(json!({"metadata":{"name":"a"},"data":{"k":1}}), &mut unknown)
+            .decode(
+                json!({"metadata":{"name":"a"},"data":{"k":1}}),
+                &mut unknown,
+            )
             .expect_err("must fail");
         assert!(err.0.contains("invalid type"), "{}", err.0);
     }

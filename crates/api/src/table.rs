@@ -51,7 +51,10 @@ impl Column {
 
     /// The same column shown only with `-o wide`.
     pub const fn wide(self) -> Self {
-        Self { priority: 1, ..self }
+        Self {
+            priority: 1,
+            ..self
+        }
     }
 }
 
@@ -63,7 +66,9 @@ pub struct RowContext {
 
 impl RowContext {
     pub fn now() -> Self {
-        Self { now: Timestamp::now() }
+        Self {
+            now: Timestamp::now(),
+        }
     }
 
     /// The age of an object as kubectl prints it ("5s", "3m2s", "4h", "2d3h", "<unknown>").

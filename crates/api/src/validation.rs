@@ -13,7 +13,8 @@ pub const DNS1123_SUBDOMAIN_MAX: usize = 253;
 const TOTAL_ANNOTATION_SIZE_LIMIT: usize = 256 * 1024;
 
 const DNS1123_LABEL_FMT: &str = "[a-z0-9]([-a-z0-9]*[a-z0-9])?";
-const DNS1123_SUBDOMAIN_FMT: &str = "[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*";
+const DNS1123_SUBDOMAIN_FMT: &str =
+    "[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*";
 const DNS1035_LABEL_FMT: &str = "[a-z]([-a-z0-9]*[a-z0-9])?";
 
 /// How a kind's object names are checked (upstream's ValidateNameFunc per kind).
@@ -125,7 +126,8 @@ fn is_qualified_name_part(s: &str) -> bool {
     !b.is_empty()
         && b[0].is_ascii_alphanumeric()
         && b[b.len() - 1].is_ascii_alphanumeric()
-        && b.iter().all(|&c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_' || c == b'.')
+        && b.iter()
+            .all(|&c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_' || c == b'.')
 }
 
 /// Problems with a qualified name such as a label key (`example.com/name` or `name`).
@@ -151,7 +153,9 @@ pub fn qualified_name(s: &str) -> Vec<String> {
     if name.is_empty() {
         errs.push("name part must be non-empty".to_string());
     } else if name.len() > QUALIFIED_NAME_MAX {
-        errs.push(format!("name part must be no more than {QUALIFIED_NAME_MAX} characters"));
+        errs.push(format!(
+            "name part must be no more than {QUALIFIED_NAME_MAX} characters"
+        ));
     }
     if !name.is_empty() && !is_qualified_name_part(name) {
         errs.push(QUALIFIED_NAME_ERR.to_string());
@@ -184,7 +188,11 @@ pub fn validate_labels(labels: &BTreeMap<String, String>, path: &Path, errs: &mu
 }
 
 /// Validates annotations: qualified-name keys and a total size limit.
-pub fn validate_annotations(annotations: &BTreeMap<String, String>, path: &Path, errs: &mut ErrorList) {
+pub fn validate_annotations(
+    annotations: &BTreeMap<String, String>,
+    path: &Path,
+    errs: &mut ErrorList,
+) {
     let mut total = 0usize;
     for (k, v) in annotations {
         for msg in qualified_name(&k.to_lowercase()) {
@@ -199,12 +207,20 @@ pub fn validate_annotations(annotations: &BTreeMap<String, String>, path: &Path,
 
 /// Upstream's ValidateObjectMeta: name (or generateName), namespace presence, labels, annotations,
 /// owner references and finalizers. `namespaced` says whether the kind lives in a namespace.
-pub fn validate_object_meta(meta: &ObjectMeta, namespaced: bool, rule: NameRule, errs: &mut ErrorList) {
+pub fn validate_object_meta(
+    meta: &ObjectMeta,
+    namespaced: bool,
+    rule: NameRule,
+    errs: &mut ErrorList,
+) {
     let path = Path::new("metadata");
     match meta.name.as_deref() {
         None | Some("") => {
             if meta.generate_name.as_deref().unwrap_or("").is_empty() {
-                errs.push(FieldError::required(path.child("name"), "name or generateName is required"));
+                errs.push(FieldError::required(
+                    path.child("name"),
+                    "name or generateName is required",
+                ));
             }
         }
         Some(name) => {
@@ -247,16 +263,32 @@ pub fn validate_object_meta(meta: &ObjectMeta, namespaced: bool, rule: NameRule,
         let mut controllers = 0;
         for r in refs {
             if r.api_version.is_empty() {
-                errs.push(FieldError::invalid(p.child("apiVersion"), r.api_version.as_str(), "version must not be empty"));
+                errs.push(FieldError::invalid(
+                    p.child("apiVersion"),
+                    r.api_version.as_str(),
+                    "version must not be empty",
+                ));
             }
             if r.kind.is_empty() {
-                errs.push(FieldError::invalid(p.child("kind"), r.kind.as_str(), "must not be empty"));
+                errs.push(FieldError::invalid(
+                    p.child("kind"),
+                    r.kind.as_str(),
+                    "must not be empty",
+                ));
             }
             if r.name.is_empty() {
-                errs.push(FieldError::invalid(p.child("name"), r.name.as_str(), "must not be empty"));
+                errs.push(FieldError::invalid(
+                    p.child("name"),
+                    r.name.as_str(),
+                    "must not be empty",
+                ));
             }
             if r.uid.is_empty() {
-                errs.push(FieldError::invalid(p.child("uid"), r.uid.as_str(), "must not be empty"));
+                errs.push(FieldError::invalid(
+                    p.child("uid"),
+                    r.uid.as_str(),
+                    "must not be empty",
+                ));
             }
             if r.controller == Some(true) {
                 controllers += 1;
@@ -305,7 +337,12 @@ pub fn validate_object_meta_update(new: &ObjectMeta, old: &ObjectMeta, errs: &mu
 }
 
 /// Adds an "immutable" error when `new != old`, rendering the new value like upstream.
-pub fn immutable_field<T: serde::Serialize + PartialEq>(new: &T, old: &T, path: impl Into<String>, errs: &mut ErrorList) {
+pub fn immutable_field<T: serde::Serialize + PartialEq>(
+    new: &T,
+    old: &T,
+    path: impl Into<String>,
+    errs: &mut ErrorList,
+) {
     if new != old {
         errs.push(FieldError::invalid(
             path,
@@ -318,7 +355,11 @@ pub fn immutable_field<T: serde::Serialize + PartialEq>(new: &T, old: &T, path: 
 /// Adds an error when a count is negative (upstream: "must be greater than or equal to 0").
 pub fn non_negative(v: i64, path: impl Into<String>, errs: &mut ErrorList) {
     if v < 0 {
-        errs.push(FieldError::invalid(path, v, "must be greater than or equal to 0"));
+        errs.push(FieldError::invalid(
+            path,
+            v,
+            "must be greater than or equal to 0",
+        ));
     }
 }
 
@@ -366,7 +407,10 @@ mod tests {
         };
         validate_object_meta(&meta, true, NameRule::Dns1123Subdomain, &mut errs);
         assert_eq!(errs.len(), 1);
-        assert_eq!(errs[0].to_string(), "metadata.name: Required value: name or generateName is required");
+        assert_eq!(
+            errs[0].to_string(),
+            "metadata.name: Required value: name or generateName is required"
+        );
     }
 
     #[test]

@@ -190,9 +190,8 @@ impl ServiceAllocator {
         }
 
         if wants_node_ports(svc) {
-            let old_ports: Vec<(i64, String, u16)> = old
-                .map(|o| port_entries(o))
-                .unwrap_or_default();
+            let old_ports: Vec<(i64, String, u16)> =
+                old.map(|o| port_entries(o)).unwrap_or_default();
             let (plo, phi) = self.config.node_ports;
             if let Some(ports) = svc["spec"]["ports"].as_array_mut() {
                 for (i, p) in ports.iter_mut().enumerate() {
@@ -209,8 +208,14 @@ impl ServiceAllocator {
                                     n,
                                     format!("provided port is not in the valid range. The range of valid ports is {plo}-{phi}"),
                                 ));
-                            } else if st.ports.contains(&(n as u16)) || taken.ports.contains(&(n as u16)) {
-                                errs.push(FieldError::invalid(path, n, "provided port is already allocated"));
+                            } else if st.ports.contains(&(n as u16))
+                                || taken.ports.contains(&(n as u16))
+                            {
+                                errs.push(FieldError::invalid(
+                                    path,
+                                    n,
+                                    "provided port is already allocated",
+                                ));
                             } else {
                                 st.ports.insert(n as u16);
                                 taken.ports.push(n as u16);
@@ -259,7 +264,9 @@ impl ServiceAllocator {
                 return Some(n);
             }
         }
-        (dyn_lo..=hi).chain(lo..dyn_lo).find(|n| !st.ips.contains(n))
+        (dyn_lo..=hi)
+            .chain(lo..dyn_lo)
+            .find(|n| !st.ips.contains(n))
     }
 }
 
@@ -282,7 +289,11 @@ fn set_cluster_ip(svc: &mut Value, ip: &str) {
 fn cluster_ips(svc: &Value) -> Vec<String> {
     let mut out: Vec<String> = svc["spec"]["clusterIPs"]
         .as_array()
-        .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(str::to_string))
+                .collect()
+        })
         .unwrap_or_default();
     if let Some(ip) = svc["spec"]["clusterIP"].as_str() {
         if !out.iter().any(|o| o == ip) {
@@ -335,7 +346,11 @@ mod tests {
         let a = ServiceAllocator::new(AllocatorConfig::default());
         let mut s = svc("ClusterIP", "", None);
         a.allocate(&mut s, None).expect("allocates");
-        let ip: Ipv4Addr = s["spec"]["clusterIP"].as_str().expect("ip").parse().expect("parses");
+        let ip: Ipv4Addr = s["spec"]["clusterIP"]
+            .as_str()
+            .expect("ip")
+            .parse()
+            .expect("parses");
         assert_eq!(ip.octets()[..2], [10, 43]);
         assert_eq!(s["spec"]["clusterIPs"][0], s["spec"]["clusterIP"]);
     }
@@ -347,7 +362,13 @@ mod tests {
         a.allocate(&mut first, None).expect("first");
         let mut second = svc("ClusterIP", "10.43.0.50", None);
         let errs = a.allocate(&mut second, None).expect_err("duplicate");
-        assert!(errs[0].to_string().contains("provided IP is already allocated"), "{}", errs[0]);
+        assert!(
+            errs[0]
+                .to_string()
+                .contains("provided IP is already allocated"),
+            "{}",
+            errs[0]
+        );
         a.release(&first);
         a.allocate(&mut second, None).expect("free again");
     }
@@ -355,9 +376,13 @@ mod tests {
     #[test]
     fn out_of_range_values_are_refused() {
         let a = ServiceAllocator::new(AllocatorConfig::default());
-        let errs = a.allocate(&mut svc("ClusterIP", "10.44.0.1", None), None).expect_err("range");
+        let errs = a
+            .allocate(&mut svc("ClusterIP", "10.44.0.1", None), None)
+            .expect_err("range");
         assert!(errs[0].to_string().contains("not in the valid range"));
-        let errs = a.allocate(&mut svc("NodePort", "", Some(80)), None).expect_err("port range");
+        let errs = a
+            .allocate(&mut svc("NodePort", "", Some(80)), None)
+            .expect_err("port range");
         assert_eq!(
             errs[0].to_string(),
             "spec.ports[0].nodePort: Invalid value: 80: provided port is not in the valid range. The range of valid ports is 30000-32767"

@@ -60,11 +60,20 @@ mod tests {
         a.add_token("secret", User::admin());
         let mut h = HeaderMap::new();
         assert!(a.authenticate(&h).is_none());
-        h.insert(http::header::AUTHORIZATION, "Bearer wrong".parse().expect("hv"));
+        h.insert(
+            http::header::AUTHORIZATION,
+            "Bearer wrong".parse().expect("hv"),
+        );
         assert!(a.authenticate(&h).is_none());
-        h.insert(http::header::AUTHORIZATION, "Bearer secret".parse().expect("hv"));
+        h.insert(
+            http::header::AUTHORIZATION,
+            "Bearer secret".parse().expect("hv"),
+        );
         assert_eq!(a.authenticate(&h), Some(User::admin()));
-        h.insert(http::header::AUTHORIZATION, "Basic c2VjcmV0".parse().expect("hv"));
+        h.insert(
+            http::header::AUTHORIZATION,
+            "Basic c2VjcmV0".parse().expect("hv"),
+        );
         assert!(a.authenticate(&h).is_none());
     }
 }

@@ -11,13 +11,21 @@ use crate::codec::{self, decode_stored};
 use crate::error::{ApiError, ApiResult};
 use crate::registry::{Registry, WriteOptions};
 
-pub const SYSTEM_NAMESPACES: &[&str] = &["default", "kube-system", "kube-public", "kube-node-lease"];
+pub const SYSTEM_NAMESPACES: &[&str] =
+    &["default", "kube-system", "kube-public", "kube-node-lease"];
 
 fn info(group: &str, plural: &str) -> ApiResult<&'static catalogue::ResourceInfo> {
-    catalogue::lookup(group, "v1", plural).ok_or_else(|| ApiError::internal(format!("{plural} missing from the catalogue")))
+    catalogue::lookup(group, "v1", plural)
+        .ok_or_else(|| ApiError::internal(format!("{plural} missing from the catalogue")))
 }
 
-async fn ensure(reg: &Registry, group: &str, plural: &str, ns: Option<&str>, obj: Value) -> ApiResult<()> {
+async fn ensure(
+    reg: &Registry,
+    group: &str,
+    plural: &str,
+    ns: Option<&str>,
+    obj: Value,
+) -> ApiResult<()> {
     let info = info(group, plural)?;
     let name = obj["metadata"]["name"].as_str().unwrap_or_default();
     // Look first: creating an existing Service would fail on its (taken) address, not its name.
@@ -26,7 +34,10 @@ async fn ensure(reg: &Registry, group: &str, plural: &str, ns: Option<&str>, obj
         Err(e) if e.code == 404 => {}
         Err(e) => return Err(e),
     }
-    match reg.create(info, ns, obj, &WriteOptions::default(), Vec::new()).await {
+    match reg
+        .create(info, ns, obj, &WriteOptions::default(), Vec::new())
+        .await
+    {
         Ok(_) => Ok(()),
         Err(e) if e.code == 409 => Ok(()),
         Err(e) => Err(e),
@@ -47,7 +58,14 @@ pub async fn run(reg: &Registry, advertise_ip: IpAddr, port: u16) -> ApiResult<(
         reg.services().restore(&decode_stored(services, kv)?);
     }
     for ns in SYSTEM_NAMESPACES {
-        ensure(reg, "", "namespaces", None, json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})).await?;
+        ensure(
+            reg,
+            "",
+            "namespaces",
+            None,
+            json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}),
+        )
+        .await?;
     }
     let cluster_ip = reg.services().config().service_ip(1).to_string();
     ensure(
@@ -72,7 +90,15 @@ pub async fn run(reg: &Registry, advertise_ip: IpAddr, port: u16) -> ApiResult<(
     // The address may change between starts; PUT creates or replaces. A host without a usable
     // address (e.g. loopback only, which Endpoints refuse) still gets a working API server.
     if let Err(e) = reg
-        .update(endpoints, Some("default"), "kubernetes", desired, &WriteOptions::default(), None, Vec::new())
+        .update(
+            endpoints,
+            Some("default"),
+            "kubernetes",
+            desired,
+            &WriteOptions::default(),
+            None,
+            Vec::new(),
+        )
         .await
     {
         tracing::warn!(address = %advertise_ip, error = %e.message, "cannot publish the kubernetes Service's endpoints; set --advertise-address");

@@ -58,7 +58,12 @@ fn canonical(v: Value) -> Value {
         Value::Object(m) => {
             let mut entries: Vec<(String, Value)> = m.into_iter().collect();
             entries.sort_by(|a, b| a.0.cmp(&b.0));
-            Value::Object(entries.into_iter().map(|(k, v)| (k, canonical(v))).collect())
+            Value::Object(
+                entries
+                    .into_iter()
+                    .map(|(k, v)| (k, canonical(v)))
+                    .collect(),
+            )
         }
         Value::Array(a) => Value::Array(a.into_iter().map(canonical).collect()),
         other => other,
@@ -75,7 +80,9 @@ pub fn render(info: &ResourceInfo, kv: &KeyValue) -> ApiResult<Bytes> {
         }
     }
     let v = decode_stored(info, kv)?;
-    serde_json::to_vec(&v).map(Bytes::from).map_err(ApiError::internal)
+    serde_json::to_vec(&v)
+        .map(Bytes::from)
+        .map_err(ApiError::internal)
 }
 
 /// Inserts `"resourceVersion":"N"` as the first field of the first `metadata` object, which
@@ -201,9 +208,18 @@ mod tests {
         let obj = json!({"data":{"metadata":{"x":1}},"kind":"ConfigMap","apiVersion":"v1","metadata":{"name":"a","resourceVersion":"99"}});
         let stored = encode_for_storage(info, &obj).expect("encodes");
         let s = String::from_utf8(stored.clone()).expect("utf8");
-        assert!(s.starts_with("{\"apiVersion\":\"v1\",\"kind\":\"ConfigMap\",\"metadata\":{\"name\":\"a\"}"), "{s}");
-        let kv = KeyValue { value: Arc::from(stored), ..kv(&json!({}), 7) };
-        let served: Value = serde_json::from_slice(&render(info, &kv).expect("renders")).expect("json");
+        assert!(
+            s.starts_with(
+                "{\"apiVersion\":\"v1\",\"kind\":\"ConfigMap\",\"metadata\":{\"name\":\"a\"}"
+            ),
+            "{s}"
+        );
+        let kv = KeyValue {
+            value: Arc::from(stored),
+            ..kv(&json!({}), 7)
+        };
+        let served: Value =
+            serde_json::from_slice(&render(info, &kv).expect("renders")).expect("json");
         assert_eq!(served["metadata"]["resourceVersion"], "7");
         assert_eq!(served["data"]["metadata"]["x"], 1);
     }
@@ -213,12 +229,17 @@ mod tests {
         let info = capstan_api::catalogue::lookup("", "v1", "namespaces").expect("ns");
         let a = json!({"apiVersion":"v1","kind":"Namespace","metadata":{"name":"a","uid":"u","labels":{"y":"1","x":"2"}},"spec":{"finalizers":["kubernetes"]},"status":{"phase":"Active"}});
         let b = json!({"status":{"phase":"Active"},"metadata":{"labels":{"x":"2","y":"1"},"uid":"u","name":"a"},"spec":{"finalizers":["kubernetes"]},"kind":"Namespace","apiVersion":"v1"});
-        assert_eq!(encode_for_storage(info, &a).expect("a"), encode_for_storage(info, &b).expect("b"));
+        assert_eq!(
+            encode_for_storage(info, &a).expect("a"),
+            encode_for_storage(info, &b).expect("b")
+        );
     }
 
     #[test]
     fn empty_metadata_gets_a_revision_without_a_trailing_comma() {
-        let out = splice_resource_version(b"{\"apiVersion\":\"v1\",\"kind\":\"X\",\"metadata\":{}}", 3).expect("spliced");
+        let out =
+            splice_resource_version(b"{\"apiVersion\":\"v1\",\"kind\":\"X\",\"metadata\":{}}", 3)
+                .expect("spliced");
         let v: Value = serde_json::from_slice(&out).expect("valid json");
         assert_eq!(v["metadata"]["resourceVersion"], "3");
     }
@@ -235,11 +256,28 @@ mod tests {
     #[test]
     fn malformed_bodies_are_bad_requests() {
         assert_eq!(parse_body(b"{", BodyType::Json).expect_err("bad").code, 400);
-        assert_eq!(parse_body(b"[1]", BodyType::Json).expect_err("bad").code, 400);
-        assert_eq!(parse_body(b"a: [", BodyType::Yaml).expect_err("bad").code, 400);
+        assert_eq!(
+            parse_body(b"[1]", BodyType::Json).expect_err("bad").code,
+            400
+        );
+        assert_eq!(
+            parse_body(b"a: [", BodyType::Yaml).expect_err("bad").code,
+            400
+        );
         assert!(parse_body(b"kind: Pod\nmetadata:\n  name: x\n", BodyType::Yaml).is_ok());
-        assert!(matches!(body_type(Some("application/vnd.kubernetes.protobuf")), Ok(BodyType::Protobuf)));
-        assert_eq!(body_type(Some("application/cbor")).expect_err("415").code, 415);
-        assert_eq!(parse_body(b"not protobuf", BodyType::Protobuf).expect_err("bad").code, 400);
+        assert!(matches!(
+            body_type(Some("application/vnd.kubernetes.protobuf")),
+            Ok(BodyType::Protobuf)
+        ));
+        assert_eq!(
+            body_type(Some("application/cbor")).expect_err("415").code,
+            415
+        );
+        assert_eq!(
+            parse_body(b"not protobuf", BodyType::Protobuf)
+                .expect_err("bad")
+                .code,
+            400
+        );
     }
 }

@@ -220,16 +220,30 @@ mod tests {
     fn aggregated_core_lists_pods_with_subresources() {
         let doc = aggregated(true, Aggregated::V2);
         let res = &doc["items"][0]["versions"][0]["resources"];
-        let pods = res.as_array().expect("array").iter().find(|r| r["resource"] == "pods").expect("pods");
+        let pods = res
+            .as_array()
+            .expect("array")
+            .iter()
+            .find(|r| r["resource"] == "pods")
+            .expect("pods");
         assert_eq!(pods["shortNames"], json!(["po"]));
         assert_eq!(pods["categories"], json!(["all"]));
-        assert!(pods["subresources"].as_array().expect("subs").iter().any(|s| s["subresource"] == "status"));
+        assert!(pods["subresources"]
+            .as_array()
+            .expect("subs")
+            .iter()
+            .any(|s| s["subresource"] == "status"));
     }
 
     #[test]
     fn legacy_resource_lists_include_subresources() {
         let doc = api_resource_list("apps", "v1");
-        let names: Vec<&str> = doc["resources"].as_array().expect("a").iter().filter_map(|r| r["name"].as_str()).collect();
+        let names: Vec<&str> = doc["resources"]
+            .as_array()
+            .expect("a")
+            .iter()
+            .filter_map(|r| r["name"].as_str())
+            .collect();
         assert!(names.contains(&"deployments"));
         assert!(names.contains(&"deployments/scale"));
         assert_eq!(doc["groupVersion"], "apps/v1");
@@ -238,7 +252,12 @@ mod tests {
     #[test]
     fn group_list_prefers_autoscaling_v2() {
         let doc = api_group_list();
-        let a = doc["groups"].as_array().expect("a").iter().find(|g| g["name"] == "autoscaling").expect("autoscaling");
+        let a = doc["groups"]
+            .as_array()
+            .expect("a")
+            .iter()
+            .find(|g| g["name"] == "autoscaling")
+            .expect("autoscaling");
         assert_eq!(a["preferredVersion"]["version"], "v2");
     }
 }

@@ -65,7 +65,10 @@ impl ApiError {
         Self::new(
             403,
             "Forbidden",
-            format!("{} \"{name}\" is forbidden: {why}", info.qualified_resource()),
+            format!(
+                "{} \"{name}\" is forbidden: {why}",
+                info.qualified_resource()
+            ),
         )
         .with_details(details(name, info.group, info.plural))
     }
@@ -87,7 +90,12 @@ impl ApiError {
 
     /// An unknown path or resource.
     pub fn no_such_resource() -> Self {
-        Self::new(404, "NotFound", "the server could not find the requested resource").with_details(json!({}))
+        Self::new(
+            404,
+            "NotFound",
+            "the server could not find the requested resource",
+        )
+        .with_details(json!({}))
     }
 
     pub fn already_exists(info: &ResourceInfo, name: &str) -> Self {
@@ -249,7 +257,10 @@ pub fn success_status(details: Value) -> Value {
 pub fn from_store(e: capstan_store::Error) -> ApiError {
     use capstan_store::Error as E;
     match e {
-        E::Compacted { requested, compacted } => ApiError::expired(format!(
+        E::Compacted {
+            requested,
+            compacted,
+        } => ApiError::expired(format!(
             "too old resource version: {requested} ({compacted})"
         )),
         E::FutureRevision { requested, current } => {
@@ -272,7 +283,10 @@ mod tests {
     fn not_found_names_the_resource() {
         let e = ApiError::not_found(cm(), "x");
         assert_eq!(e.message, "configmaps \"x\" not found");
-        assert_eq!(e.to_status()["details"], json!({"name":"x","kind":"configmaps"}));
+        assert_eq!(
+            e.to_status()["details"],
+            json!({"name":"x","kind":"configmaps"})
+        );
     }
 
     #[test]
@@ -280,7 +294,10 @@ mod tests {
         let d = capstan_api::catalogue::lookup("apps", "v1", "deployments").expect("deployments");
         let e = ApiError::invalid(d, "web", &[FieldError::required("spec.selector", "")]);
         assert_eq!(e.code, 422);
-        assert_eq!(e.message, "Deployment.apps \"web\" is invalid: spec.selector: Required value");
+        assert_eq!(
+            e.message,
+            "Deployment.apps \"web\" is invalid: spec.selector: Required value"
+        );
         let s = e.to_status();
         assert_eq!(s["details"]["causes"][0]["reason"], "FieldValueRequired");
         assert_eq!(s["details"]["kind"], "Deployment");

@@ -53,7 +53,8 @@ pub fn error_response(e: &ApiError) -> Response<Body> {
     let body = serde_json::to_vec(&e.to_status()).unwrap_or_default();
     let mut r = json_response(e.code, body, "application/json");
     if let Some(s) = e.retry_after {
-        r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(s));
+        r.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(s));
     }
     r
 }
@@ -76,8 +77,14 @@ fn object_response(
     q: &Query,
 ) -> ApiResult<Response<Body>> {
     match (format, out) {
-        (Format::Json, ObjectOut::Stored(kv)) => Ok(json_response(status, codec::render(info, kv)?, "application/json")),
-        (Format::Json, ObjectOut::Value(v)) => Ok(json_response(status, to_vec(v)?, "application/json")),
+        (Format::Json, ObjectOut::Stored(kv)) => Ok(json_response(
+            status,
+            codec::render(info, kv)?,
+            "application/json",
+        )),
+        (Format::Json, ObjectOut::Value(v)) => {
+            Ok(json_response(status, to_vec(v)?, "application/json"))
+        }
         (_, out) => {
             let v = match out {
                 ObjectOut::Stored(kv) => decode_stored(info, kv)?,
@@ -88,13 +95,29 @@ fn object_response(
     }
 }
 
-fn single_value_response(info: &ResourceInfo, status: u16, v: Value, format: Format, q: &Query) -> ApiResult<Response<Body>> {
+fn single_value_response(
+    info: &ResourceInfo,
+    status: u16,
+    v: Value,
+    format: Format,
+    q: &Query,
+) -> ApiResult<Response<Body>> {
     match format {
         Format::Json => Ok(json_response(status, to_vec(&v)?, "application/json")),
-        Format::Yaml => Ok(json_response(status, codec::to_yaml(&v)?, "application/yaml")),
+        Format::Yaml => Ok(json_response(
+            status,
+            codec::to_yaml(&v)?,
+            "application/yaml",
+        )),
         Format::Table { v1beta1 } => {
             let rv = v["metadata"]["resourceVersion"].clone();
-            let t = table::table(info, &[v], IncludeObject::parse(q)?, json!({"resourceVersion": rv}), v1beta1);
+            let t = table::table(
+                info,
+                &[v],
+                IncludeObject::parse(q)?,
+                json!({"resourceVersion": rv}),
+                v1beta1,
+            );
             Ok(json_response(status, to_vec(&t)?, "application/json"))
         }
         Format::Metadata { v1beta1 } => Ok(json_response(
@@ -114,7 +137,10 @@ fn write_options(req: &Req<'_>) -> ApiResult<WriteOptions> {
     Ok(WriteOptions {
         dry_run: q.dry_run()?,
         field_validation: q.field_validation()?,
-        field_manager: Some(crate::fieldmanager::manager_or_user_agent(q.get("fieldManager"), req.user_agent)),
+        field_manager: Some(crate::fieldmanager::manager_or_user_agent(
+            q.get("fieldManager"),
+            req.user_agent,
+        )),
         fields_tracked: false,
     })
 }
@@ -124,7 +150,13 @@ fn decode_request_body(req: &Req<'_>, warnings: &mut Vec<String>) -> ApiResult<V
     let kind = codec::body_type(req.content_type)?;
     let raw = codec::parse_body(&req.body, kind)?;
     let duplicates = crate::strict::duplicate_fields(&req.body, kind);
-    decode_body(req.route.info, raw, req.query.field_validation()?, &duplicates, warnings)
+    decode_body(
+        req.route.info,
+        raw,
+        req.query.field_validation()?,
+        &duplicates,
+        warnings,
+    )
 }
 
 /// GET on an object (or its status).
@@ -133,13 +165,17 @@ pub async fn get(reg: &Registry, req: &Req<'_>, name: &str) -> ApiResult<Respons
     let format = negotiate(req.accept)?;
     let kv = reg.get(r.info, r.namespace.as_deref(), name).await?;
     match r.subresource.as_deref() {
-        None | Some("status") => object_response(r.info, 200, &ObjectOut::Stored(kv), format, &req.query),
+        None | Some("status") => {
+            object_response(r.info, 200, &ObjectOut::Stored(kv), format, &req.query)
+        }
         Some("scale") => {
             let obj = decode_stored(r.info, &kv)?;
             let scale = crate::scale::to_scale(r.info, &obj)?;
             Ok(json_response(200, to_vec(&scale)?, "application/json"))
         }
-        Some("log") if r.info.plural == "pods" => crate::node_proxy::pod_log(reg, r.info, r.namespace.as_deref(), name, &req.query).await,
+        Some("log") if r.info.plural == "pods" => {
+            crate::node_proxy::pod_log(reg, r.info, r.namespace.as_deref(), name, &req.query).await
+        }
         Some(other) => Err(not_implemented_subresource(r.info, other)),
     }
 }
@@ -156,7 +192,14 @@ pub async fn list(reg: &Registry, req: &Req<'_>) -> ApiResult<Response<Body>> {
     let r = &req.route;
     let format = negotiate(req.accept)?;
     let matcher = Matcher::from_query(r.info, &req.query)?;
-    let page = read::list(reg.store(), r.info, r.namespace.as_deref(), &req.query, &matcher).await?;
+    let page = read::list(
+        reg.store(),
+        r.info,
+        r.namespace.as_deref(),
+        &req.query,
+        &matcher,
+    )
+    .await?;
     let mut list_meta = json!({"resourceVersion": page.revision.to_string()});
     if let Some(c) = &page.continue_token {
         list_meta["continue"] = json!(c);
@@ -167,7 +210,13 @@ pub async fn list(reg: &Registry, req: &Req<'_>) -> ApiResult<Response<Body>> {
     match format {
         Format::Json => {
             // Assembled from stored bytes: no object is parsed for a plain list.
-            let mut out = BytesMut::with_capacity(64 + page.items.iter().map(|(kv, _)| kv.value.len() + 32).sum::<usize>());
+            let mut out = BytesMut::with_capacity(
+                64 + page
+                    .items
+                    .iter()
+                    .map(|(kv, _)| kv.value.len() + 32)
+                    .sum::<usize>(),
+            );
             out.extend_from_slice(
                 format!(
                     "{{\"kind\":\"{}List\",\"apiVersion\":\"{}\",\"metadata\":{},\"items\":[",
@@ -195,9 +244,13 @@ pub async fn list(reg: &Registry, req: &Req<'_>) -> ApiResult<Response<Body>> {
                 });
             }
             let v = match format {
-                Format::Table { v1beta1 } => {
-                    table::table_owned(r.info, objects, IncludeObject::parse(&req.query)?, list_meta, v1beta1)
-                }
+                Format::Table { v1beta1 } => table::table_owned(
+                    r.info,
+                    objects,
+                    IncludeObject::parse(&req.query)?,
+                    list_meta,
+                    v1beta1,
+                ),
                 Format::Metadata { v1beta1 } => table::metadata_list(&objects, list_meta, v1beta1),
                 _ => json!({
                     "kind": format!("{}List", r.info.kind),
@@ -243,13 +296,32 @@ pub async fn watch(
     let include = IncludeObject::parse(&req.query)?;
     let info = r.info;
     let raw = format == Format::Json;
-    let (events, from) = read::watch(reg.store().clone(), info, r.namespace.clone(), &req.query, matcher, raw).await?;
+    let (events, from) = read::watch(
+        reg.store().clone(),
+        info,
+        r.namespace.clone(),
+        &req.query,
+        matcher,
+        raw,
+    )
+    .await?;
 
-    let stream = async_stream(events, from, info, format, include, bookmarks, timeout, shutdown);
+    let stream = async_stream(
+        events, from, info, format, include, bookmarks, timeout, shutdown,
+    );
     let body = StreamBody::new(stream.map(|b| Ok::<_, Infallible>(Frame::data(b))));
-    let mut resp = Response::new(BodyExt::boxed_unsync(GuardedBody { inner: body, on_end: Some(Box::new(on_end)) }));
-    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    resp.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache, private"));
+    let mut resp = Response::new(BodyExt::boxed_unsync(GuardedBody {
+        inner: body,
+        on_end: Some(Box::new(on_end)),
+    }));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    resp.headers_mut().insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("no-cache, private"),
+    );
     Ok(resp)
 }
 
@@ -284,7 +356,12 @@ fn async_stream(
             if let WatchEvent::Bookmark(0) = ev {
                 continue;
             }
-            if let WatchEvent::Raw { type_name, object, revision } = &ev {
+            if let WatchEvent::Raw {
+                type_name,
+                object,
+                revision,
+            } = &ev
+            {
                 last_rv = *revision;
                 let mut line = Vec::with_capacity(object.len() + 32);
                 line.extend_from_slice(b"{\"type\":\"");
@@ -300,12 +377,21 @@ fn async_stream(
             let is_error = matches!(ev, WatchEvent::Error(_));
             let object = match &ev {
                 WatchEvent::Added(o) | WatchEvent::Modified(o) | WatchEvent::Deleted(o) => {
-                    if let Some(rv) = o["metadata"]["resourceVersion"].as_str().and_then(|s| s.parse().ok()) {
+                    if let Some(rv) = o["metadata"]["resourceVersion"]
+                        .as_str()
+                        .and_then(|s| s.parse().ok())
+                    {
                         last_rv = rv;
                     }
                     match format {
                         Format::Table { v1beta1 } => {
-                            let mut t = table::table(info, std::slice::from_ref(o), include, json!({"resourceVersion": o["metadata"]["resourceVersion"].clone()}), v1beta1);
+                            let mut t = table::table(
+                                info,
+                                std::slice::from_ref(o),
+                                include,
+                                json!({"resourceVersion": o["metadata"]["resourceVersion"].clone()}),
+                                v1beta1,
+                            );
                             // kubectl reuses the last column definitions when an event has none.
                             if !first_table {
                                 t["columnDefinitions"] = json!([]);
@@ -366,11 +452,18 @@ pub async fn create(reg: &Registry, req: &Req<'_>) -> ApiResult<Response<Body>> 
     let opts = write_options(req)?;
     let mut warnings = Vec::new();
     let obj = decode_request_body(req, &mut warnings)?;
-    let w = reg.create(r.info, r.namespace.as_deref(), obj, &opts, warnings).await?;
+    let w = reg
+        .create(r.info, r.namespace.as_deref(), obj, &opts, warnings)
+        .await?;
     written_response(r.info, w, format, &req.query)
 }
 
-fn written_response(info: &ResourceInfo, w: Written, format: Format, q: &Query) -> ApiResult<Response<Body>> {
+fn written_response(
+    info: &ResourceInfo,
+    w: Written,
+    format: Format,
+    q: &Query,
+) -> ApiResult<Response<Body>> {
     let status = if w.created { 201 } else { 200 };
     let mut resp = object_response(info, status, &w.object, format, q)?;
     add_warnings(&mut resp, &w.warnings);
@@ -387,14 +480,30 @@ pub async fn update(reg: &Registry, req: &Req<'_>, name: &str) -> ApiResult<Resp
             let mut warnings = Vec::new();
             let obj = decode_request_body(req, &mut warnings)?;
             let w = reg
-                .update(r.info, r.namespace.as_deref(), name, obj, &opts, r.subresource.as_deref(), warnings)
+                .update(
+                    r.info,
+                    r.namespace.as_deref(),
+                    name,
+                    obj,
+                    &opts,
+                    r.subresource.as_deref(),
+                    warnings,
+                )
                 .await?;
             written_response(r.info, w, format, &req.query)
         }
         Some("scale") => {
             let kind = codec::body_type(req.content_type)?;
             let scale = codec::parse_body(&req.body, kind)?;
-            let w = crate::scale::update_scale(reg, r.info, r.namespace.as_deref(), name, &scale, &opts).await?;
+            let w = crate::scale::update_scale(
+                reg,
+                r.info,
+                r.namespace.as_deref(),
+                name,
+                &scale,
+                &opts,
+            )
+            .await?;
             Ok(json_response(200, to_vec(&w)?, "application/json"))
         }
         Some(other) => Err(not_implemented_subresource(r.info, other)),
@@ -402,22 +511,33 @@ pub async fn update(reg: &Registry, req: &Req<'_>, name: &str) -> ApiResult<Resp
 }
 
 /// POST on an object's subresource (pods/binding).
-pub async fn create_subresource(reg: &Registry, req: &Req<'_>, name: &str) -> ApiResult<Response<Body>> {
+pub async fn create_subresource(
+    reg: &Registry,
+    req: &Req<'_>,
+    name: &str,
+) -> ApiResult<Response<Body>> {
     let r = &req.route;
     match (r.info.plural, r.subresource.as_deref()) {
         ("pods", Some("binding")) => {
             let kind = codec::body_type(req.content_type)?;
             let binding = codec::parse_body(&req.body, kind)?;
-            let node = binding["target"]["name"].as_str().filter(|n| !n.is_empty()).ok_or_else(|| {
-                ApiError::invalid(
-                    r.info,
-                    name,
-                    &[capstan_api::FieldError::required("target.name", "")],
-                )
-            })?;
+            let node = binding["target"]["name"]
+                .as_str()
+                .filter(|n| !n.is_empty())
+                .ok_or_else(|| {
+                    ApiError::invalid(
+                        r.info,
+                        name,
+                        &[capstan_api::FieldError::required("target.name", "")],
+                    )
+                })?;
             let ns = r.namespace.as_deref().unwrap_or("default");
             reg.bind_pod(ns, name, node).await?;
-            Ok(json_response(201, to_vec(&success_status(json!({})))?, "application/json"))
+            Ok(json_response(
+                201,
+                to_vec(&success_status(json!({})))?,
+                "application/json",
+            ))
         }
         (_, Some(other)) => Err(not_implemented_subresource(r.info, other)),
         (_, None) => Err(ApiError::method_not_supported()),
@@ -440,14 +560,23 @@ fn delete_options(req: &Req<'_>) -> ApiResult<DeleteOptions> {
         if let Some(p) = body.get("propagationPolicy").and_then(Value::as_str) {
             o.propagation_policy = Some(p.to_string());
         }
-        if body.get("orphanDependents").and_then(Value::as_bool) == Some(true) && o.propagation_policy.is_none() {
+        if body.get("orphanDependents").and_then(Value::as_bool) == Some(true)
+            && o.propagation_policy.is_none()
+        {
             o.propagation_policy = Some("Orphan".into());
         }
         if let Some(pre) = body.get("preconditions") {
             o.precondition_uid = pre.get("uid").and_then(Value::as_str).map(str::to_string);
-            o.precondition_resource_version = pre.get("resourceVersion").and_then(Value::as_str).map(str::to_string);
+            o.precondition_resource_version = pre
+                .get("resourceVersion")
+                .and_then(Value::as_str)
+                .map(str::to_string);
         }
-        if body.get("dryRun").and_then(Value::as_array).is_some_and(|a| a.iter().any(|v| v == "All")) {
+        if body
+            .get("dryRun")
+            .and_then(Value::as_array)
+            .is_some_and(|a| a.iter().any(|v| v == "All"))
+        {
             o.dry_run = true;
         }
     }
@@ -465,7 +594,9 @@ pub async fn delete(reg: &Registry, req: &Req<'_>, name: &str) -> ApiResult<Resp
     }
     let format = negotiate(req.accept)?;
     let opts = delete_options(req)?;
-    let d = reg.delete(r.info, r.namespace.as_deref(), name, &opts).await?;
+    let d = reg
+        .delete(r.info, r.namespace.as_deref(), name, &opts)
+        .await?;
     // Deletions still pending return the object; finished ones a success Status, except pods,
     // which upstream returns as objects.
     if !d.gone || r.info.plural == "pods" {
@@ -479,7 +610,11 @@ pub async fn delete(reg: &Registry, req: &Req<'_>, name: &str) -> ApiResult<Resp
     if !r.info.group.is_empty() {
         details["group"] = json!(r.info.group);
     }
-    Ok(json_response(200, to_vec(&success_status(details))?, "application/json"))
+    Ok(json_response(
+        200,
+        to_vec(&success_status(details))?,
+        "application/json",
+    ))
 }
 
 /// DELETE on a collection: every matching object, with the same options.
@@ -487,7 +622,14 @@ pub async fn delete_collection(reg: &Registry, req: &Req<'_>) -> ApiResult<Respo
     let r = &req.route;
     let opts = delete_options(req)?;
     let matcher = Matcher::from_query(r.info, &req.query)?;
-    let page = read::list(reg.store(), r.info, r.namespace.as_deref(), &Query::default(), &matcher).await?;
+    let page = read::list(
+        reg.store(),
+        r.info,
+        r.namespace.as_deref(),
+        &Query::default(),
+        &matcher,
+    )
+    .await?;
     let mut deleted = Vec::new();
     for (kv, decoded) in page.items {
         let obj = match decoded {

@@ -111,13 +111,20 @@ impl ApiServer {
         let route = route::parse(&path);
         let anonymous_ok = matches!(route, Ok(Route::Version | Route::Health(_)));
         let (verb, resource) = metric_labels(&method, &route, &query);
-        let user = self.auth.authenticate(req.headers()).or_else(|| node_join::authenticate(req.headers()));
+        let user = self
+            .auth
+            .authenticate(req.headers())
+            .or_else(|| node_join::authenticate(req.headers()));
         let response = if !anonymous_ok && user.is_none() {
             error_response(&ApiError::unauthorized())
         } else {
             match route {
                 Err(e) => error_response(&e),
-                Ok(route) => match self.clone().dispatch(method.clone(), route, query, req).await {
+                Ok(route) => match self
+                    .clone()
+                    .dispatch(method.clone(), route, query, req)
+                    .await
+                {
                     Ok(r) => r,
                     Err(e) => {
                         if e.code >= 500 {
@@ -163,7 +170,13 @@ impl ApiServer {
                 Err(ApiError::method_not_supported())
             }
         };
-        let json_doc = |v: serde_json::Value| json_response(200, serde_json::to_vec(&v).unwrap_or_default(), "application/json");
+        let json_doc = |v: serde_json::Value| {
+            json_response(
+                200,
+                serde_json::to_vec(&v).unwrap_or_default(),
+                "application/json",
+            )
+        };
         match route {
             Route::Version => {
                 get_only(&method)?;
@@ -172,13 +185,24 @@ impl ApiServer {
             Route::Health(which) => {
                 get_only(&method)?;
                 let ok = which != "readyz" || self.is_ready();
-                let mut r = json_response(if ok { 200 } else { 503 }, if ok { "ok" } else { "not ready" }, "text/plain; charset=utf-8");
-                r.headers_mut().insert("x-content-type-options", http::HeaderValue::from_static("nosniff"));
+                let mut r = json_response(
+                    if ok { 200 } else { 503 },
+                    if ok { "ok" } else { "not ready" },
+                    "text/plain; charset=utf-8",
+                );
+                r.headers_mut().insert(
+                    "x-content-type-options",
+                    http::HeaderValue::from_static("nosniff"),
+                );
                 Ok(r)
             }
             Route::Metrics => {
                 get_only(&method)?;
-                Ok(json_response(200, self.metrics.render(), "text/plain; version=0.0.4; charset=utf-8"))
+                Ok(json_response(
+                    200,
+                    self.metrics.render(),
+                    "text/plain; version=0.0.4; charset=utf-8",
+                ))
             }
             Route::CoreGroup | Route::Groups => {
                 get_only(&method)?;
@@ -195,7 +219,9 @@ impl ApiServer {
             }
             Route::Group(g) => {
                 get_only(&method)?;
-                discovery::api_group(&g).map(json_doc).ok_or_else(ApiError::no_such_resource)
+                discovery::api_group(&g)
+                    .map(json_doc)
+                    .ok_or_else(ApiError::no_such_resource)
             }
             Route::GroupVersion { group, version } => {
                 get_only(&method)?;
@@ -203,25 +229,42 @@ impl ApiServer {
             }
             Route::OpenApiV3Index => {
                 get_only(&method)?;
-                Ok(json_response(200, Bytes::from_static(capstan_openapi::index()), capstan_openapi::CONTENT_TYPE))
+                Ok(json_response(
+                    200,
+                    Bytes::from_static(capstan_openapi::index()),
+                    capstan_openapi::CONTENT_TYPE,
+                ))
             }
             Route::OpenApiV3(path) => {
                 get_only(&method)?;
-                let (_hash, doc) = capstan_openapi::document(&path).ok_or_else(ApiError::no_such_resource)?;
-                let mut r = json_response(200, Bytes::from_static(doc), capstan_openapi::CONTENT_TYPE);
+                let (_hash, doc) =
+                    capstan_openapi::document(&path).ok_or_else(ApiError::no_such_resource)?;
+                let mut r =
+                    json_response(200, Bytes::from_static(doc), capstan_openapi::CONTENT_TYPE);
                 // Documents are addressed by content hash, so they can be cached for long.
                 if query.get("hash").is_some() {
-                    r.headers_mut().insert(header::CACHE_CONTROL, http::HeaderValue::from_static("public, immutable"));
+                    r.headers_mut().insert(
+                        header::CACHE_CONTROL,
+                        http::HeaderValue::from_static("public, immutable"),
+                    );
                 }
                 Ok(r)
             }
             Route::OpenApiV2 => {
                 get_only(&method)?;
                 // kubectl validates on the client against this (protobuf only) when /openapi/v3 cannot vouch for a kind, e.g. any `kind: List` file.
-                let if_none_match = req.headers().get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok());
+                let if_none_match = req
+                    .headers()
+                    .get(header::IF_NONE_MATCH)
+                    .and_then(|v| v.to_str().ok());
                 let reply = capstan_openapi::v2::respond(accept.as_deref(), if_none_match);
-                let mut r = json_response(reply.status, Bytes::from_static(reply.body), reply.content_type);
-                r.headers_mut().insert(header::VARY, http::HeaderValue::from_static("Accept"));
+                let mut r = json_response(
+                    reply.status,
+                    Bytes::from_static(reply.body),
+                    reply.content_type,
+                );
+                r.headers_mut()
+                    .insert(header::VARY, http::HeaderValue::from_static("Accept"));
                 if let Some(etag) = reply.etag.and_then(|e| http::HeaderValue::from_str(e).ok()) {
                     r.headers_mut().insert(header::ETAG, etag);
                 }
@@ -242,7 +285,11 @@ impl ApiServer {
         }
     }
 
-    async fn resource_request(self: Arc<Self>, method: Method, req: Req<'_>) -> ApiResult<Response<Body>> {
+    async fn resource_request(
+        self: Arc<Self>,
+        method: Method,
+        req: Req<'_>,
+    ) -> ApiResult<Response<Body>> {
         let reg = &self.registry;
         let name = req.route.name.clone();
         if !req.route.info.verbs.is_empty() {
@@ -257,7 +304,10 @@ impl ApiServer {
                 (&Method::DELETE, Some(_)) => "delete",
                 _ => "",
             };
-            if req.route.subresource.is_none() && !verb.is_empty() && !req.route.info.verbs.contains(&verb) {
+            if req.route.subresource.is_none()
+                && !verb.is_empty()
+                && !req.route.info.verbs.contains(&verb)
+            {
                 return Err(ApiError::method_not_supported());
             }
         }
@@ -311,7 +361,8 @@ async fn read_body(req: Request<Incoming>) -> ApiResult<Bytes> {
     let mut body = req.into_body();
     let mut buf = bytes::BytesMut::new();
     while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|e| ApiError::bad_request(format!("reading the request body failed: {e}")))?;
+        let frame = frame
+            .map_err(|e| ApiError::bad_request(format!("reading the request body failed: {e}")))?;
         if let Ok(data) = frame.into_data() {
             if buf.len() + data.len() > MAX_BODY_BYTES {
                 drain(body).await;
@@ -346,7 +397,11 @@ async fn drain(mut body: Incoming) {
     }
 }
 
-fn metric_labels(method: &Method, route: &Result<Route, ApiError>, q: &Query) -> (&'static str, String) {
+fn metric_labels(
+    method: &Method,
+    route: &Result<Route, ApiError>,
+    q: &Query,
+) -> (&'static str, String) {
     let (resource, named) = match route {
         Ok(Route::Resource(r)) => {
             let mut res = r.info.plural.to_string();
@@ -393,13 +448,16 @@ pub fn tls_config(cert_pem: &str, key_pem: &str) -> Result<Arc<rustls::ServerCon
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(cert_pem.as_bytes())
         .collect::<Result<_, _>>()
         .map_err(|e| format!("parsing the serving certificate: {e}"))?;
-    let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).map_err(|e| format!("parsing the serving key: {e}"))?;
-    let mut cfg = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
-        .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .map_err(|e| format!("building the TLS configuration: {e}"))?;
+    let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes())
+        .map_err(|e| format!("parsing the serving key: {e}"))?;
+    let mut cfg = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| e.to_string())?
+    .with_no_client_auth()
+    .with_single_cert(certs, key)
+    .map_err(|e| format!("building the TLS configuration: {e}"))?;
     cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(Arc::new(cfg))
 }
@@ -416,7 +474,8 @@ pub async fn serve(
 ) {
     let acceptor = TlsAcceptor::from(tls);
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    let builder = hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
+    let builder =
+        hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
     loop {
         let (tcp, peer): (tokio::net::TcpStream, SocketAddr) = tokio::select! {
             _ = shutdown.changed() => break,
@@ -435,29 +494,34 @@ pub async fn serve(
         let builder = builder.clone();
         let watcher = graceful.watcher();
         tokio::spawn(async move {
-            let tls = match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
-                Ok(Ok(s)) => s,
-                Ok(Err(e)) => {
-                    tracing::debug!(%peer, error = %e, "TLS handshake failed");
-                    return;
-                }
-                Err(_) => {
-                    tracing::debug!(%peer, "TLS handshake timed out");
-                    return;
-                }
-            };
+            let tls =
+                match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
+                    Ok(Ok(s)) => s,
+                    Ok(Err(e)) => {
+                        tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                        return;
+                    }
+                    Err(_) => {
+                        tracing::debug!(%peer, "TLS handshake timed out");
+                        return;
+                    }
+                };
             let svc = hyper::service::service_fn(move |req| {
                 let api = api.clone();
                 async move { Ok::<_, std::convert::Infallible>(api.handle(req).await) }
             });
-            let conn = builder.serve_connection_with_upgrades(hyper_util::rt::TokioIo::new(tls), svc);
+            let conn =
+                builder.serve_connection_with_upgrades(hyper_util::rt::TokioIo::new(tls), svc);
             if let Err(e) = watcher.watch(conn.into_owned()).await {
                 tracing::debug!(%peer, error = %e, "connection ended with an error");
             }
         });
     }
     tracing::info!("stopped accepting connections; draining in-flight requests");
-    if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown()).await.is_err() {
+    if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown())
+        .await
+        .is_err()
+    {
         tracing::warn!("some connections were still open after {DRAIN_TIMEOUT:?}; closing them");
     }
 }

@@ -47,7 +47,9 @@ pub struct Metrics {
 }
 
 fn latency_histogram() -> Histogram {
-    Histogram::new([0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0])
+    Histogram::new([
+        0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+    ])
 }
 
 impl Default for Metrics {
@@ -60,17 +62,31 @@ impl Metrics {
     pub fn new() -> Self {
         let mut registry = Registry::default();
         let requests = Family::<RequestLabels, Counter>::default();
-        let latency = Family::<LatencyLabels, Histogram>::new_with_constructor(latency_histogram as fn() -> Histogram);
+        let latency = Family::<LatencyLabels, Histogram>::new_with_constructor(
+            latency_histogram as fn() -> Histogram,
+        );
         let watchers = Family::<ResourceLabels, Gauge>::default();
         let rss = Gauge::<i64, AtomicI64>::default();
-        registry.register("apiserver_request", "Requests by verb, resource and HTTP code", requests.clone());
+        registry.register(
+            "apiserver_request",
+            "Requests by verb, resource and HTTP code",
+            requests.clone(),
+        );
         registry.register(
             "apiserver_request_duration_seconds",
             "Request latency by verb and resource (watches excluded)",
             latency.clone(),
         );
-        registry.register("apiserver_registered_watchers", "Open watches by resource", watchers.clone());
-        registry.register("process_resident_memory_bytes", "Resident memory of the process", rss.clone());
+        registry.register(
+            "apiserver_registered_watchers",
+            "Open watches by resource",
+            watchers.clone(),
+        );
+        registry.register(
+            "process_resident_memory_bytes",
+            "Resident memory of the process",
+            rss.clone(),
+        );
         Self {
             registry,
             requests,
@@ -138,7 +154,10 @@ mod tests {
         let m = Metrics::new();
         m.observe("GET", "pods", 200, Duration::from_millis(3));
         let text = m.render();
-        assert!(text.contains("apiserver_request_total{verb=\"GET\",resource=\"pods\",code=\"200\"} 1"), "{text}");
+        assert!(
+            text.contains("apiserver_request_total{verb=\"GET\",resource=\"pods\",code=\"200\"} 1"),
+            "{text}"
+        );
         assert!(text.contains("process_resident_memory_bytes"));
     }
 }

@@ -34,10 +34,9 @@ impl Query {
     pub fn int(&self, k: &str) -> ApiResult<Option<i64>> {
         match self.get(k) {
             None | Some("") => Ok(None),
-            Some(v) => v
-                .parse()
-                .map(Some)
-                .map_err(|_| ApiError::bad_request(format!("invalid value for {k}: {v:?} is not an integer"))),
+            Some(v) => v.parse().map(Some).map_err(|_| {
+                ApiError::bad_request(format!("invalid value for {k}: {v:?} is not an integer"))
+            }),
         }
     }
 
@@ -80,9 +79,13 @@ pub enum Format {
     Json,
     Yaml,
     /// meta.k8s.io Table (v1 or v1beta1).
-    Table { v1beta1: bool },
+    Table {
+        v1beta1: bool,
+    },
     /// meta.k8s.io PartialObjectMetadata(List).
-    Metadata { v1beta1: bool },
+    Metadata {
+        v1beta1: bool,
+    },
 }
 
 impl Format {
@@ -126,7 +129,10 @@ pub fn negotiate(accept: Option<&str>) -> ApiResult<Format> {
         return Ok(Format::Json);
     };
     for r in parse_accept(accept) {
-        let json_like = matches!(r.mime.as_str(), "application/json" | "*/*" | "application/*");
+        let json_like = matches!(
+            r.mime.as_str(),
+            "application/json" | "*/*" | "application/*"
+        );
         let yaml = r.mime == "application/yaml";
         if !(json_like || yaml) {
             continue;
@@ -183,7 +189,10 @@ mod tests {
     #[test]
     fn kubectl_get_accept_gets_a_table() {
         let a = "application/json;as=Table;v=v1;g=meta.k8s.io,application/json;as=Table;v=v1beta1;g=meta.k8s.io,application/json";
-        assert_eq!(negotiate(Some(a)).expect("ok"), Format::Table { v1beta1: false });
+        assert_eq!(
+            negotiate(Some(a)).expect("ok"),
+            Format::Table { v1beta1: false }
+        );
     }
 
     #[test]
@@ -197,7 +206,10 @@ mod tests {
     fn missing_or_wildcard_accept_is_json() {
         assert_eq!(negotiate(None).expect("ok"), Format::Json);
         assert_eq!(negotiate(Some("*/*")).expect("ok"), Format::Json);
-        assert_eq!(negotiate(Some("application/yaml")).expect("ok"), Format::Yaml);
+        assert_eq!(
+            negotiate(Some("application/yaml")).expect("ok"),
+            Format::Yaml
+        );
     }
 
     #[test]

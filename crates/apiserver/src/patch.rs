@@ -21,7 +21,13 @@ const ACCEPTED: &str = "application/json-patch+json, application/merge-patch+jso
 
 impl PatchType {
     pub fn from_content_type(ct: Option<&str>) -> ApiResult<Self> {
-        let mime = ct.unwrap_or("").split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+        let mime = ct
+            .unwrap_or("")
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase();
         match mime.as_str() {
             "application/json-patch+json" => Ok(Self::Json),
             "application/merge-patch+json" => Ok(Self::Merge),
@@ -52,18 +58,28 @@ fn patch_error(code: u16, message: String) -> ApiError {
 
 /// Applies a parsed patch document of the given type to `doc` (an object of the kind `ty`
 /// names, or a Scale).
-fn apply_patch(pt: PatchType, doc: &Value, patch: &Value, ty: (&str, &str, &str)) -> ApiResult<Value> {
+fn apply_patch(
+    pt: PatchType,
+    doc: &Value,
+    patch: &Value,
+    ty: (&str, &str, &str),
+) -> ApiResult<Value> {
     use capstan_openapi::patch;
     let mut out = doc.clone();
     match pt {
         PatchType::Merge => patch::merge::apply(&mut out, patch),
-        PatchType::Json => patch::json::apply(&mut out, patch).map_err(|e| patch_error(e.status_code(), e.to_string()))?,
+        PatchType::Json => patch::json::apply(&mut out, patch)
+            .map_err(|e| patch_error(e.status_code(), e.to_string()))?,
         PatchType::Strategic => {
             out = patch::strategic::apply_to_kind(doc, patch, ty.0, ty.1, ty.2)
                 .map_err(|e| patch_error(e.status_code(), e.to_string()))?;
         }
         // Server-side apply never gets here: `patch` hands it to the field manager.
-        PatchType::Apply => return Err(ApiError::internal("apply patches are merged by the field manager")),
+        PatchType::Apply => {
+            return Err(ApiError::internal(
+                "apply patches are merged by the field manager",
+            ))
+        }
     }
     Ok(out)
 }
@@ -71,23 +87,36 @@ fn apply_patch(pt: PatchType, doc: &Value, patch: &Value, ty: (&str, &str, &str)
 fn parse_patch(pt: PatchType, body: &[u8]) -> ApiResult<Value> {
     let v: Value = match pt {
         PatchType::Apply => {
-            let text = std::str::from_utf8(body).map_err(|e| ApiError::bad_request(format!("patch is not UTF-8: {e}")))?;
-            serde_saphyr::from_str(text).map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))?
+            let text = std::str::from_utf8(body)
+                .map_err(|e| ApiError::bad_request(format!("patch is not UTF-8: {e}")))?;
+            serde_saphyr::from_str(text)
+                .map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))?
         }
-        _ => serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))?,
+        _ => serde_json::from_slice(body)
+            .map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))?,
     };
     match (pt, &v) {
         (PatchType::Json, Value::Array(_)) => Ok(v),
-        (PatchType::Json, _) => Err(ApiError::bad_request("json patch must be an array of operations")),
+        (PatchType::Json, _) => Err(ApiError::bad_request(
+            "json patch must be an array of operations",
+        )),
         (_, Value::Object(_)) => Ok(v),
         _ => Err(ApiError::bad_request("patch must be a JSON object")),
     }
 }
 
-pub async fn patch(reg: &Registry, req: &Req<'_>, name: &str, pt: PatchType, opts: &WriteOptions) -> ApiResult<Patched> {
+pub async fn patch(
+    reg: &Registry,
+    req: &Req<'_>,
+    name: &str,
+    pt: PatchType,
+    opts: &WriteOptions,
+) -> ApiResult<Patched> {
     crate::fieldmanager::apply::validate_options(pt == PatchType::Apply, &req.query)?;
     if pt == PatchType::Apply {
-        return crate::fieldmanager::apply::patch(reg, req, name, opts).await.map(Patched::Object);
+        return crate::fieldmanager::apply::patch(reg, req, name, opts)
+            .await
+            .map(Patched::Object);
     }
     let r = &req.route;
     let info = r.info;
@@ -96,25 +125,45 @@ pub async fn patch(reg: &Registry, req: &Req<'_>, name: &str, pt: PatchType, opt
     match r.subresource.as_deref() {
         None | Some("status") => {
             let w = reg
-                .update_with(info, r.namespace.as_deref(), name, opts, r.subresource.as_deref(), |old| {
-                    let patched = apply_patch(pt, old, &patch_doc, (info.group, info.version, info.kind))?;
-                    let mut warnings = Vec::new();
-                    let raw = serde_json::to_vec(&patched).map_err(ApiError::internal)?;
-                    let dups = crate::strict::duplicate_fields(&raw, codec::BodyType::Json);
-                    let obj = decode_body(info, patched, fv, &dups, &mut warnings)
-                        .map_err(|e| strict_error_as_invalid_patch(e, pt, &patch_doc, &raw))?;
-                    Ok((obj, warnings))
-                })
+                .update_with(
+                    info,
+                    r.namespace.as_deref(),
+                    name,
+                    opts,
+                    r.subresource.as_deref(),
+                    |old| {
+                        let patched = apply_patch(
+                            pt,
+                            old,
+                            &patch_doc,
+                            (info.group, info.version, info.kind),
+                        )?;
+                        let mut warnings = Vec::new();
+                        let raw = serde_json::to_vec(&patched).map_err(ApiError::internal)?;
+                        let dups = crate::strict::duplicate_fields(&raw, codec::BodyType::Json);
+                        let obj = decode_body(info, patched, fv, &dups, &mut warnings)
+                            .map_err(|e| strict_error_as_invalid_patch(e, pt, &patch_doc, &raw))?;
+                        Ok((obj, warnings))
+                    },
+                )
                 .await?;
             Ok(Patched::Object(w))
         }
         Some("scale") => {
             let w = reg
-                .update_with(info, r.namespace.as_deref(), name, opts, Some("scale"), |old| {
-                    let scale = crate::scale::to_scale(info, old)?;
-                    let patched = apply_patch(pt, &scale, &patch_doc, ("autoscaling", "v1", "Scale"))?;
-                    Ok((crate::scale::apply_scale(info, old, &patched)?, vec![]))
-                })
+                .update_with(
+                    info,
+                    r.namespace.as_deref(),
+                    name,
+                    opts,
+                    Some("scale"),
+                    |old| {
+                        let scale = crate::scale::to_scale(info, old)?;
+                        let patched =
+                            apply_patch(pt, &scale, &patch_doc, ("autoscaling", "v1", "Scale"))?;
+                        Ok((crate::scale::apply_scale(info, old, &patched)?, vec![]))
+                    },
+                )
                 .await?;
             let obj = match &w.object {
                 ObjectOut::Stored(kv) => decode_stored(info, kv)?,
@@ -122,14 +171,21 @@ pub async fn patch(reg: &Registry, req: &Req<'_>, name: &str, pt: PatchType, opt
             };
             Ok(Patched::Scale(crate::scale::to_scale(info, &obj)?))
         }
-        Some(other) => Err(ApiError::not_implemented(format!("patching the {other} subresource is not implemented yet"))),
+        Some(other) => Err(ApiError::not_implemented(format!(
+            "patching the {other} subresource is not implemented yet"
+        ))),
     }
 }
 
 /// Upstream reports unknown fields in a patched object as an invalid `patch` (422) quoting
 /// the patch (strategic) or the patched object (JSON and merge patches), not as the 400 a
 /// create gets; kubectl prints it as "The request is invalid: patch: Invalid value: ...".
-fn strict_error_as_invalid_patch(e: ApiError, pt: PatchType, patch: &Value, patched: &[u8]) -> ApiError {
+fn strict_error_as_invalid_patch(
+    e: ApiError,
+    pt: PatchType,
+    patch: &Value,
+    patched: &[u8],
+) -> ApiError {
     const MARK: &str = "strict decoding error: ";
     let Some(at) = e.message.find(MARK).filter(|_| e.code == 400) else {
         return e;
@@ -138,7 +194,11 @@ fn strict_error_as_invalid_patch(e: ApiError, pt: PatchType, patch: &Value, patc
         PatchType::Strategic => go_text(patch),
         _ => String::from_utf8_lossy(patched).into_owned(),
     };
-    let body = format!("Invalid value: {}: {}", Value::String(quoted), &e.message[at..]);
+    let body = format!(
+        "Invalid value: {}: {}",
+        Value::String(quoted),
+        &e.message[at..]
+    );
     ApiError::new(422, "Invalid", format!(" \"\" is invalid: patch: {body}"))
         .with_details(serde_json::json!({"causes": [{"reason": "FieldValueInvalid", "message": body, "field": "patch"}]}))
 }
@@ -149,7 +209,10 @@ fn go_text(v: &Value) -> String {
         Value::Object(m) => {
             let mut keys: Vec<&String> = m.keys().collect();
             keys.sort();
-            let parts: Vec<String> = keys.iter().map(|k| format!("{k}:{}", go_text(&m[k.as_str()]))).collect();
+            let parts: Vec<String> = keys
+                .iter()
+                .map(|k| format!("{k}:{}", go_text(&m[k.as_str()])))
+                .collect();
             format!("map[{}]", parts.join(" "))
         }
         Value::Array(a) => format!("[{}]", a.iter().map(go_text).collect::<Vec<_>>().join(" ")),
@@ -169,18 +232,34 @@ mod tests {
     #[test]
     fn json_patch_applies_and_reports_failures() {
         let doc = json!({"spec": {"replicas": 1}});
-        let out = apply_patch(PatchType::Json, &doc, &json!([{"op": "replace", "path": "/spec/replicas", "value": 3}]), DEPLOYMENT).expect("ok");
+        let out = apply_patch(
+            PatchType::Json,
+            &doc,
+            &json!([{"op": "replace", "path": "/spec/replicas", "value": 3}]),
+            DEPLOYMENT,
+        )
+        .expect("ok");
         assert_eq!(out["spec"]["replicas"], 3);
-        let e = apply_patch(PatchType::Json, &doc, &json!([{"op": "test", "path": "/spec/replicas", "value": 9}]), DEPLOYMENT).expect_err("test fails");
+        let e = apply_patch(
+            PatchType::Json,
+            &doc,
+            &json!([{"op": "test", "path": "/spec/replicas", "value": 9}]),
+            DEPLOYMENT,
+        )
+        .expect_err("test fails");
         assert_eq!(e.code, 422);
     }
 
     #[test]
     fn strategic_patch_merges_containers_by_name() {
         let doc = json!({"spec": {"template": {"spec": {"containers": [{"name": "a", "image": "x"}, {"name": "b", "image": "y"}]}}}});
-        let p = json!({"spec": {"template": {"spec": {"containers": [{"name": "b", "image": "z"}]}}}});
+        let p =
+            json!({"spec": {"template": {"spec": {"containers": [{"name": "b", "image": "z"}]}}}});
         let out = apply_patch(PatchType::Strategic, &doc, &p, DEPLOYMENT).expect("ok");
-        assert_eq!(out["spec"]["template"]["spec"]["containers"], json!([{"name": "a", "image": "x"}, {"name": "b", "image": "z"}]));
+        assert_eq!(
+            out["spec"]["template"]["spec"]["containers"],
+            json!([{"name": "a", "image": "x"}, {"name": "b", "image": "z"}])
+        );
     }
 
     #[test]
@@ -197,7 +276,15 @@ mod tests {
 
     #[test]
     fn content_types_map_to_patch_types() {
-        assert_eq!(PatchType::from_content_type(Some("application/merge-patch+json")).expect("ok"), PatchType::Merge);
-        assert_eq!(PatchType::from_content_type(Some("application/json")).expect_err("415").code, 415);
+        assert_eq!(
+            PatchType::from_content_type(Some("application/merge-patch+json")).expect("ok"),
+            PatchType::Merge
+        );
+        assert_eq!(
+            PatchType::from_content_type(Some("application/json"))
+                .expect_err("415")
+                .code,
+            415
+        );
     }
 }

@@ -6,8 +6,8 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer,
-    KeyPair, KeyUsagePurpose, SanType,
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyPair, KeyUsagePurpose, SanType,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -54,7 +54,10 @@ fn read(path: &Path) -> Result<Option<String>, PkiError> {
     match fs::read_to_string(path) {
         Ok(s) => Ok(Some(s)),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(source) => Err(PkiError::Io { path: path.to_path_buf(), source }),
+        Err(source) => Err(PkiError::Io {
+            path: path.to_path_buf(),
+            source,
+        }),
     }
 }
 
@@ -62,7 +65,10 @@ fn read(path: &Path) -> Result<Option<String>, PkiError> {
 pub fn write_private(path: &Path, contents: &str) -> Result<(), PkiError> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
-    let io = |source| PkiError::Io { path: path.to_path_buf(), source };
+    let io = |source| PkiError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
     if let Some(dir) = path.parent() {
         fs::create_dir_all(dir).map_err(io)?;
     }
@@ -82,7 +88,11 @@ pub fn write_private(path: &Path, contents: &str) -> Result<(), PkiError> {
 impl Pki {
     /// Loads the CA from `dir` (creating it on first start) and makes sure the serving
     /// certificate covers `dns_names` and `ips`.
-    pub fn load_or_create(dir: &Path, dns_names: &[String], ips: &[IpAddr]) -> Result<Self, PkiError> {
+    pub fn load_or_create(
+        dir: &Path,
+        dns_names: &[String],
+        ips: &[IpAddr],
+    ) -> Result<Self, PkiError> {
         let ca_key_path = dir.join("ca.key");
         let ca_cert_path = dir.join("ca.crt");
         let (ca_key, ca_cert_pem) = match (read(&ca_key_path)?, read(&ca_cert_path)?) {
@@ -103,30 +113,34 @@ impl Pki {
         let cert_path = dir.join("serving.crt");
         let key_path = dir.join("serving.key");
         let sans_path = dir.join("serving.sans");
-        let (serving_cert_pem, serving_key_pem) = match (read(&cert_path)?, read(&key_path)?, read(&sans_path)?) {
-            (Some(c), Some(k), Some(s)) if s == sans_text => (c, k),
-            _ => {
-                let key = KeyPair::generate()?;
-                let mut p = CertificateParams::new(dns_names.to_vec())?;
-                for ip in ips {
-                    p.subject_alt_names.push(SanType::IpAddress(*ip));
+        let (serving_cert_pem, serving_key_pem) =
+            match (read(&cert_path)?, read(&key_path)?, read(&sans_path)?) {
+                (Some(c), Some(k), Some(s)) if s == sans_text => (c, k),
+                _ => {
+                    let key = KeyPair::generate()?;
+                    let mut p = CertificateParams::new(dns_names.to_vec())?;
+                    for ip in ips {
+                        p.subject_alt_names.push(SanType::IpAddress(*ip));
+                    }
+                    let mut dn = DistinguishedName::new();
+                    dn.push(DnType::CommonName, "capstan-apiserver");
+                    p.distinguished_name = dn;
+                    p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+                    p.key_usages = vec![
+                        KeyUsagePurpose::DigitalSignature,
+                        KeyUsagePurpose::KeyEncipherment,
+                    ];
+                    let now = std::time::SystemTime::now();
+                    p.not_before = (now - std::time::Duration::from_secs(3600)).into();
+                    p.not_after = (now + std::time::Duration::from_secs(365 * 86400)).into();
+                    let issuer = Issuer::new(ca_params()?, &ca_key);
+                    let cert = p.signed_by(&key, &issuer)?;
+                    write_private(&cert_path, &cert.pem())?;
+                    write_private(&key_path, &key.serialize_pem())?;
+                    write_private(&sans_path, &sans_text)?;
+                    (cert.pem(), key.serialize_pem())
                 }
-                let mut dn = DistinguishedName::new();
-                dn.push(DnType::CommonName, "capstan-apiserver");
-                p.distinguished_name = dn;
-                p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-                p.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
-                let now = std::time::SystemTime::now();
-                p.not_before = (now - std::time::Duration::from_secs(3600)).into();
-                p.not_after = (now + std::time::Duration::from_secs(365 * 86400)).into();
-                let issuer = Issuer::new(ca_params()?, &ca_key);
-                let cert = p.signed_by(&key, &issuer)?;
-                write_private(&cert_path, &cert.pem())?;
-                write_private(&key_path, &key.serialize_pem())?;
-                write_private(&sans_path, &sans_text)?;
-                (cert.pem(), key.serialize_pem())
-            }
-        };
+            };
         Ok(Self {
             ca_cert_pem,
             serving_cert_pem,
@@ -152,7 +166,8 @@ mod tests {
         let b = Pki::load_or_create(dir.path(), &["localhost".into()], &ips).expect("reuse");
         assert_eq!(a.ca_cert_pem, b.ca_cert_pem);
         assert_eq!(a.serving_cert_pem, b.serving_cert_pem);
-        let c = Pki::load_or_create(dir.path(), &["localhost".into(), "other".into()], &ips).expect("reissue");
+        let c = Pki::load_or_create(dir.path(), &["localhost".into(), "other".into()], &ips)
+            .expect("reissue");
         assert_eq!(a.ca_cert_pem, c.ca_cert_pem);
         assert_ne!(a.serving_cert_pem, c.serving_cert_pem);
         let mode = std::fs::metadata(dir.path().join("ca.key")).expect("meta");

@@ -35,7 +35,9 @@ impl Matcher {
             let known = matches!(f, "metadata.name" | "metadata.namespace")
                 || info.strategy.field_selectors().contains(&f);
             if !known {
-                return Err(ApiError::bad_request(format!("field label not supported: {f}")));
+                return Err(ApiError::bad_request(format!(
+                    "field label not supported: {f}"
+                )));
             }
         }
         Ok(Self { labels, fields })
@@ -77,7 +79,8 @@ fn encode_continue(rv: i64, last_key: &str) -> String {
         rv,
         start: last_key.to_string(),
     };
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(serde_json::to_vec(&t).unwrap_or_default())
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .encode(serde_json::to_vec(&t).unwrap_or_default())
 }
 
 fn decode_continue(s: &str) -> ApiResult<ContinueToken> {
@@ -118,7 +121,9 @@ pub async fn list(
             }
             let t = decode_continue(c)?;
             if !t.start.starts_with(&prefix) {
-                return Err(ApiError::bad_request("continue key is not valid: the key does not belong to this list"));
+                return Err(ApiError::bad_request(
+                    "continue key is not valid: the key does not belong to this list",
+                ));
             }
             (Some(t.rv), Some(t.start))
         }
@@ -317,10 +322,18 @@ pub async fn watch(
     };
     let live = match store.watch(&prefix, from).await {
         Ok(s) => s,
-        Err(capstan_store::Error::Compacted { requested, compacted }) => {
+        Err(capstan_store::Error::Compacted {
+            requested,
+            compacted,
+        }) => {
             // Upstream answers 200 and then an ERROR event carrying 410 Expired.
-            let e = ApiError::expired(format!("too old resource version: {requested} ({compacted})"));
-            return Ok((futures::stream::iter(vec![WatchEvent::Error(e)]).boxed(), from));
+            let e = ApiError::expired(format!(
+                "too old resource version: {requested} ({compacted})"
+            ));
+            return Ok((
+                futures::stream::iter(vec![WatchEvent::Error(e)]).boxed(),
+                from,
+            ));
         }
         Err(e) => return Err(from_store(e)),
     };
@@ -328,9 +341,12 @@ pub async fn watch(
         let matcher = matcher.clone();
         async move {
             match ev {
-                Err(capstan_store::Error::Compacted { requested, compacted }) => Some(WatchEvent::Error(
-                    ApiError::expired(format!("too old resource version: {requested} ({compacted})")),
-                )),
+                Err(capstan_store::Error::Compacted {
+                    requested,
+                    compacted,
+                }) => Some(WatchEvent::Error(ApiError::expired(format!(
+                    "too old resource version: {requested} ({compacted})"
+                )))),
                 Err(e) => Some(WatchEvent::Error(from_store(e))),
                 Ok(ev) if raw => translate_raw(info, ev),
                 Ok(ev) => translate(info, &matcher, ev),
@@ -356,12 +372,18 @@ fn translate_raw(info: &ResourceInfo, ev: capstan_store::Event) -> Option<WatchE
     })
 }
 
-fn translate(info: &ResourceInfo, matcher: &Matcher, ev: capstan_store::Event) -> Option<WatchEvent> {
+fn translate(
+    info: &ResourceInfo,
+    matcher: &Matcher,
+    ev: capstan_store::Event,
+) -> Option<WatchEvent> {
     let decode = |kv: &KeyValue| decode_stored(info, kv).ok();
     match ev.event_type {
         EventType::Delete => {
             let obj = decode(&ev.kv)?;
-            matcher.matches(info, &obj).then_some(WatchEvent::Deleted(obj))
+            matcher
+                .matches(info, &obj)
+                .then_some(WatchEvent::Deleted(obj))
         }
         EventType::Put => {
             let obj = decode(&ev.kv)?;

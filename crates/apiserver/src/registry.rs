@@ -220,7 +220,9 @@ impl Registry {
         if !is_namespace(info) {
             return;
         }
-        let Ok(obj) = decode_stored(info, kv) else { return };
+        let Ok(obj) = decode_stored(info, kv) else {
+            return;
+        };
         let Some(name) = meta::name(&obj) else { return };
         let mut map = self.namespaces.write();
         if deleted {
@@ -230,19 +232,35 @@ impl Registry {
         }
     }
 
-    async fn store_create(&self, info: &ResourceInfo, key: &str, bytes: Vec<u8>) -> capstan_store::Result<KeyValue> {
+    async fn store_create(
+        &self,
+        info: &ResourceInfo,
+        key: &str,
+        bytes: Vec<u8>,
+    ) -> capstan_store::Result<KeyValue> {
         let kv = self.store.create(key, bytes).await?;
         self.observe(info, &kv, false);
         Ok(kv)
     }
 
-    async fn store_update(&self, info: &ResourceInfo, key: &str, bytes: Vec<u8>, rev: i64) -> capstan_store::Result<KeyValue> {
+    async fn store_update(
+        &self,
+        info: &ResourceInfo,
+        key: &str,
+        bytes: Vec<u8>,
+        rev: i64,
+    ) -> capstan_store::Result<KeyValue> {
         let kv = self.store.update(key, bytes, rev).await?;
         self.observe(info, &kv, false);
         Ok(kv)
     }
 
-    async fn store_delete(&self, info: &ResourceInfo, key: &str, rev: i64) -> capstan_store::Result<KeyValue> {
+    async fn store_delete(
+        &self,
+        info: &ResourceInfo,
+        key: &str,
+        rev: i64,
+    ) -> capstan_store::Result<KeyValue> {
         let kv = self.store.delete(key, Some(rev)).await?;
         self.observe(info, &kv, true);
         Ok(kv)
@@ -257,7 +275,12 @@ impl Registry {
     }
 
     /// The stored object, or 404.
-    pub async fn get(&self, info: &ResourceInfo, ns: Option<&str>, name: &str) -> ApiResult<KeyValue> {
+    pub async fn get(
+        &self,
+        info: &ResourceInfo,
+        ns: Option<&str>,
+        name: &str,
+    ) -> ApiResult<KeyValue> {
         self.store
             .get(&codec::key(info, ns, name))
             .await
@@ -275,7 +298,9 @@ impl Registry {
             let mut e = ApiError::forbidden(
                 info,
                 name,
-                format!("unable to create new content in namespace {ns} because it is being terminated"),
+                format!(
+                    "unable to create new content in namespace {ns} because it is being terminated"
+                ),
             );
             if let Some(Value::Object(d)) = &mut e.details {
                 d.insert(
@@ -321,7 +346,11 @@ impl Registry {
         if let Some(ns) = &ns {
             self.check_namespace(info, ns, &name)?;
         }
-        self.prepare_new(info, &mut obj, (!opts.fields_tracked).then(|| opts.manager()));
+        self.prepare_new(
+            info,
+            &mut obj,
+            (!opts.fields_tracked).then(|| opts.manager()),
+        );
         let mut errs = self.validate_new(info, &obj);
         if !errs.is_empty() {
             return Err(ApiError::invalid(info, &name, &errs));
@@ -364,7 +393,9 @@ impl Registry {
                     self.services.give_back(t);
                 }
                 match e {
-                    capstan_store::Error::AlreadyExists(_) => Err(ApiError::already_exists(info, &name)),
+                    capstan_store::Error::AlreadyExists(_) => {
+                        Err(ApiError::already_exists(info, &name))
+                    }
                     other => Err(from_store(other)),
                 }
             }
@@ -378,7 +409,12 @@ impl Registry {
         let m = meta::metadata_mut(obj);
         m.insert("uid".into(), json!(uuid::Uuid::new_v4().to_string()));
         m.insert("creationTimestamp".into(), json!(now_rfc3339()));
-        for f in ["resourceVersion", "selfLink", "deletionTimestamp", "deletionGracePeriodSeconds"] {
+        for f in [
+            "resourceVersion",
+            "selfLink",
+            "deletionTimestamp",
+            "deletionGracePeriodSeconds",
+        ] {
             m.remove(f);
         }
         if info.has_generation {
@@ -399,7 +435,9 @@ impl Registry {
     fn validate_new(&self, info: &ResourceInfo, obj: &Value) -> ErrorList {
         let mut errs = Vec::new();
         match serde_json::from_value(obj.get("metadata").cloned().unwrap_or(Value::Null)) {
-            Ok(m) => validate_object_meta(&m, info.namespaced(), info.strategy.name_rule(), &mut errs),
+            Ok(m) => {
+                validate_object_meta(&m, info.namespaced(), info.strategy.name_rule(), &mut errs)
+            }
             Err(e) => errs.push(FieldError::invalid("metadata", Value::Null, e.to_string())),
         }
         info.strategy.validate(obj, &mut errs);
@@ -425,7 +463,11 @@ impl Registry {
                     ApiError::invalid(
                         info,
                         name,
-                        &[FieldError::invalid("metadata.resourceVersion", rv, "must be a valid resourceVersion")],
+                        &[FieldError::invalid(
+                            "metadata.resourceVersion",
+                            rv,
+                            "must be a valid resourceVersion",
+                        )],
                     )
                 })
             })
@@ -451,7 +493,17 @@ impl Registry {
                 _ => new.clone(),
             };
             match self
-                .write_update(info, &key, &cur, old, merged, opts, precondition.is_some(), subresource, &warnings)
+                .write_update(
+                    info,
+                    &key,
+                    &cur,
+                    old,
+                    merged,
+                    opts,
+                    precondition.is_some(),
+                    subresource,
+                    &warnings,
+                )
                 .await?
             {
                 Some(w) => return Ok(w),
@@ -481,7 +533,9 @@ impl Registry {
             let (new, warnings) = mutate(&old)?;
             check_name_and_namespace(info, ns, name, &new)?;
             let precondition = match meta::meta_str(&new, "resourceVersion") {
-                Some(rv) if rv != cur.mod_revision.to_string() => return Err(ApiError::modified(info, name)),
+                Some(rv) if rv != cur.mod_revision.to_string() => {
+                    return Err(ApiError::modified(info, name))
+                }
                 _ => false,
             };
             let merged = match subresource {
@@ -489,7 +543,17 @@ impl Registry {
                 _ => new,
             };
             if let Some(w) = self
-                .write_update(info, &key, &cur, old, merged, opts, precondition, subresource, &warnings)
+                .write_update(
+                    info,
+                    &key,
+                    &cur,
+                    old,
+                    merged,
+                    opts,
+                    precondition,
+                    subresource,
+                    &warnings,
+                )
                 .await?
             {
                 return Ok(w);
@@ -543,7 +607,11 @@ impl Registry {
             let g = meta::generation(&old).unwrap_or(1);
             let hooked = meta::generation(&new).is_some_and(|n| n != g);
             if !hooked {
-                let bumped = if meta::spec_part(&new) != meta::spec_part(&old) { g + 1 } else { g };
+                let bumped = if meta::spec_part(&new) != meta::spec_part(&old) {
+                    g + 1
+                } else {
+                    g
+                };
                 meta::metadata_mut(&mut new).insert("generation".into(), json!(bumped));
             }
         }
@@ -661,14 +729,22 @@ impl Registry {
         opts: &DeleteOptions,
     ) -> ApiResult<Deleted> {
         if is_namespace(info) && PROTECTED_NAMESPACES.contains(&name) {
-            return Err(ApiError::forbidden(info, name, "this namespace may not be deleted"));
+            return Err(ApiError::forbidden(
+                info,
+                name,
+                "this namespace may not be deleted",
+            ));
         }
         if let Some(p) = opts.propagation_policy.as_deref() {
             if !matches!(p, "Orphan" | "Background" | "Foreground") {
                 return Err(ApiError::invalid(
                     info,
                     name,
-                    &[FieldError::not_supported("propagationPolicy", p, &["Foreground", "Background", "Orphan"])],
+                    &[FieldError::not_supported(
+                        "propagationPolicy",
+                        p,
+                        &["Foreground", "Background", "Orphan"],
+                    )],
                 ));
             }
         }
@@ -677,7 +753,11 @@ impl Registry {
                 return Err(ApiError::invalid(
                     info,
                     name,
-                    &[FieldError::invalid("gracePeriodSeconds", g, "must be greater than or equal to 0")],
+                    &[FieldError::invalid(
+                        "gracePeriodSeconds",
+                        g,
+                        "must be greater than or equal to 0",
+                    )],
                 ));
             }
         }
@@ -730,7 +810,9 @@ impl Registry {
                             })
                         }
                         Err(capstan_store::Error::Conflict { .. }) => continue,
-                        Err(capstan_store::Error::NotFound(_)) => return Err(ApiError::not_found(info, name)),
+                        Err(capstan_store::Error::NotFound(_)) => {
+                            return Err(ApiError::not_found(info, name))
+                        }
                         Err(e) => return Err(from_store(e)),
                     }
                 }
@@ -752,7 +834,9 @@ impl Registry {
                             });
                         }
                         Err(capstan_store::Error::Conflict { .. }) => continue,
-                        Err(capstan_store::Error::NotFound(_)) => return Err(ApiError::not_found(info, name)),
+                        Err(capstan_store::Error::NotFound(_)) => {
+                            return Err(ApiError::not_found(info, name))
+                        }
                         Err(e) => return Err(from_store(e)),
                     }
                 }
@@ -761,7 +845,12 @@ impl Registry {
     }
 
     /// The object marked for deletion, or None when it can be removed at once.
-    fn mark_for_deletion(&self, info: &ResourceInfo, obj: &Value, opts: &DeleteOptions) -> Option<Value> {
+    fn mark_for_deletion(
+        &self,
+        info: &ResourceInfo,
+        obj: &Value,
+        opts: &DeleteOptions,
+    ) -> Option<Value> {
         let mut marked = obj.clone();
         let mut finalizers = meta::finalizers(obj);
         match opts.propagation_policy.as_deref() {
@@ -814,22 +903,33 @@ impl Registry {
     pub async fn bind_pod(&self, ns: &str, pod: &str, node: &str) -> ApiResult<Written> {
         let info = pods();
         let node = node.to_string();
-        self.update_with(info, Some(ns), pod, &WriteOptions::default(), Some("binding"), |old| {
-            if is_terminating(old) {
-                return Err(ApiError::conflict(info, pod, format!("pod {pod} is being deleted, cannot be assigned to a host")));
-            }
-            if let Some(current) = old["spec"]["nodeName"].as_str().filter(|s| !s.is_empty()) {
-                return Err(ApiError::conflict(
-                    info,
-                    pod,
-                    format!("pod {pod} is already assigned to node \"{current}\""),
-                ));
-            }
-            let mut new = old.clone();
-            new["spec"]["nodeName"] = json!(node);
-            set_condition(&mut new, "PodScheduled", "True", None, None);
-            Ok((new, vec![]))
-        })
+        self.update_with(
+            info,
+            Some(ns),
+            pod,
+            &WriteOptions::default(),
+            Some("binding"),
+            |old| {
+                if is_terminating(old) {
+                    return Err(ApiError::conflict(
+                        info,
+                        pod,
+                        format!("pod {pod} is being deleted, cannot be assigned to a host"),
+                    ));
+                }
+                if let Some(current) = old["spec"]["nodeName"].as_str().filter(|s| !s.is_empty()) {
+                    return Err(ApiError::conflict(
+                        info,
+                        pod,
+                        format!("pod {pod} is already assigned to node \"{current}\""),
+                    ));
+                }
+                let mut new = old.clone();
+                new["spec"]["nodeName"] = json!(node);
+                set_condition(&mut new, "PodScheduled", "True", None, None);
+                Ok((new, vec![]))
+            },
+        )
         .await
     }
 }
@@ -867,7 +967,13 @@ fn finalize_update(old: &Value, new: &Value) -> Value {
 }
 
 /// Sets or replaces a pod condition.
-pub fn set_condition(pod: &mut Value, type_: &str, status: &str, reason: Option<&str>, message: Option<&str>) {
+pub fn set_condition(
+    pod: &mut Value,
+    type_: &str,
+    status: &str,
+    reason: Option<&str>,
+    message: Option<&str>,
+) {
     let mut cond = json!({"type": type_, "status": status, "lastProbeTime": null, "lastTransitionTime": now_rfc3339()});
     if let Some(r) = reason {
         cond["reason"] = json!(r);
@@ -912,8 +1018,13 @@ fn set_finalizers(obj: &mut Value, finalizers: &[String]) {
 /// The grace period a pod deletion gets: the request's, else the pod's; unscheduled or
 /// finished pods go at once, as upstream.
 fn pod_grace_period(pod: &Value, requested: Option<i64>) -> i64 {
-    let scheduled = pod["spec"]["nodeName"].as_str().is_some_and(|n| !n.is_empty());
-    let finished = matches!(pod["status"]["phase"].as_str(), Some("Succeeded" | "Failed"));
+    let scheduled = pod["spec"]["nodeName"]
+        .as_str()
+        .is_some_and(|n| !n.is_empty());
+    let finished = matches!(
+        pod["status"]["phase"].as_str(),
+        Some("Succeeded" | "Failed")
+    );
     if !scheduled || finished {
         return 0;
     }
@@ -929,7 +1040,11 @@ fn should_delete_after_update(info: &ResourceInfo, obj: &Value) -> bool {
     if !is_terminating(obj) || !meta::finalizers(obj).is_empty() {
         return false;
     }
-    if obj["metadata"]["deletionGracePeriodSeconds"].as_i64().unwrap_or(0) != 0 {
+    if obj["metadata"]["deletionGracePeriodSeconds"]
+        .as_i64()
+        .unwrap_or(0)
+        != 0
+    {
         return false;
     }
     !(is_namespace(info)
@@ -942,7 +1057,13 @@ fn should_delete_after_update(info: &ResourceInfo, obj: &Value) -> bool {
 fn carry_system_metadata(new: &mut Value, old: &Value) {
     let old_meta = meta::metadata(old).cloned().unwrap_or_default();
     let m = meta::metadata_mut(new);
-    for f in ["uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "generation"] {
+    for f in [
+        "uid",
+        "creationTimestamp",
+        "deletionTimestamp",
+        "deletionGracePeriodSeconds",
+        "generation",
+    ] {
         match old_meta.get(f) {
             Some(v) => {
                 m.insert(f.to_string(), v.clone());
@@ -960,7 +1081,12 @@ fn carry_system_metadata(new: &mut Value, old: &Value) {
     }
 }
 
-fn check_name_and_namespace(info: &ResourceInfo, ns: Option<&str>, name: &str, obj: &Value) -> ApiResult<()> {
+fn check_name_and_namespace(
+    info: &ResourceInfo,
+    ns: Option<&str>,
+    name: &str,
+    obj: &Value,
+) -> ApiResult<()> {
     match meta::name(obj) {
         Some(n) if n != name => {
             return Err(ApiError::bad_request(format!(
@@ -1008,7 +1134,11 @@ fn release_dropped_allocations(alloc: &ServiceAllocator, old: &Value, new: &Valu
         .map(|a| a.iter().filter_map(|p| p["nodePort"].as_i64()).collect())
         .unwrap_or_default();
     if let Some(ports) = dropped["spec"]["ports"].as_array_mut() {
-        ports.retain(|p| p["nodePort"].as_i64().is_some_and(|n| !new_ports.contains(&n)));
+        ports.retain(|p| {
+            p["nodePort"]
+                .as_i64()
+                .is_some_and(|n| !new_ports.contains(&n))
+        });
     }
     if new["spec"]["clusterIP"] == old["spec"]["clusterIP"] {
         dropped["spec"]["clusterIP"] = json!("");
@@ -1030,7 +1160,8 @@ fn is_pod(info: &ResourceInfo) -> bool {
 }
 
 pub fn namespaces() -> &'static ResourceInfo {
-    catalogue::lookup("", "v1", "namespaces").unwrap_or_else(|| unreachable!("namespaces are in the catalogue"))
+    catalogue::lookup("", "v1", "namespaces")
+        .unwrap_or_else(|| unreachable!("namespaces are in the catalogue"))
 }
 
 pub fn pods() -> &'static ResourceInfo {
@@ -1048,7 +1179,9 @@ mod tests {
             Just(Value::Null),
             any::<bool>().prop_map(Value::Bool),
             any::<i64>().prop_map(|n| json!(n)),
-            any::<f64>().prop_filter("finite", |f| f.is_finite()).prop_map(|f| json!(f)),
+            any::<f64>()
+                .prop_filter("finite", |f| f.is_finite())
+                .prop_map(|f| json!(f)),
             "[a-zA-Z0-9:./_-]{0,12}".prop_map(Value::String),
         ];
         leaf.prop_recursive(4, 48, 6, |inner| {

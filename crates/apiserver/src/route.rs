@@ -19,7 +19,10 @@ pub enum Route {
     /// `/apis/{group}`.
     Group(String),
     /// `/api/v1` or `/apis/{group}/{version}`.
-    GroupVersion { group: String, version: String },
+    GroupVersion {
+        group: String,
+        version: String,
+    },
     OpenApiV3Index,
     OpenApiV3(String),
     OpenApiV2,
@@ -88,7 +91,9 @@ fn known_gv(group: &str, version: &str) -> Result<Route, ApiError> {
 
 fn resource(group: &str, version: &str, rest: &[&str]) -> Result<Route, ApiError> {
     let (namespace, parts) = match rest {
-        ["namespaces", ns, tail @ ..] if !tail.is_empty() && !NAMESPACE_SUBRESOURCES.contains(&tail[0]) => {
+        ["namespaces", ns, tail @ ..]
+            if !tail.is_empty() && !NAMESPACE_SUBRESOURCES.contains(&tail[0]) =>
+        {
             (Some(ns.to_string()), tail)
         }
         _ => (None, rest),
@@ -167,8 +172,17 @@ mod tests {
     #[test]
     fn discovery_paths_parse() {
         assert!(matches!(parse("/api").expect("api"), Route::CoreGroup));
-        assert!(matches!(parse("/apis/apps").expect("apps"), Route::Group(_)));
-        assert!(matches!(parse("/apis/apps/v1").expect("apps/v1"), Route::GroupVersion { .. }));
-        assert!(matches!(parse("/healthz/ping").expect("h"), Route::Health(_)));
+        assert!(matches!(
+            parse("/apis/apps").expect("apps"),
+            Route::Group(_)
+        ));
+        assert!(matches!(
+            parse("/apis/apps/v1").expect("apps/v1"),
+            Route::GroupVersion { .. }
+        ));
+        assert!(matches!(
+            parse("/healthz/ping").expect("h"),
+            Route::Health(_)
+        ));
     }
 }

@@ -81,14 +81,21 @@ pub fn apply_scale(info: &ResourceInfo, obj: &Value, scale: &Value) -> ApiResult
         let mut e = ApiError::invalid(
             info,
             name,
-            &[FieldError::invalid("spec.replicas", replicas, "must be greater than or equal to 0")],
+            &[FieldError::invalid(
+                "spec.replicas",
+                replicas,
+                "must be greater than or equal to 0",
+            )],
         );
         e.message = format!("Scale.autoscaling \"{name}\" is invalid: spec.replicas: Invalid value: {replicas}: must be greater than or equal to 0");
         return Err(e);
     }
     let mut new = obj.clone();
     new["spec"]["replicas"] = json!(replicas);
-    match scale["metadata"]["resourceVersion"].as_str().filter(|s| !s.is_empty()) {
+    match scale["metadata"]["resourceVersion"]
+        .as_str()
+        .filter(|s| !s.is_empty())
+    {
         Some(rv) => new["metadata"]["resourceVersion"] = json!(rv),
         None => {
             if let Some(m) = new["metadata"].as_object_mut() {
@@ -109,7 +116,9 @@ pub async fn update_scale(
     opts: &WriteOptions,
 ) -> ApiResult<Value> {
     let w = reg
-        .update_with(info, ns, name, opts, Some("scale"), |old| Ok((apply_scale(info, old, scale)?, vec![])))
+        .update_with(info, ns, name, opts, Some("scale"), |old| {
+            Ok((apply_scale(info, old, scale)?, vec![]))
+        })
         .await?;
     let obj = match &w.object {
         ObjectOut::Stored(kv) => decode_stored(info, kv)?,

@@ -132,7 +132,9 @@ fn check_key(k: &str) -> Result<(), String> {
 
 fn check_value(k: &str, v: &str) -> Result<(), String> {
     match label_value(v).first() {
-        Some(e) => Err(format!("unable to parse requirement: values[0][{k}]: Invalid value: {v:?}: {e}")),
+        Some(e) => Err(format!(
+            "unable to parse requirement: values[0][{k}]: Invalid value: {v:?}: {e}"
+        )),
         None => Ok(()),
     }
 }
@@ -148,12 +150,22 @@ pub fn parse_label_selector(s: &str) -> Result<LabelSelector, String> {
     };
     while i < tokens.len() {
         if tokens[i] == Token::Not {
-            let key = ident(tokens.get(i + 1)).ok_or_else(|| format!("found '{}', expected: identifier after '!'", describe(tokens.get(i + 1))))?;
+            let key = ident(tokens.get(i + 1)).ok_or_else(|| {
+                format!(
+                    "found '{}', expected: identifier after '!'",
+                    describe(tokens.get(i + 1))
+                )
+            })?;
             check_key(&key)?;
             reqs.push(LabelRequirement::DoesNotExist(key));
             i += 2;
         } else {
-            let key = ident(tokens.get(i)).ok_or_else(|| format!("found '{}', expected: !, identifier, or 'end of string'", describe(tokens.get(i))))?;
+            let key = ident(tokens.get(i)).ok_or_else(|| {
+                format!(
+                    "found '{}', expected: !, identifier, or 'end of string'",
+                    describe(tokens.get(i))
+                )
+            })?;
             check_key(&key)?;
             i += 1;
             match tokens.get(i) {
@@ -168,7 +180,12 @@ pub fn parse_label_selector(s: &str) -> Result<LabelSelector, String> {
                             v.clone()
                         }
                         None | Some(Token::Comma) => String::new(),
-                        other => return Err(format!("found '{}', expected: identifier", describe(other))),
+                        other => {
+                            return Err(format!(
+                                "found '{}', expected: identifier",
+                                describe(other)
+                            ))
+                        }
                     };
                     check_value(&key, &value)?;
                     reqs.push(if negate {
@@ -180,7 +197,9 @@ pub fn parse_label_selector(s: &str) -> Result<LabelSelector, String> {
                 Some(Token::Gt) | Some(Token::Lt) => {
                     let gt = tokens[i] == Token::Gt;
                     i += 1;
-                    let v = ident(tokens.get(i)).ok_or_else(|| format!("found '{}', expected: identifier", describe(tokens.get(i))))?;
+                    let v = ident(tokens.get(i)).ok_or_else(|| {
+                        format!("found '{}', expected: identifier", describe(tokens.get(i)))
+                    })?;
                     let n: i64 = v
                         .parse()
                         .map_err(|_| format!("unable to parse requirement: for 'Gt', 'Lt' operators, the value must be an integer, got {v:?}"))?;
@@ -195,7 +214,10 @@ pub fn parse_label_selector(s: &str) -> Result<LabelSelector, String> {
                     let notin = op == "notin";
                     i += 1;
                     if tokens.get(i) != Some(&Token::Open) {
-                        return Err(format!("found '{}', expected: '('", describe(tokens.get(i))));
+                        return Err(format!(
+                            "found '{}', expected: '('",
+                            describe(tokens.get(i))
+                        ));
                     }
                     i += 1;
                     let mut values = Vec::new();
@@ -208,7 +230,10 @@ pub fn parse_label_selector(s: &str) -> Result<LabelSelector, String> {
                             }
                             Some(Token::Comma) => {
                                 // `(a,,b)` and `(,a)` carry an empty value, as upstream allows.
-                                if matches!(tokens.get(i - 1), Some(Token::Comma) | Some(Token::Open)) {
+                                if matches!(
+                                    tokens.get(i - 1),
+                                    Some(Token::Comma) | Some(Token::Open)
+                                ) {
                                     values.push(String::new());
                                 }
                                 i += 1;
@@ -220,7 +245,12 @@ pub fn parse_label_selector(s: &str) -> Result<LabelSelector, String> {
                                 i += 1;
                                 break;
                             }
-                            other => return Err(format!("found '{}', expected: ',' or ')'", describe(other))),
+                            other => {
+                                return Err(format!(
+                                    "found '{}', expected: ',' or ')'",
+                                    describe(other)
+                                ))
+                            }
                         }
                     }
                     if values.is_empty() {
@@ -250,7 +280,12 @@ pub fn parse_label_selector(s: &str) -> Result<LabelSelector, String> {
                     return Err("found '', expected: identifier after ','".into());
                 }
             }
-            other => return Err(format!("found '{}', expected: ',' or 'end of string'", describe(other))),
+            other => {
+                return Err(format!(
+                    "found '{}', expected: ',' or 'end of string'",
+                    describe(other)
+                ))
+            }
         }
     }
     Ok(LabelSelector(reqs))
@@ -339,8 +374,14 @@ fn unescape(s: &str) -> Result<String, String> {
         if c == '\\' {
             match chars.next() {
                 Some(e @ ('\\' | ',' | '=' | '!')) => out.push(e),
-                Some(other) => return Err(format!("invalid field selector: invalid escape sequence: \\{other}")),
-                None => return Err("invalid field selector: invalid trailing escape sequence".into()),
+                Some(other) => {
+                    return Err(format!(
+                        "invalid field selector: invalid escape sequence: \\{other}"
+                    ))
+                }
+                None => {
+                    return Err("invalid field selector: invalid trailing escape sequence".into())
+                }
             }
         } else {
             out.push(c);
@@ -380,7 +421,9 @@ pub fn parse_field_selector(s: &str) -> Result<FieldSelector, String> {
             i += 1;
         }
         let Some((pos, len, negate)) = idx else {
-            return Err(format!("invalid selector: '{part}'; can't understand '{part}'"));
+            return Err(format!(
+                "invalid selector: '{part}'; can't understand '{part}'"
+            ));
         };
         let field: String = bytes[..pos].iter().collect();
         let value: String = bytes[pos + len..].iter().collect();
@@ -412,7 +455,8 @@ mod tests {
 
     #[test]
     fn set_based_selectors_match() {
-        let s = parse_label_selector("env in (prod, staging),!legacy,tier notin (db),team").expect("parses");
+        let s = parse_label_selector("env in (prod, staging),!legacy,tier notin (db),team")
+            .expect("parses");
         assert_eq!(s.0.len(), 4);
         assert!(s.matches(&labels(&[("env", "prod"), ("team", "a")])));
         assert!(!s.matches(&labels(&[("env", "dev"), ("team", "a")])));
@@ -429,7 +473,9 @@ mod tests {
 
     #[test]
     fn malformed_label_selectors_are_errors() {
-        for bad in ["a in b", "a in (", "=b", "a=b,", "a b", "-a=b", "a=-b", "a in ()"] {
+        for bad in [
+            "a in b", "a in (", "=b", "a=b,", "a b", "-a=b", "a=-b", "a in ()",
+        ] {
             assert!(parse_label_selector(bad).is_err(), "{bad} should not parse");
         }
         assert!(parse_label_selector("").expect("empty").is_empty());

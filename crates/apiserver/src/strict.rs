@@ -5,8 +5,15 @@ use crate::codec::BodyType;
 
 #[derive(Debug)]
 enum Frame {
-    Object { path: String, keys: Vec<String>, key: Option<String> },
-    Array { path: String, index: usize },
+    Object {
+        path: String,
+        keys: Vec<String>,
+        key: Option<String>,
+    },
+    Array {
+        path: String,
+        index: usize,
+    },
 }
 
 fn child_path(parent: &str, key: &str) -> String {
@@ -32,7 +39,11 @@ pub fn duplicate_fields(raw: &[u8], kind: BodyType) -> Vec<String> {
         match raw[i] {
             b'{' => {
                 let path = current_path(&stack);
-                stack.push(Frame::Object { path, keys: Vec::new(), key: None });
+                stack.push(Frame::Object {
+                    path,
+                    keys: Vec::new(),
+                    key: None,
+                });
                 expect_key = true;
                 i += 1;
             }
@@ -122,7 +133,10 @@ mod tests {
         let raw = br#"{"metadata":{"name":"a","name":"b"},"spec":{"containers":[{"image":"x"},{"image":"y","image":"z"}]}}"#;
         assert_eq!(
             duplicate_fields(raw, BodyType::Json),
-            vec!["metadata.name".to_string(), "spec.containers[1].image".to_string()]
+            vec![
+                "metadata.name".to_string(),
+                "spec.containers[1].image".to_string()
+            ]
         );
     }
 

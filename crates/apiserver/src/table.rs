@@ -117,11 +117,29 @@ mod tests {
     fn include_object_decides_what_each_row_carries() {
         let info = capstan_api::catalogue::lookup("", "v1", "configmaps").expect("cm");
         let obj = json!({"metadata":{"name":"a","namespace":"d","creationTimestamp":"2026-01-01T00:00:00Z"},"data":{"k":"v"}});
-        let none = table_owned(info, vec![obj.clone()], IncludeObject::None, json!({}), false);
+        let none = table_owned(
+            info,
+            vec![obj.clone()],
+            IncludeObject::None,
+            json!({}),
+            false,
+        );
         assert!(none["rows"][0].get("object").is_none());
-        let whole = table_owned(info, vec![obj.clone()], IncludeObject::Object, json!({}), false);
+        let whole = table_owned(
+            info,
+            vec![obj.clone()],
+            IncludeObject::Object,
+            json!({}),
+            false,
+        );
         assert_eq!(whole["rows"][0]["object"], obj);
-        let meta = table_owned(info, vec![obj.clone()], IncludeObject::Metadata, json!({}), true);
+        let meta = table_owned(
+            info,
+            vec![obj.clone()],
+            IncludeObject::Metadata,
+            json!({}),
+            true,
+        );
         assert_eq!(meta["apiVersion"], "meta.k8s.io/v1beta1");
         assert_eq!(meta["rows"][0]["object"]["metadata"], obj["metadata"]);
         assert!(meta["rows"][0]["object"].get("data").is_none());
@@ -131,7 +149,13 @@ mod tests {
     fn tables_carry_columns_rows_and_row_metadata() {
         let info = capstan_api::catalogue::lookup("", "v1", "configmaps").expect("cm");
         let obj = json!({"metadata":{"name":"a","namespace":"d","creationTimestamp":"2026-01-01T00:00:00Z"},"data":{"k":"v"}});
-        let t = table(info, &[obj], IncludeObject::Metadata, json!({"resourceVersion":"5"}), false);
+        let t = table(
+            info,
+            &[obj],
+            IncludeObject::Metadata,
+            json!({"resourceVersion":"5"}),
+            false,
+        );
         assert_eq!(t["kind"], "Table");
         assert_eq!(t["metadata"]["resourceVersion"], "5");
         assert_eq!(t["columnDefinitions"][0]["name"], "Name");

@@ -16,7 +16,8 @@ pub async fn kube_config(url: &str, ca_pem: &str, token: &str) -> anyhow::Result
 
 /// A kube-rs client for `url` trusting `ca_pem` and sending `token`.
 pub async fn kube_client(url: &str, ca_pem: &str, token: &str) -> anyhow::Result<kube::Client> {
-    kube::Client::try_from(kube_config(url, ca_pem, token).await?).context("building the in-process client")
+    kube::Client::try_from(kube_config(url, ca_pem, token).await?)
+        .context("building the in-process client")
 }
 
 /// A client that names itself `agent` in its User-Agent, which is what the API server records

@@ -29,11 +29,24 @@ impl Context {
 pub fn start(ctx: &Context, args: &crate::server::ServerArgs) {
     // Each component: one line, guarded by its flag.
     if !args.disable_controllers.iter().any(|c| c == "all") {
-        capstan_apiserver::metrics::add_exposition(|| capstan_controllers::metrics::global().render());
-        capstan_controllers::start(ctx.client_as("kube-controller-manager"), capstan_controllers::Config { disabled: args.disable_controllers.iter().cloned().collect(), identity: None }, ctx.shutdown.clone());
+        capstan_apiserver::metrics::add_exposition(|| {
+            capstan_controllers::metrics::global().render()
+        });
+        capstan_controllers::start(
+            ctx.client_as("kube-controller-manager"),
+            capstan_controllers::Config {
+                disabled: args.disable_controllers.iter().cloned().collect(),
+                identity: None,
+            },
+            ctx.shutdown.clone(),
+        );
     }
     crate::node_agent::setup_server(ctx);
-    tokio::spawn(capstan_kubelet::ipam::run(ctx.client_as("kube-controller-manager"), args.cluster_cidr.clone(), ctx.shutdown.clone()));
+    tokio::spawn(capstan_kubelet::ipam::run(
+        ctx.client_as("kube-controller-manager"),
+        args.cluster_cidr.clone(),
+        ctx.shutdown.clone(),
+    ));
     if !args.disable_agent {
         crate::node_agent::start_local(ctx, args);
     }
@@ -41,7 +54,12 @@ pub fn start(ctx: &Context, args: &crate::server::ServerArgs) {
         crate::scheduling::start(ctx.client_as("kube-scheduler"), ctx.shutdown.clone());
     }
     if args.simulate_nodes > 0 {
-        crate::simulate::start(ctx.client_as("kubelet"), args.simulate_nodes, &args.simulate, ctx.shutdown.clone());
+        crate::simulate::start(
+            ctx.client_as("kubelet"),
+            args.simulate_nodes,
+            &args.simulate,
+            ctx.shutdown.clone(),
+        );
     }
     let _ = (ctx, args);
 }

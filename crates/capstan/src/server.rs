@@ -83,19 +83,35 @@ pub struct ServerArgs {
     pub service_cidr: String,
 
     /// NodePort range.
-    #[arg(long, env = "CAPSTAN_SERVICE_NODE_PORT_RANGE", default_value = "30000-32767")]
+    #[arg(
+        long,
+        env = "CAPSTAN_SERVICE_NODE_PORT_RANGE",
+        default_value = "30000-32767"
+    )]
     pub service_node_port_range: String,
 
     /// Where to also write the admin kubeconfig (it is always written to <data-dir>/kubeconfig.yaml).
-    #[arg(long = "write-kubeconfig", short = 'o', env = "CAPSTAN_KUBECONFIG_OUTPUT")]
+    #[arg(
+        long = "write-kubeconfig",
+        short = 'o',
+        env = "CAPSTAN_KUBECONFIG_OUTPUT"
+    )]
     pub write_kubeconfig: Option<PathBuf>,
 
     /// How often old revisions are compacted away (seconds).
-    #[arg(long, env = "CAPSTAN_COMPACTION_INTERVAL_SECONDS", default_value_t = 300)]
+    #[arg(
+        long,
+        env = "CAPSTAN_COMPACTION_INTERVAL_SECONDS",
+        default_value_t = 300
+    )]
     pub compaction_interval_seconds: u64,
 
     /// How many recent revisions compaction keeps (watches and lists can reach back that far).
-    #[arg(long, env = "CAPSTAN_COMPACTION_KEEP_REVISIONS", default_value_t = 10_000)]
+    #[arg(
+        long,
+        env = "CAPSTAN_COMPACTION_KEEP_REVISIONS",
+        default_value_t = 10_000
+    )]
     pub compaction_keep_revisions: i64,
 
     /// Log at debug level (or set CAPSTAN_LOG, e.g. CAPSTAN_LOG=capstan_apiserver=debug).
@@ -104,15 +120,26 @@ pub struct ServerArgs {
 }
 
 fn parse_cidr(s: &str) -> anyhow::Result<(Ipv4Addr, u8)> {
-    let (ip, len) = s.split_once('/').context("expected a CIDR such as 10.43.0.0/16")?;
-    let ip: Ipv4Addr = ip.parse().context("the CIDR's address is not an IPv4 address")?;
-    let len: u8 = len.parse().context("the CIDR's prefix length is not a number")?;
-    anyhow::ensure!((8..=30).contains(&len), "the service CIDR's prefix length must be between 8 and 30");
+    let (ip, len) = s
+        .split_once('/')
+        .context("expected a CIDR such as 10.43.0.0/16")?;
+    let ip: Ipv4Addr = ip
+        .parse()
+        .context("the CIDR's address is not an IPv4 address")?;
+    let len: u8 = len
+        .parse()
+        .context("the CIDR's prefix length is not a number")?;
+    anyhow::ensure!(
+        (8..=30).contains(&len),
+        "the service CIDR's prefix length must be between 8 and 30"
+    );
     Ok((ip, len))
 }
 
 fn parse_port_range(s: &str) -> anyhow::Result<(u16, u16)> {
-    let (a, b) = s.split_once('-').context("expected a port range such as 30000-32767")?;
+    let (a, b) = s
+        .split_once('-')
+        .context("expected a port range such as 30000-32767")?;
     let (a, b): (u16, u16) = (a.trim().parse()?, b.trim().parse()?);
     anyhow::ensure!(a <= b, "the port range's start is after its end");
     Ok((a, b))
@@ -125,7 +152,11 @@ fn random_token() -> String {
 }
 
 /// Reads a secret from `path`, or writes `fallback()` there on first start.
-fn load_or_create_secret(path: &Path, given: Option<&str>, fallback: impl FnOnce() -> String) -> anyhow::Result<String> {
+fn load_or_create_secret(
+    path: &Path,
+    given: Option<&str>,
+    fallback: impl FnOnce() -> String,
+) -> anyhow::Result<String> {
     if let Some(g) = given {
         write_private(path, g)?;
         return Ok(g.to_string());
@@ -143,19 +174,31 @@ fn load_or_create_secret(path: &Path, given: Option<&str>, fallback: impl FnOnce
 pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     let server_dir = args.data_dir.join("server");
-    std::fs::create_dir_all(&server_dir).with_context(|| format!("creating {}", server_dir.display()))?;
+    std::fs::create_dir_all(&server_dir)
+        .with_context(|| format!("creating {}", server_dir.display()))?;
 
     let allocator = AllocatorConfig {
         service_cidr: parse_cidr(&args.service_cidr).context("--service-cidr")?,
-        node_ports: parse_port_range(&args.service_node_port_range).context("--service-node-port-range")?,
+        node_ports: parse_port_range(&args.service_node_port_range)
+            .context("--service-node-port-range")?,
     };
 
     let advertise = args
         .advertise_address
         .or_else(|| hostinfo::primary_ipv4().map(IpAddr::V4))
         .unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST));
-    let mut dns_names = vec!["localhost".to_string(), "kubernetes".into(), "kubernetes.default".into(), "kubernetes.default.svc".into(), "kubernetes.default.svc.cluster.local".into()];
-    let mut ips: Vec<IpAddr> = vec![IpAddr::V4(Ipv4Addr::LOCALHOST), advertise, IpAddr::V4(allocator.service_ip(1))];
+    let mut dns_names = vec![
+        "localhost".to_string(),
+        "kubernetes".into(),
+        "kubernetes.default".into(),
+        "kubernetes.default.svc".into(),
+        "kubernetes.default.svc.cluster.local".into(),
+    ];
+    let mut ips: Vec<IpAddr> = vec![
+        IpAddr::V4(Ipv4Addr::LOCALHOST),
+        advertise,
+        IpAddr::V4(allocator.service_ip(1)),
+    ];
     if let Some(h) = hostinfo::hostname() {
         dns_names.push(h);
     }
@@ -168,12 +211,21 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     }
     ips.sort();
     ips.dedup();
-    let pki = Pki::load_or_create(&server_dir.join("tls"), &dns_names, &ips).context("preparing certificates")?;
+    let pki = Pki::load_or_create(&server_dir.join("tls"), &dns_names, &ips)
+        .context("preparing certificates")?;
 
-    let join_token = load_or_create_secret(&server_dir.join("token"), args.token.as_deref(), random_token)
-        .context("preparing the join token")?;
-    let admin_token = load_or_create_secret(&server_dir.join("cred").join("admin.token"), None, random_token)
-        .context("preparing the admin credentials")?;
+    let join_token = load_or_create_secret(
+        &server_dir.join("token"),
+        args.token.as_deref(),
+        random_token,
+    )
+    .context("preparing the join token")?;
+    let admin_token = load_or_create_secret(
+        &server_dir.join("cred").join("admin.token"),
+        None,
+        random_token,
+    )
+    .context("preparing the admin credentials")?;
 
     let db_dir = server_dir.join("db");
     std::fs::create_dir_all(&db_dir)?;
@@ -184,7 +236,8 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         ..SqliteConfig::default()
     };
     let store: Arc<dyn Store> = Arc::new(
-        SqliteStore::open(&db_dir.join("state.db"), store_config).context("opening the database")?,
+        SqliteStore::open(&db_dir.join("state.db"), store_config)
+            .context("opening the database")?,
     );
     let _compactor = capstan_store::compactor::spawn_auto_compactor(
         &store,
@@ -220,20 +273,35 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
     let registry = Registry::new(store.clone(), ServiceAllocator::new(allocator));
     let port = args.https_listen_port;
-    let api = Arc::new(ApiServer::new(registry, auth, format!("{advertise}:{port}"), shutdown_rx.clone()));
+    let api = Arc::new(ApiServer::new(
+        registry,
+        auth,
+        format!("{advertise}:{port}"),
+        shutdown_rx.clone(),
+    ));
 
     let addr = SocketAddr::new(args.bind_address, port);
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("listening on {addr}"))?;
-    let tls = capstan_apiserver::tls_config(&pki.serving_cert_pem, &pki.serving_key_pem).map_err(anyhow::Error::msg)?;
-    let serving = tokio::spawn(capstan_apiserver::serve(api.clone(), listener, tls, shutdown_rx.clone()));
+    let tls = capstan_apiserver::tls_config(&pki.serving_cert_pem, &pki.serving_key_pem)
+        .map_err(anyhow::Error::msg)?;
+    let serving = tokio::spawn(capstan_apiserver::serve(
+        api.clone(),
+        listener,
+        tls,
+        shutdown_rx.clone(),
+    ));
 
     capstan_apiserver::bootstrap::run(&api.registry, advertise, port)
         .await
         .map_err(|e| anyhow::anyhow!("bootstrapping default objects: {e}"))?;
 
-    let kubeconfig_text = kubeconfig::render(&format!("https://127.0.0.1:{port}"), &pki.ca_cert_pem, &admin_token);
+    let kubeconfig_text = kubeconfig::render(
+        &format!("https://127.0.0.1:{port}"),
+        &pki.ca_cert_pem,
+        &admin_token,
+    );
     let kubeconfig_path = args.data_dir.join("kubeconfig.yaml");
     write_private(&kubeconfig_path, &kubeconfig_text)?;
     if let Some(extra) = &args.write_kubeconfig {
@@ -241,8 +309,18 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     }
     api.set_ready(true);
     let ctx = components::Context {
-        client: client::kube_client(&format!("https://127.0.0.1:{port}"), &pki.ca_cert_pem, &internal_token).await?,
-        config: client::kube_config(&format!("https://127.0.0.1:{port}"), &pki.ca_cert_pem, &internal_token).await?,
+        client: client::kube_client(
+            &format!("https://127.0.0.1:{port}"),
+            &pki.ca_cert_pem,
+            &internal_token,
+        )
+        .await?,
+        config: client::kube_config(
+            &format!("https://127.0.0.1:{port}"),
+            &pki.ca_cert_pem,
+            &internal_token,
+        )
+        .await?,
         shutdown: shutdown_rx.clone(),
         data_dir: args.data_dir.clone(),
     };
@@ -287,7 +365,10 @@ mod tests {
 
     #[test]
     fn cidrs_and_port_ranges_parse() {
-        assert_eq!(parse_cidr("10.43.0.0/16").expect("ok"), (Ipv4Addr::new(10, 43, 0, 0), 16));
+        assert_eq!(
+            parse_cidr("10.43.0.0/16").expect("ok"),
+            (Ipv4Addr::new(10, 43, 0, 0), 16)
+        );
         assert!(parse_cidr("10.43.0.0").is_err());
         assert!(parse_cidr("10.43.0.0/2").is_err());
         assert_eq!(parse_port_range("30000-32767").expect("ok"), (30000, 32767));

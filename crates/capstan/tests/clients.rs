@@ -36,13 +36,26 @@ async fn kube_rs_lists_watches_and_creates() {
     assert!(names.contains(&"kube-system".to_string()), "{names:?}");
 
     let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
-    let start = cms.list(&ListParams::default()).await.expect("list").metadata.resource_version.expect("rv");
-    let mut stream = cms.watch(&WatchParams::default().timeout(10), &start).await.expect("watch").boxed();
+    let start = cms
+        .list(&ListParams::default())
+        .await
+        .expect("list")
+        .metadata
+        .resource_version
+        .expect("rv");
+    let mut stream = cms
+        .watch(&WatchParams::default().timeout(10), &start)
+        .await
+        .expect("watch")
+        .boxed();
 
     let mut cm = ConfigMap::default();
     cm.metadata.name = Some("from-kube-rs".into());
     cm.data = Some([("a".to_string(), "b".to_string())].into());
-    let created = cms.create(&PostParams::default(), &cm).await.expect("create");
+    let created = cms
+        .create(&PostParams::default(), &cm)
+        .await
+        .expect("create");
     assert!(created.metadata.uid.is_some());
 
     let ev = tokio::time::timeout(Duration::from_secs(10), stream.try_next())

@@ -13,7 +13,9 @@ const BIN: &str = env!("CARGO_BIN_EXE_capstan");
 
 async fn client(s: &Server) -> kube::Client {
     let kc = Kubeconfig::read_from(s.kubeconfig()).expect("kubeconfig");
-    let cfg = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default()).await.expect("config");
+    let cfg = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
+        .await
+        .expect("config");
     kube::Client::try_from(cfg).expect("client")
 }
 
@@ -21,12 +23,30 @@ async fn client(s: &Server) -> kube::Client {
 fn objects_survive_a_restart_with_the_same_credentials() {
     let mut s = Server::start(BIN);
     s.ok(&["create", "namespace", "keep"]);
-    s.ok(&["create", "configmap", "c1", "-n", "keep", "--from-literal=a=b"]);
-    s.ok(&["create", "-f", capstan_testkit::examples_dir().join("service.yaml").to_str().expect("p")]);
+    s.ok(&[
+        "create",
+        "configmap",
+        "c1",
+        "-n",
+        "keep",
+        "--from-literal=a=b",
+    ]);
+    s.ok(&[
+        "create",
+        "-f",
+        capstan_testkit::examples_dir()
+            .join("service.yaml")
+            .to_str()
+            .expect("p"),
+    ]);
     let before = s.get_json(&["svc", "my-service"]);
     let kubeconfig_before = std::fs::read_to_string(s.kubeconfig()).expect("kubeconfig");
     s.restart();
-    assert_eq!(std::fs::read_to_string(s.kubeconfig()).expect("kubeconfig"), kubeconfig_before, "credentials are reused");
+    assert_eq!(
+        std::fs::read_to_string(s.kubeconfig()).expect("kubeconfig"),
+        kubeconfig_before,
+        "credentials are reused"
+    );
     assert_eq!(s.get_json(&["cm", "c1", "-n", "keep"])["data"]["a"], "b");
     let after = s.get_json(&["svc", "my-service"]);
     assert_eq!(before, after);
@@ -35,13 +55,20 @@ fn objects_survive_a_restart_with_the_same_credentials() {
     let dup = json!({"apiVersion":"v1","kind":"Service","metadata":{"name":"dup"},"spec":{"clusterIP": ip, "ports":[{"port":80}]}});
     let err = s.kubectl_stdin(&["create", "-f", "-"], &dup.to_string());
     let stderr = String::from_utf8_lossy(&err.stderr);
-    assert!(stderr.contains("provided IP is already allocated"), "{stderr}");
+    assert!(
+        stderr.contains("provided IP is already allocated"),
+        "{stderr}"
+    );
 }
 
 #[test]
 fn every_acknowledged_create_survives_kill_9_during_a_burst() {
     let mut s = Server::start(BIN);
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("rt");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("rt");
     let acked: Arc<Mutex<Vec<String>>> = Arc::default();
     let c = rt.block_on(client(&s));
     let mut tasks = Vec::new();
@@ -66,7 +93,11 @@ fn every_acknowledged_create_survives_kill_9_during_a_burst() {
         let _ = rt.block_on(t);
     }
     let acked = acked.lock().expect("lock").clone();
-    assert!(acked.len() > 50, "the burst should have created many objects, got {}", acked.len());
+    assert!(
+        acked.len() > 50,
+        "the burst should have created many objects, got {}",
+        acked.len()
+    );
     s.start_again();
     let c = rt.block_on(client(&s));
     let api: Api<ConfigMap> = Api::namespaced(c, "default");
@@ -78,7 +109,13 @@ fn every_acknowledged_create_survives_kill_9_during_a_burst() {
         .filter_map(|c| c.metadata.name)
         .collect();
     let lost: Vec<&String> = acked.iter().filter(|n| !stored.contains(*n)).collect();
-    assert!(lost.is_empty(), "{} of {} acknowledged creates were lost, e.g. {:?}", lost.len(), acked.len(), &lost[..lost.len().min(5)]);
+    assert!(
+        lost.is_empty(),
+        "{} of {} acknowledged creates were lost, e.g. {:?}",
+        lost.len(),
+        acked.len(),
+        &lost[..lost.len().min(5)]
+    );
 }
 
 #[test]

@@ -61,10 +61,16 @@ fn assert_twins(proto: &Value, json: &Value, name: &str) {
             o.remove("status");
         }
         // The controller's revision annotation is in both or neither, depending on timing.
-        if let Some(a) = v["metadata"].get_mut("annotations").and_then(Value::as_object_mut) {
+        if let Some(a) = v["metadata"]
+            .get_mut("annotations")
+            .and_then(Value::as_object_mut)
+        {
             a.remove("deployment.kubernetes.io/revision");
             if a.is_empty() {
-                v["metadata"].as_object_mut().expect("metadata").remove("annotations");
+                v["metadata"]
+                    .as_object_mut()
+                    .expect("metadata")
+                    .remove("annotations");
             }
         }
         // Allocated per object.

@@ -19,7 +19,10 @@ fn header(s: &Server, args: &[&str]) -> String {
 #[test]
 fn every_kind_prints_upstream_columns() {
     // The objects are only read back; no controller or scheduler needs to act on them.
-    let s = Server::start_with(BIN, &["--disable-controllers", "all", "--disable-scheduler"]);
+    let s = Server::start_with(
+        BIN,
+        &["--disable-controllers", "all", "--disable-scheduler"],
+    );
     let pod_spec = json!({"containers": [{"name": "c", "image": "busybox"}]});
     let template = json!({"metadata": {"labels": {"app": "t"}}, "spec": pod_spec});
     let selector = json!({"matchLabels": {"app": "t"}});
@@ -106,15 +109,32 @@ fn every_kind_prints_upstream_columns() {
         assert_eq!(header(&s, &["get", resource, name]), columns, "columns of {resource}");
     }
     // -o wide adds upstream's priority-1 columns.
-    assert_eq!(header(&s, &["get", "deployments", "t", "-o", "wide"]), "NAME READY UP-TO-DATE AVAILABLE AGE CONTAINERS IMAGES SELECTOR");
+    assert_eq!(
+        header(&s, &["get", "deployments", "t", "-o", "wide"]),
+        "NAME READY UP-TO-DATE AVAILABLE AGE CONTAINERS IMAGES SELECTOR"
+    );
     assert_eq!(
         header(&s, &["get", "nodes", "t", "-o", "wide"]),
         "NAME STATUS ROLES AGE VERSION INTERNAL-IP EXTERNAL-IP OS-IMAGE KERNEL-VERSION CONTAINER-RUNTIME"
     );
-    assert_eq!(header(&s, &["get", "services", "t", "-o", "wide"]), "NAME TYPE CLUSTER-IP EXTERNAL-IP PORT(S) AGE SELECTOR");
+    assert_eq!(
+        header(&s, &["get", "services", "t", "-o", "wide"]),
+        "NAME TYPE CLUSTER-IP EXTERNAL-IP PORT(S) AGE SELECTOR"
+    );
     // Every kind at once across namespaces, as `kubectl get all -A` does for its category.
     let all = s.ok(&["get", "all", "-A"]);
-    for want in ["pod/t", "service/t", "deployment.apps/t", "replicaset.apps/t", "statefulset.apps/t", "daemonset.apps/t", "job.batch/t", "cronjob.batch/t", "replicationcontroller/t", "horizontalpodautoscaler.autoscaling/t"] {
+    for want in [
+        "pod/t",
+        "service/t",
+        "deployment.apps/t",
+        "replicaset.apps/t",
+        "statefulset.apps/t",
+        "daemonset.apps/t",
+        "job.batch/t",
+        "cronjob.batch/t",
+        "replicationcontroller/t",
+        "horizontalpodautoscaler.autoscaling/t",
+    ] {
         assert!(all.contains(want), "get all lacks {want}:\n{all}");
     }
 }
@@ -123,7 +143,19 @@ fn every_kind_prints_upstream_columns() {
 fn a_json_patch_that_replaces_the_whole_object_is_refused_not_fatal() {
     let s = Server::start(BIN);
     s.ok(&["create", "configmap", "p"]);
-    let err = s.fails(&["patch", "configmap", "p", "--type=json", "-p", r#"[{"op":"replace","path":"","value":[1,2]}]"#]);
-    assert!(err.contains("must be a JSON object") || err.contains("BadRequest") || err.contains("Invalid"), "{err}");
+    let err = s.fails(&[
+        "patch",
+        "configmap",
+        "p",
+        "--type=json",
+        "-p",
+        r#"[{"op":"replace","path":"","value":[1,2]}]"#,
+    ]);
+    assert!(
+        err.contains("must be a JSON object")
+            || err.contains("BadRequest")
+            || err.contains("Invalid"),
+        "{err}"
+    );
     s.ok(&["get", "configmap", "p"]);
 }

@@ -85,7 +85,10 @@ impl Server {
                 None => vec!["--disable-agent".to_string()],
             })
             .args(&self.extra_args)
-            .env("CAPSTAN_LOG", std::env::var("CAPSTAN_LOG").unwrap_or_else(|_| "info".into()))
+            .env(
+                "CAPSTAN_LOG",
+                std::env::var("CAPSTAN_LOG").unwrap_or_else(|_| "info".into()),
+            )
             .stdout(Stdio::from(log.try_clone().expect("log")))
             .stderr(Stdio::from(log))
             .spawn()
@@ -109,7 +112,11 @@ impl Server {
                     return;
                 }
             }
-            assert!(Instant::now() < deadline, "server not ready after 30s:\n{}", self.log());
+            assert!(
+                Instant::now() < deadline,
+                "server not ready after 30s:\n{}",
+                self.log()
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -117,7 +124,10 @@ impl Server {
     /// Stops the server with SIGTERM and waits for it to exit.
     pub fn stop(&mut self) {
         if let Some(mut c) = self.child.take() {
-            let _ = Command::new("kill").arg("-TERM").arg(c.id().to_string()).status();
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .arg(c.id().to_string())
+                .status();
             let deadline = Instant::now() + Duration::from_secs(20);
             while Instant::now() < deadline {
                 if let Ok(Some(_)) = c.try_wait() {
@@ -221,7 +231,8 @@ impl Server {
         a.extend_from_slice(args);
         a.extend_from_slice(&["-o", "json"]);
         let out = self.ok(&a);
-        serde_json::from_str(&out).unwrap_or_else(|e| panic!("kubectl output is not JSON ({e}): {out}"))
+        serde_json::from_str(&out)
+            .unwrap_or_else(|e| panic!("kubectl output is not JSON ({e}): {out}"))
     }
 
     /// `kubectl get --raw PATH`, parsed as JSON.
@@ -289,7 +300,10 @@ pub fn eventually<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Optio
         if let Some(v) = f() {
             return v;
         }
-        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
 }
@@ -318,7 +332,14 @@ pub fn write_file(dir: &Path, name: &str, contents: &str) -> PathBuf {
 
 /// A raw HTTPS request with the admin token (or none), via curl, for inputs kubectl would not
 /// send. Returns the status code and the body (parsed as JSON when it is JSON).
-pub fn http(s: &Server, method: &str, path: &str, body: Option<&[u8]>, content_type: &str, authenticated: bool) -> (u16, serde_json::Value) {
+pub fn http(
+    s: &Server,
+    method: &str,
+    path: &str,
+    body: Option<&[u8]>,
+    content_type: &str,
+    authenticated: bool,
+) -> (u16, serde_json::Value) {
     let dir = tempfile::tempdir().expect("tmp");
     let out_file = dir.path().join("out");
     let mut c = Command::new("curl");
@@ -337,7 +358,10 @@ pub fn http(s: &Server, method: &str, path: &str, body: Option<&[u8]>, content_t
     }
     c.arg(format!("{}{path}", s.url()));
     let out = c.output().expect("curl");
-    let code: u16 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap_or(0);
+    let code: u16 = String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .unwrap_or(0);
     let text = std::fs::read_to_string(&out_file).unwrap_or_default();
     let v = serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text));
     (code, v)
@@ -355,7 +379,9 @@ pub fn watch_lines(s: &Server, path: &str, seconds: u32) -> Vec<serde_json::Valu
     String::from_utf8_lossy(&out.stdout)
         .lines()
         .filter(|l| !l.trim().is_empty())
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("watch line is not JSON ({e}): {l}")))
+        .map(|l| {
+            serde_json::from_str(l).unwrap_or_else(|e| panic!("watch line is not JSON ({e}): {l}"))
+        })
         .collect()
 }
 

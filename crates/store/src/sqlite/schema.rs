@@ -142,8 +142,11 @@ fn common_pragmas(conn: &Connection, config: &SqliteConfig) -> Result<()> {
     // bound key might change the plan: every `get` paid a full prepare (~10 us). The query
     // planner stability guarantee keeps the first plan, which for our indexed lookups is the
     // only sensible one.
-    conn.set_db_config(rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)
-        .map_err(backend("enable the query planner stability guarantee"))?;
+    conn.set_db_config(
+        rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG,
+        true,
+    )
+    .map_err(backend("enable the query planner stability guarantee"))?;
     // Negative means KiB rather than pages.
     conn.pragma_update(None, "cache_size", -i64::from(config.cache_size_kib))
         .map_err(backend("set cache_size"))?;

@@ -150,7 +150,10 @@ mod tests {
         // Removing them is the finalize subresource's job, which does not run this hook.
         let mut emptied = ns(json!({"metadata": {"name": "a"}, "spec": {"finalizers": []}}));
         emptied.prepare_for_update(&old);
-        assert_eq!(emptied.spec.and_then(|s| s.finalizers), Some(vec!["kubernetes".to_string()]));
+        assert_eq!(
+            emptied.spec.and_then(|s| s.finalizers),
+            Some(vec!["kubernetes".to_string()])
+        );
     }
 
     #[test]
