@@ -13,6 +13,13 @@ step "system packages"
 step "Python client for the compatibility tests"
 python3 -c 'import kubernetes' 2>/dev/null || python3 -m pip install -q 'kubernetes==31.0.0'
 
+step "formatting"
+if cargo fmt --version >/dev/null 2>&1; then
+  cargo fmt --all --check || { echo "run: cargo fmt --all" >&2; exit 1; }
+else
+  echo "rustfmt is not installed; skipping the formatting check"
+fi
+
 step "build"
 cargo build --workspace --all-targets
 
