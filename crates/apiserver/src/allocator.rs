@@ -190,8 +190,7 @@ impl ServiceAllocator {
         }
 
         if wants_node_ports(svc) {
-            let old_ports: Vec<(i64, String, u16)> =
-                old.map(|o| port_entries(o)).unwrap_or_default();
+            let old_ports: Vec<(i64, String, u16)> = old.map(port_entries).unwrap_or_default();
             let (plo, phi) = self.config.node_ports;
             if let Some(ports) = svc["spec"]["ports"].as_array_mut() {
                 for (i, p) in ports.iter_mut().enumerate() {

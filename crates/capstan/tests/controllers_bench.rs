@@ -182,10 +182,7 @@ async fn controller_benchmark() {
     let own: f64 = used
         .iter()
         .filter(|((v, r), _)| {
-            (v == "POST" && r == "deployments")
-                || (v == "GET" && r == "deployments")
-                || r.is_empty()
-                || v == "WATCH"
+            ((v == "POST" || v == "GET") && r == "deployments") || r.is_empty() || v == "WATCH"
         })
         .map(|(_, n)| n)
         .sum();

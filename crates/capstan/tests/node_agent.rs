@@ -624,7 +624,11 @@ fn restarts_of_the_agent_and_of_containerd_keep_pods_running() {
         "no duplicates, nothing restarted"
     );
     let ip = jsonpath(&s, &["pod", "a"], "{.status.podIP}");
-    assert!(http_get(&ip).is_some(), "pod a stopped answering");
+    eventually(
+        Duration::from_secs(10),
+        "pod a answering after the restart",
+        || http_get(&ip),
+    );
 
     // containerd dies: the agent starts it again and carries on.
     let needle = s
@@ -658,9 +662,11 @@ fn restarts_of_the_agent_and_of_containerd_keep_pods_running() {
         Duration::from_secs(60),
     );
     assert_eq!(counts(&s), "0 0 0 0");
-    assert!(
-        http_get(&ip).is_some(),
-        "pod a stopped answering after the containerd restart"
+    assert_eq!(jsonpath(&s, &["pod", "a"], "{.status.podIP}"), ip);
+    eventually(
+        Duration::from_secs(10),
+        "pod a answering after the containerd restart",
+        || http_get(&ip),
     );
 
     // A pod deleted while the agent was away is cleaned up when it comes back.

@@ -34,10 +34,7 @@ impl Default for AgentOpts {
 impl AgentOpts {
     /// Fresh, unused names, port and network for one more agent.
     pub fn new() -> Self {
-        static N: AtomicU32 = AtomicU32::new(0);
-        let n = N.fetch_add(1, Ordering::SeqCst);
-        // A /16 per cluster from 10.100-10.249, spread by process and counter.
-        let octet = 100 + (std::process::id().wrapping_mul(7).wrapping_add(n * 13)) % 150;
+        let octet = claim_network_octet();
         Self {
             node_name: format!("node-{octet}"),
             kubelet_port: free_port(),
@@ -269,6 +266,38 @@ fn remove_nat_rules_of(ids: &[String]) {
             .args(["-w", "-t", "nat", "-X", chain])
             .output();
     }
+}
+
+/// Claims a /16 (10.100-10.249) for one test cluster's pods and bridge, exclusively among the
+/// test processes running at the same time: two clusters on the same bridge would hand out the
+/// same pod addresses, and one's clean-up would delete the other's bridge. The claim is a lock
+/// on a file per octet, held until the process exits.
+fn claim_network_octet() -> u32 {
+    static N: AtomicU32 = AtomicU32::new(0);
+    static HELD: std::sync::Mutex<Vec<std::fs::File>> = std::sync::Mutex::new(Vec::new());
+    let dir = std::env::temp_dir().join("capstan-test-networks");
+    let _ = std::fs::create_dir_all(&dir);
+    let n = N.fetch_add(1, Ordering::SeqCst);
+    let start = std::process::id().wrapping_mul(7).wrapping_add(n * 13);
+    for i in 0..150 {
+        let octet = 100 + start.wrapping_add(i) % 150;
+        let Ok(file) = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(dir.join(format!("{octet}.lock")))
+        else {
+            continue;
+        };
+        if file.try_lock().is_ok() {
+            HELD.lock().unwrap_or_else(|e| e.into_inner()).push(file);
+            return octet;
+        }
+    }
+    panic!(
+        "all 150 test pod networks are in use (locks in {})",
+        dir.display()
+    );
 }
 
 /// A `capstan agent` process joined to a server, stopped and cleaned up when dropped.
