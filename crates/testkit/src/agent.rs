@@ -169,8 +169,11 @@ pub fn cleanup(data_dir: &Path, a: &AgentOpts) {
             .args(["list", "-q"])
             .output();
         if let Ok(out) = out {
+            // Only whole ids: an empty line would match every rule on the machine.
             let ids: Vec<String> = String::from_utf8_lossy(&out.stdout)
                 .lines()
+                .map(str::trim)
+                .filter(|id| id.len() >= 32)
                 .map(str::to_string)
                 .collect();
             remove_nat_rules_of(&ids);
