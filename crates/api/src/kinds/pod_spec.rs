@@ -15,7 +15,7 @@ use crate::field_error::{ErrorList, Path};
 
 pub(crate) use defaults::{default_pod_only, default_pvc_spec};
 pub(crate) use validation::{
-    check_access_modes, host_path, image_whitespace, parsed, pod_annotations, taint_effect,
+    check_access_modes, host_path, image_whitespace, nfs, parsed, pod_annotations, taint_effect,
     validate_pvc_spec, validate_spec, Options,
 };
 

@@ -179,19 +179,7 @@ fn validate_pv_spec(spec: &PersistentVolumeSpec, errs: &mut ErrorList) {
             }
             "nfs" => {
                 if let Some(n) = &spec.nfs {
-                    if n.server.is_empty() {
-                        errs.push(FieldError::required(p.child("server"), ""));
-                    }
-                    if n.path.is_empty() {
-                        errs.push(FieldError::required(p.child("path"), ""));
-                    }
-                    if !n.path.starts_with('/') {
-                        errs.push(FieldError::invalid(
-                            p.child("path"),
-                            n.path.as_str(),
-                            "must be an absolute path",
-                        ));
-                    }
+                    pod_spec::nfs(n, &p, errs);
                 }
             }
             "local" => {
@@ -647,6 +635,51 @@ impl KindHooks for PersistentVolumeClaim {
 mod tests {
     use super::*;
     use crate::strategy::{Strategy, Typed};
+
+    /// Field paths and details of what `validate` finds in `obj` after defaulting.
+    fn problems(st: &dyn Strategy, obj: Value) -> Vec<String> {
+        let mut unknown = Vec::new();
+        let mut obj = st.decode(obj, &mut unknown).expect("decodes");
+        st.apply_defaults(&mut obj);
+        let mut errs = Vec::new();
+        st.validate(&obj, &mut errs);
+        errs.iter()
+            .map(|e| format!("{}: {}", e.field, e.detail))
+            .collect()
+    }
+
+    #[test]
+    fn nfs_sources_need_a_server_and_an_absolute_path_in_volumes_and_pvs() {
+        let pv = |nfs: Value| {
+            json!({"metadata": {"name": "pv1"}, "spec": {"capacity": {"storage": "1Gi"},
+                "accessModes": ["ReadWriteMany"], "nfs": nfs}})
+        };
+        let pod = |nfs: Value| {
+            json!({"metadata": {"name": "p", "namespace": "default"}, "spec": {
+                "containers": [{"name": "c", "image": "busybox"}],
+                "volumes": [{"name": "v", "nfs": nfs}]}})
+        };
+        let pv_st: &dyn Strategy = &Typed::<PersistentVolume>::NEW;
+        let pod_st: &dyn Strategy = &Typed::<k8s_openapi::api::core::v1::Pod>::NEW;
+        let good = json!({"server": "nfs.local", "path": "/exports"});
+        assert_eq!(problems(pv_st, pv(good.clone())), Vec::<String>::new());
+        assert_eq!(problems(pod_st, pod(good)), Vec::<String>::new());
+        let bad = json!({"server": "", "path": "exports"});
+        assert_eq!(
+            problems(pv_st, pv(bad.clone())),
+            [
+                "spec.nfs.server: ",
+                "spec.nfs.path: must be an absolute path"
+            ]
+        );
+        assert_eq!(
+            problems(pod_st, pod(bad)),
+            [
+                "spec.volumes[0].nfs.server: ",
+                "spec.volumes[0].nfs.path: must be an absolute path"
+            ]
+        );
+    }
 
     #[test]
     fn a_host_path_pv_is_defaulted_and_printed() {

@@ -494,6 +494,27 @@ pub(crate) fn host_path(
     }
 }
 
+/// Upstream's validateNFSVolumeSource.
+pub(crate) fn nfs(
+    n: &k8s_openapi::api::core::v1::NFSVolumeSource,
+    path: &Path,
+    errs: &mut ErrorList,
+) {
+    if n.server.is_empty() {
+        errs.push(FieldError::required(path.child("server"), ""));
+    }
+    if n.path.is_empty() {
+        errs.push(FieldError::required(path.child("path"), ""));
+    }
+    if !n.path.starts_with('/') {
+        errs.push(FieldError::invalid(
+            path.child("path"),
+            n.path.as_str(),
+            "must be an absolute path",
+        ));
+    }
+}
+
 fn volume_source(v: &Volume, path: &Path, pod_name: Option<&str>, errs: &mut ErrorList) {
     let json = to_json(v);
     let present = |key: &str| json.get(key).is_some_and(|x| !x.is_null());
@@ -560,19 +581,7 @@ fn volume_source(v: &Volume, path: &Path, pod_name: Option<&str>, errs: &mut Err
             }
             "nfs" => {
                 if let Some(n) = &v.nfs {
-                    if n.server.is_empty() {
-                        errs.push(FieldError::required(p.child("server"), ""));
-                    }
-                    if n.path.is_empty() {
-                        errs.push(FieldError::required(p.child("path"), ""));
-                    }
-                    if !n.path.starts_with('/') {
-                        errs.push(FieldError::invalid(
-                            p.child("path"),
-                            n.path.as_str(),
-                            "must be an absolute path",
-                        ));
-                    }
+                    nfs(n, &p, errs);
                 }
             }
             "persistentVolumeClaim" => {
