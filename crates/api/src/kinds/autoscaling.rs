@@ -400,6 +400,32 @@ fn drop_tolerance(hpa: &mut v2::HorizontalPodAutoscaler) {
     }
 }
 
+/// A Resource or ContainerResource metric as `formatHPAMetrics` prints it: `cpu: 40%/80%`, or
+/// with an average value target `memory: 100Mi/200Mi`.
+fn resource_metric(
+    name: &str,
+    target: &v2::MetricTarget,
+    current: Option<&v2::MetricValueStatus>,
+) -> String {
+    let unknown = || "<unknown>".to_string();
+    if let Some(avg) = &target.average_value {
+        let current = current.map_or_else(unknown, |c| {
+            c.average_value
+                .as_ref()
+                .map_or_else(|| "0".to_string(), |q| q.0.clone())
+        });
+        format!("{name}: {current}/{}", avg.0)
+    } else {
+        let current = current
+            .and_then(|c| c.average_utilization)
+            .map_or_else(unknown, |u| format!("{u}%"));
+        let target = target
+            .average_utilization
+            .map_or_else(|| "<auto>".to_string(), |u| format!("{u}%"));
+        format!("{name}: {current}/{target}")
+    }
+}
+
 /// Upstream's `formatHPAMetrics`: at most two targets, then `+ N more...`.
 fn format_metrics(specs: &[v2::MetricSpec], statuses: &[v2::MetricStatus]) -> String {
     if specs.is_empty() {
@@ -448,39 +474,15 @@ fn format_metrics(specs: &[v2::MetricSpec], statuses: &[v2::MetricStatus]) -> St
                 }
                 "Resource" => {
                     let r = spec.resource.clone().unwrap_or_default();
-                    let cur = status.and_then(|s| s.resource.as_ref());
-                    if let Some(avg) = &r.target.average_value {
-                        let current =
-                            cur.map_or_else(unknown, |c| q(c.current.average_value.as_ref()));
-                        format!("{}: {current}/{}", r.name, avg.0)
-                    } else {
-                        let current = cur
-                            .and_then(|c| c.current.average_utilization)
-                            .map_or_else(unknown, |u| format!("{u}%"));
-                        let target = r
-                            .target
-                            .average_utilization
-                            .map_or_else(|| "<auto>".to_string(), |u| format!("{u}%"));
-                        format!("{}: {current}/{target}", r.name)
-                    }
+                    let cur = status.and_then(|s| s.resource.as_ref()).map(|c| &c.current);
+                    resource_metric(&r.name, &r.target, cur)
                 }
                 "ContainerResource" => {
                     let r = spec.container_resource.clone().unwrap_or_default();
-                    let cur = status.and_then(|s| s.container_resource.as_ref());
-                    if let Some(avg) = &r.target.average_value {
-                        let current =
-                            cur.map_or_else(unknown, |c| q(c.current.average_value.as_ref()));
-                        format!("{}: {current}/{}", r.name, avg.0)
-                    } else {
-                        let current = cur
-                            .and_then(|c| c.current.average_utilization)
-                            .map_or_else(unknown, |u| format!("{u}%"));
-                        let target = r
-                            .target
-                            .average_utilization
-                            .map_or_else(|| "<auto>".to_string(), |u| format!("{u}%"));
-                        format!("{}: {current}/{target}", r.name)
-                    }
+                    let cur = status
+                        .and_then(|s| s.container_resource.as_ref())
+                        .map(|c| &c.current);
+                    resource_metric(&r.name, &r.target, cur)
                 }
                 _ => "<unknown type>".to_string(),
             }
@@ -762,6 +764,24 @@ mod tests {
         assert_eq!(
             row::<v2::HorizontalPodAutoscaler>(&h)[2],
             json!("cpu: 42%/50%, memory: <unknown>/100Mi + 1 more...")
+        );
+    }
+
+    #[test]
+    fn container_resource_metrics_print_like_resource_metrics() {
+        let mut h = hpa();
+        h["spec"]["metrics"] = json!([
+            {"type": "ContainerResource", "containerResource": {"name": "cpu", "container": "app", "target": {"type": "Utilization", "averageUtilization": 60}}},
+            {"type": "ContainerResource", "containerResource": {"name": "memory", "container": "app", "target": {"type": "AverageValue", "averageValue": "200Mi"}}}
+        ]);
+        let mut h = create::<v2::HorizontalPodAutoscaler>(h);
+        h["status"]["currentMetrics"] = json!([
+            {"type": "ContainerResource", "containerResource": {"name": "cpu", "container": "app", "current": {"averageUtilization": 30}}},
+            {"type": "ContainerResource", "containerResource": {"name": "memory", "container": "app", "current": {"averageValue": "150Mi"}}}
+        ]);
+        assert_eq!(
+            row::<v2::HorizontalPodAutoscaler>(&h)[2],
+            json!("cpu: 30%/60%, memory: 150Mi/200Mi")
         );
     }
 
