@@ -291,97 +291,99 @@ fn downward_files(
     Ok(())
 }
 
+/// An object's keys and their bytes.
+type KeyData = BTreeMap<String, Vec<u8>>;
+
+/// Where a volume's files come from: a ConfigMap's or a Secret's keys.
+struct KeySource {
+    data: fn(&Objects, &str) -> Option<KeyData>,
+    missing_key: fn(String) -> Error,
+    not_found: fn(String) -> Error,
+}
+
+const CONFIG_MAP: KeySource = KeySource {
+    data: Objects::cm_data,
+    missing_key: Error::ConfigMapKey,
+    not_found: Error::ConfigMapNotFound,
+};
+
+const SECRET: KeySource = KeySource {
+    data: Objects::secret_data,
+    missing_key: Error::SecretKey,
+    not_found: Error::SecretNotFound,
+};
+
+impl KeySource {
+    /// Adds the files of object `name` (its `items`, or every key) to `out`; a missing object
+    /// or key is an error unless `optional`.
+    fn project(
+        &self,
+        objs: &Objects,
+        name: &str,
+        items: Option<&Vec<KeyToPath>>,
+        mode: u32,
+        optional: bool,
+        out: &mut Payload,
+    ) -> Result<()> {
+        match (self.data)(objs, name) {
+            Some(d) => project_keys(&d, items, mode, out, self.missing_key, optional),
+            None if optional => Ok(()),
+            None => Err((self.not_found)(name.to_string())),
+        }
+    }
+}
+
+fn mode_or_default(mode: Option<i32>) -> u32 {
+    mode.map_or(0o644, |m| m as u32)
+}
+
 /// The payload of a configMap, secret, downwardAPI or projected volume (None for other kinds).
 fn payload(pod: &Pod, v: &Volume, objs: &Objects, l: &Lookups) -> Result<Option<Payload>> {
     let mut out = Payload::new();
     if let Some(c) = &v.config_map {
-        let mode = c.default_mode.map_or(0o644, |m| m as u32);
+        let mode = mode_or_default(c.default_mode);
         let optional = c.optional == Some(true);
-        match objs.cm_data(&c.name) {
-            Some(d) => project_keys(
-                &d,
-                c.items.as_ref(),
-                mode,
-                &mut out,
-                Error::ConfigMapKey,
-                optional,
-            )?,
-            None if optional => {}
-            None => return Err(Error::ConfigMapNotFound(c.name.clone())),
-        }
+        CONFIG_MAP.project(objs, &c.name, c.items.as_ref(), mode, optional, &mut out)?;
         return Ok(Some(out));
     }
     if let Some(s) = &v.secret {
         let name = s.secret_name.clone().unwrap_or_default();
-        let mode = s.default_mode.map_or(0o644, |m| m as u32);
+        let mode = mode_or_default(s.default_mode);
         let optional = s.optional == Some(true);
-        match objs.secret_data(&name) {
-            Some(d) => project_keys(
-                &d,
-                s.items.as_ref(),
-                mode,
-                &mut out,
-                Error::SecretKey,
-                optional,
-            )?,
-            None if optional => {}
-            None => return Err(Error::SecretNotFound(name)),
-        }
+        SECRET.project(objs, &name, s.items.as_ref(), mode, optional, &mut out)?;
         return Ok(Some(out));
     }
     if let Some(d) = &v.downward_api {
-        let mode = d.default_mode.map_or(0o644, |m| m as u32);
-        downward_files(
-            pod,
-            d.items.as_deref().unwrap_or_default(),
-            mode,
-            l,
-            &mut out,
-        )?;
+        let items = d.items.as_deref().unwrap_or_default();
+        downward_files(pod, items, mode_or_default(d.default_mode), l, &mut out)?;
         return Ok(Some(out));
     }
     if let Some(p) = &v.projected {
-        let mode = p.default_mode.map_or(0o644, |m| m as u32);
+        let mode = mode_or_default(p.default_mode);
         for src in p.sources.iter().flatten() {
             if let Some(c) = &src.config_map {
-                let optional = c.optional == Some(true);
-                match objs.cm_data(&c.name) {
-                    Some(d) => project_keys(
-                        &d,
+                // The service-account CA bundle may not be published by every server.
+                let absent_root_ca = c.name == "kube-root-ca.crt"
+                    && !objs.config_maps.get(&c.name).is_some_and(Option::is_some);
+                if !absent_root_ca {
+                    let optional = c.optional == Some(true);
+                    CONFIG_MAP.project(
+                        objs,
+                        &c.name,
                         c.items.as_ref(),
                         mode,
-                        &mut out,
-                        Error::ConfigMapKey,
                         optional,
-                    )?,
-                    // The service-account CA bundle may not be published by every server.
-                    None if optional || c.name == "kube-root-ca.crt" => {}
-                    None => return Err(Error::ConfigMapNotFound(c.name.clone())),
+                        &mut out,
+                    )?;
                 }
             }
             if let Some(s) = &src.secret {
                 let optional = s.optional == Some(true);
-                match objs.secret_data(&s.name) {
-                    Some(d) => project_keys(
-                        &d,
-                        s.items.as_ref(),
-                        mode,
-                        &mut out,
-                        Error::SecretKey,
-                        optional,
-                    )?,
-                    None if optional => {}
-                    None => return Err(Error::SecretNotFound(s.name.clone())),
-                }
+                SECRET.project(objs, &s.name, s.items.as_ref(), mode, optional, &mut out)?;
             }
             if let Some(d) = &src.downward_api {
-                downward_files(
-                    pod,
-                    d.items.as_deref().unwrap_or_default(),
-                    mode,
-                    l,
-                    &mut out,
-                )?;
+                let items = d.items.as_deref().unwrap_or_default();
+                downward_files(pod, items, mode, l, &mut out)?;
             }
         }
         return Ok(Some(out));
@@ -583,6 +585,74 @@ pub fn mounts(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn volume(v: serde_json::Value) -> Volume {
+        serde_json::from_value(v).expect("volume")
+    }
+
+    fn files(v: serde_json::Value, objs: &Objects) -> Result<Vec<(String, u32)>> {
+        let p = payload(&Pod::default(), &volume(v), objs, &Lookups::default())?;
+        Ok(p.unwrap_or_default()
+            .into_iter()
+            .map(|(k, (_, mode))| (k, mode))
+            .collect())
+    }
+
+    #[test]
+    fn config_map_and_secret_volumes_need_their_object_and_keys_unless_optional() {
+        let mut objs = Objects::default();
+        objs.config_maps.insert(
+            "cm".into(),
+            Some(
+                serde_json::from_value(serde_json::json!({"data": {"a": "1", "b": "2"}}))
+                    .expect("cm"),
+            ),
+        );
+        objs.secrets.insert("gone".into(), None);
+        let cm = |extra: serde_json::Value| {
+            let mut v = serde_json::json!({"name": "v", "configMap": {"name": "cm"}});
+            v["configMap"]
+                .as_object_mut()
+                .expect("object")
+                .extend(extra.as_object().expect("object").clone());
+            v
+        };
+        assert_eq!(
+            files(cm(serde_json::json!({"defaultMode": 0o400})), &objs).expect("all keys"),
+            [("a".to_string(), 0o400), ("b".to_string(), 0o400)]
+        );
+        assert!(matches!(
+            files(cm(serde_json::json!({"items": [{"key": "x", "path": "x"}]})), &objs),
+            Err(Error::ConfigMapKey(k)) if k == "x"
+        ));
+        assert!(matches!(
+            files(serde_json::json!({"name": "v", "configMap": {"name": "nope"}}), &objs),
+            Err(Error::ConfigMapNotFound(n)) if n == "nope"
+        ));
+        assert!(matches!(
+            files(serde_json::json!({"name": "v", "secret": {"secretName": "gone"}}), &objs),
+            Err(Error::SecretNotFound(n)) if n == "gone"
+        ));
+        assert_eq!(
+            files(serde_json::json!({"name": "v", "secret": {"secretName": "gone", "optional": true}}), &objs)
+                .expect("optional"),
+            []
+        );
+        // A projected volume tolerates a missing kube-root-ca.crt, not other missing objects.
+        let projected = |cm: &str| {
+            serde_json::json!({"name": "v", "projected": {"defaultMode": 0o440, "sources": [
+                {"configMap": {"name": cm}},
+                {"configMap": {"name": "cm", "items": [{"key": "a", "path": "dir/a"}]}}]}})
+        };
+        assert_eq!(
+            files(projected("kube-root-ca.crt"), &objs).expect("projected"),
+            [("dir/a".to_string(), 0o440)]
+        );
+        assert!(matches!(
+            files(projected("other"), &objs),
+            Err(Error::ConfigMapNotFound(n)) if n == "other"
+        ));
+    }
 
     #[test]
     fn atomic_writes_swap_the_data_link_and_skip_unchanged_content() {
