@@ -1,6 +1,6 @@
 //! The host's name and addresses, for certificate SANs and the advertised API address.
 
-use std::net::{IpAddr, Ipv4Addr, UdpSocket};
+use std::net::Ipv4Addr;
 
 /// The host name from the kernel.
 pub fn hostname() -> Option<String> {
@@ -8,17 +8,6 @@ pub fn hostname() -> Option<String> {
         .ok()
         .map(|s| s.trim().to_string())
         .filter(|s| !s.is_empty())
-}
-
-/// The address the host uses for its default route: connecting a UDP socket sends nothing but
-/// makes the kernel pick the source address.
-pub fn primary_ipv4() -> Option<Ipv4Addr> {
-    let sock = UdpSocket::bind("0.0.0.0:0").ok()?;
-    sock.connect("192.0.2.1:80").ok()?;
-    match sock.local_addr().ok()?.ip() {
-        IpAddr::V4(ip) if !ip.is_unspecified() => Some(ip),
-        _ => None,
-    }
 }
 
 /// Every local IPv4 address, read from /proc/net/fib_trie ("/32 host LOCAL" entries).

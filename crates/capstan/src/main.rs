@@ -10,6 +10,7 @@ mod kubeconfig;
 mod node_agent;
 mod scheduling;
 mod server;
+mod signals;
 mod simulate;
 
 use clap::{Parser, Subcommand};

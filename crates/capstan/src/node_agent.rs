@@ -250,10 +250,37 @@ fn local_tls(
     })
 }
 
+/// The credentials saved at `path` by an earlier join as `identity`, or those of a new join
+/// (the token pins the server's CA, fetched and checked unless `--ca-file` gives it), saved.
+pub async fn credentials(
+    args: &crate::agent::AgentArgs,
+    path: &std::path::Path,
+    identity: &str,
+    ips: &[IpAddr],
+) -> anyhow::Result<capstan_kubelet::join::Credentials> {
+    use anyhow::Context as _;
+    if let Some(c) =
+        capstan_kubelet::join::Credentials::load(path).filter(|c| c.node_name == identity)
+    {
+        return Ok(c);
+    }
+    let token = capstan_kubelet::join::Token::parse(&args.token);
+    let ca = match &args.ca_file {
+        Some(f) => {
+            Some(std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?)
+        }
+        None => None,
+    };
+    let c = capstan_kubelet::join::join(&args.server, &token, ca, identity, ips)
+        .await
+        .context("joining the cluster")?;
+    c.save(path)?;
+    Ok(c)
+}
+
 /// `capstan agent --server URL --token TOKEN`: joins (or reuses the credentials of an earlier
 /// join) and runs the agent until SIGTERM.
 pub async fn run_joined(args: &crate::agent::AgentArgs) -> anyhow::Result<()> {
-    use anyhow::Context as _;
     let name = args
         .node_name
         .clone()
@@ -266,25 +293,8 @@ pub async fn run_joined(args: &crate::agent::AgentArgs) -> anyhow::Result<()> {
         .node_ip
         .or_else(|| capstan_kubelet::agent::primary_ipv4().map(IpAddr::V4))
         .unwrap_or(IpAddr::V4(std::net::Ipv4Addr::LOCALHOST));
-    let creds = match capstan_kubelet::join::Credentials::load(&cred_path)
-        .filter(|c| c.node_name == name)
-    {
-        Some(c) => c,
-        None => {
-            let token = capstan_kubelet::join::Token::parse(&args.token);
-            let ca = match &args.ca_file {
-                Some(f) => Some(
-                    std::fs::read_to_string(f)
-                        .with_context(|| format!("reading {}", f.display()))?,
-                ),
-                None => None,
-            };
-            let ips = [ip, IpAddr::V4(std::net::Ipv4Addr::LOCALHOST)];
-            let c = capstan_kubelet::join::join(&args.server, &token, ca, &name, &ips).await?;
-            c.save(&cred_path)?;
-            c
-        }
-    };
+    let ips = [ip, IpAddr::V4(std::net::Ipv4Addr::LOCALHOST)];
+    let creds = credentials(args, &cred_path, &name, &ips).await?;
     let client = crate::client::kube_client(&args.server, &creds.ca_cert, &creds.token).await?;
     let tls = capstan_kubelet::server::Tls {
         cert_pem: creds.kubelet_cert.clone(),
@@ -295,26 +305,11 @@ pub async fn run_joined(args: &crate::agent::AgentArgs) -> anyhow::Result<()> {
     let (tx, rx) = watch::channel(false);
     let mut task = spawn(cfg, client, rx);
     tokio::select! {
-        _ = wait_signal() => {}
+        _ = crate::signals::terminated() => {}
         _ = &mut task => anyhow::bail!("the node agent stopped"),
     }
     tracing::info!("shutting down the node agent");
     let _ = tx.send(true);
     let _ = tokio::time::timeout(std::time::Duration::from_secs(30), task).await;
     Ok(())
-}
-
-async fn wait_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    match signal(SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = tokio::signal::ctrl_c() => {}
-            }
-        }
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
-        }
-    }
 }

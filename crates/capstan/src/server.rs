@@ -185,7 +185,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
 
     let advertise = args
         .advertise_address
-        .or_else(|| hostinfo::primary_ipv4().map(IpAddr::V4))
+        .or_else(|| capstan_kubelet::agent::primary_ipv4().map(IpAddr::V4))
         .unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST));
     let mut dns_names = vec![
         "localhost".to_string(),
@@ -332,7 +332,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         "capstan server is ready"
     );
 
-    wait_for_signal().await;
+    crate::signals::terminated().await;
     tracing::info!("shutting down");
     api.set_ready(false);
     let _ = shutdown_tx.send(true);
@@ -341,22 +341,6 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     drop(api);
     tracing::info!("stopped");
     Ok(())
-}
-
-async fn wait_for_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = match signal(SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot listen for SIGTERM; stopping on Ctrl-C only");
-            let _ = tokio::signal::ctrl_c().await;
-            return;
-        }
-    };
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = tokio::signal::ctrl_c() => {}
-    }
 }
 
 #[cfg(test)]

@@ -1,7 +1,6 @@
 //! Flags shared by `capstan server --simulate-nodes N` and `capstan agent --simulate N`, which
 //! describe the simulated nodes, and how the binary starts them (capstan-simnode).
 
-use anyhow::Context;
 use clap::Args;
 
 /// How simulated nodes look. Each flag can also be set by its CAPSTAN_* variable.
@@ -77,41 +76,13 @@ pub fn start(
 pub async fn run_agent(args: &crate::agent::AgentArgs) -> anyhow::Result<()> {
     let identity = format!("{}simulator", args.simulate_flags.simulate_name_prefix);
     let cred_path = args.data_dir.join("agent/cred/simulator.json");
-    let creds = match capstan_kubelet::join::Credentials::load(&cred_path)
-        .filter(|c| c.node_name == identity)
-    {
-        Some(c) => c,
-        None => {
-            let token = capstan_kubelet::join::Token::parse(&args.token);
-            let ca = match &args.ca_file {
-                Some(f) => Some(
-                    std::fs::read_to_string(f)
-                        .with_context(|| format!("reading {}", f.display()))?,
-                ),
-                None => None,
-            };
-            let local = [std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST)];
-            let c = capstan_kubelet::join::join(&args.server, &token, ca, &identity, &local)
-                .await
-                .context("joining the cluster")?;
-            c.save(&cred_path)?;
-            c
-        }
-    };
+    let local = [std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST)];
+    let creds = crate::node_agent::credentials(args, &cred_path, &identity, &local).await?;
     let client = crate::client::kube_client(&args.server, &creds.ca_cert, &creds.token).await?;
     let cfg = args.simulate_flags.config(args.simulate as usize)?;
     let (tx, rx) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
-        use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => tokio::select! {
-                _ = term.recv() => {}
-                _ = tokio::signal::ctrl_c() => {}
-            },
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
+        crate::signals::terminated().await;
         let _ = tx.send(true);
     });
     tracing::info!(server = %args.server, nodes = cfg.count, "capstan agent: simulating nodes");

@@ -79,7 +79,8 @@ pub enum Error {
 
 pub struct Agent;
 
-/// The address the host uses for its default route.
+/// The address the host uses for its default route: connecting a UDP socket sends nothing but
+/// makes the kernel pick the source address.
 pub fn primary_ipv4() -> Option<Ipv4Addr> {
     let sock = UdpSocket::bind("0.0.0.0:0").ok()?;
     sock.connect("192.0.2.1:80").ok()?;
