@@ -273,6 +273,7 @@ pub async fn watch(
     req: &Req<'_>,
     shutdown: tokio::sync::watch::Receiver<bool>,
     on_end: impl FnOnce() + Send + 'static,
+    on_cut: impl FnOnce() + Send + 'static,
 ) -> ApiResult<Response<Body>> {
     let r = &req.route;
     let format = negotiate(req.accept)?;
@@ -307,7 +308,7 @@ pub async fn watch(
     .await?;
 
     let stream = async_stream(
-        events, from, info, format, include, bookmarks, timeout, shutdown,
+        events, from, info, format, include, bookmarks, timeout, shutdown, on_cut,
     );
     let body = StreamBody::new(stream.map(|b| Ok::<_, Infallible>(Frame::data(b))));
     let mut resp = Response::new(BodyExt::boxed_unsync(GuardedBody {
@@ -325,7 +326,8 @@ pub async fn watch(
     Ok(resp)
 }
 
-/// Serialises watch events, interleaving bookmarks and ending on timeout or shutdown.
+/// Serialises watch events, interleaving bookmarks and ending on timeout or shutdown, even
+/// while the client reads nothing (then `on_cut` runs, so the connection can be dropped).
 #[allow(clippy::too_many_arguments)]
 fn async_stream(
     events: impl futures::Stream<Item = WatchEvent> + Send + 'static,
@@ -336,6 +338,7 @@ fn async_stream(
     bookmarks: bool,
     timeout: Duration,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
+    on_cut: impl FnOnce() + Send + 'static,
 ) -> impl futures::Stream<Item = Bytes> + Send + 'static {
     let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(64);
     tokio::spawn(async move {
@@ -346,10 +349,26 @@ fn async_stream(
         ticker.tick().await;
         let mut last_rv: i64 = start_rv;
         let mut first_table = true;
+        let mut on_cut = Some(on_cut);
+        let mut cut = move || {
+            if let Some(f) = on_cut.take() {
+                f();
+            }
+        };
+        // A send waits for the client to read; the deadline and shutdown must still win.
+        macro_rules! send {
+            ($bytes:expr) => {
+                tokio::select! {
+                    r = tx.send($bytes) => r.is_ok(),
+                    _ = &mut deadline => { cut(); return; }
+                    _ = shutdown.changed() => { cut(); return; }
+                }
+            };
+        }
         loop {
             let ev = tokio::select! {
-                _ = &mut deadline => break,
-                _ = shutdown.changed() => break,
+                _ = &mut deadline => { cut(); break; }
+                _ = shutdown.changed() => { cut(); break; }
                 _ = ticker.tick(), if bookmarks => WatchEvent::Bookmark(last_rv),
                 ev = events.next() => match ev { Some(ev) => ev, None => break },
             };
@@ -369,7 +388,7 @@ fn async_stream(
                 line.extend_from_slice(b"\",\"object\":");
                 line.extend_from_slice(object);
                 line.extend_from_slice(b"}\n");
-                if tx.send(Bytes::from(line)).await.is_err() {
+                if !send!(Bytes::from(line)) {
                     break;
                 }
                 continue;
@@ -411,7 +430,7 @@ fn async_stream(
             let line = json!({"type": ev.type_name(), "object": object});
             let mut bytes = serde_json::to_vec(&line).unwrap_or_default();
             bytes.push(b'\n');
-            if tx.send(Bytes::from(bytes)).await.is_err() || is_error {
+            if !send!(Bytes::from(bytes)) || is_error {
                 break;
             }
         }

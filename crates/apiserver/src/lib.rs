@@ -14,6 +14,7 @@ pub mod allocator;
 pub mod auth;
 pub mod bootstrap;
 pub mod codec;
+pub mod conn;
 pub mod discovery;
 pub mod error;
 pub mod fieldmanager;
@@ -33,6 +34,7 @@ pub mod scale;
 pub mod selectors;
 pub mod strict;
 pub mod table;
+pub mod watch_limit;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -55,6 +57,7 @@ use crate::metrics::Metrics;
 use crate::params::Query;
 use crate::registry::Registry;
 use crate::route::Route;
+use crate::watch_limit::WatchLimit;
 
 /// Largest request body accepted (upstream's limit for JSON).
 pub const MAX_BODY_BYTES: usize = 3 * 1024 * 1024;
@@ -71,6 +74,14 @@ pub struct ApiServer {
     pub advertise: String,
     ready: AtomicBool,
     shutdown: tokio::sync::watch::Receiver<bool>,
+    watch_limit: WatchLimit,
+}
+
+/// Who sent a request and on which connection: what per-client limits need.
+#[derive(Clone, Default)]
+struct Caller {
+    user: String,
+    conn: Option<Arc<conn::Control>>,
 }
 
 impl ApiServer {
@@ -87,7 +98,14 @@ impl ApiServer {
             advertise,
             ready: AtomicBool::new(false),
             shutdown,
+            watch_limit: WatchLimit::default(),
         }
+    }
+
+    /// Replaces the default limit of open watches per user.
+    pub fn with_watch_limit(mut self, limit: WatchLimit) -> Self {
+        self.watch_limit = limit;
+        self
     }
 
     pub fn set_ready(&self, ready: bool) {
@@ -115,14 +133,18 @@ impl ApiServer {
             .auth
             .authenticate(req.headers())
             .or_else(|| node_join::authenticate(req.headers()));
-        let response = if !anonymous_ok && user.is_none() {
+        let caller = Caller {
+            user: user.map(|u| u.name).unwrap_or_default(),
+            conn: req.extensions().get::<Arc<conn::Control>>().cloned(),
+        };
+        let response = if !anonymous_ok && caller.user.is_empty() {
             error_response(&ApiError::unauthorized())
         } else {
             match route {
                 Err(e) => error_response(&e),
                 Ok(route) => match self
                     .clone()
-                    .dispatch(method.clone(), route, query, req)
+                    .dispatch(method.clone(), route, query, req, caller)
                     .await
                 {
                     Ok(r) => r,
@@ -147,6 +169,7 @@ impl ApiServer {
         route: Route,
         query: Query,
         req: Request<Incoming>,
+        caller: Caller,
     ) -> ApiResult<Response<Body>> {
         let accept = req
             .headers()
@@ -280,7 +303,7 @@ impl ApiServer {
                     user_agent: user_agent.as_deref(),
                     body,
                 };
-                self.resource_request(method, handler_req).await
+                self.resource_request(method, handler_req, caller).await
             }
         }
     }
@@ -289,6 +312,7 @@ impl ApiServer {
         self: Arc<Self>,
         method: Method,
         req: Req<'_>,
+        caller: Caller,
     ) -> ApiResult<Response<Body>> {
         let reg = &self.registry;
         let name = req.route.name.clone();
@@ -312,8 +336,7 @@ impl ApiServer {
             }
         }
         match (method, name) {
-            (Method::GET, None) if req.query.flag("watch") => self.watch(&req).await,
-            (Method::GET, Some(_)) if req.query.flag("watch") => self.watch(&req).await,
+            (Method::GET, _) if req.query.flag("watch") => self.watch(&req, caller).await,
             (Method::GET, None) => handlers::list(reg, &req).await,
             (Method::GET, Some(n)) => handlers::get(reg, &req, &n).await,
             (Method::POST, None) => handlers::create(reg, &req).await,
@@ -326,7 +349,8 @@ impl ApiServer {
         }
     }
 
-    async fn watch(self: &Arc<Self>, req: &Req<'_>) -> ApiResult<Response<Body>> {
+    async fn watch(self: &Arc<Self>, req: &Req<'_>, caller: Caller) -> ApiResult<Response<Body>> {
+        let slot = self.watch_limit.acquire(&caller.user)?;
         let labels = metrics::ResourceLabels {
             resource: req.route.info.plural.to_string(),
         };
@@ -335,13 +359,16 @@ impl ApiServer {
         let on_end = {
             let labels = labels.clone();
             move || {
+                drop(slot);
                 me.metrics.watchers.get_or_create(&labels).dec();
             }
         };
-        match handlers::watch(&self.registry, req, self.shutdown.clone(), on_end).await {
-            Ok(r) => Ok(r),
-            Err(e) => Err(e),
-        }
+        let on_cut = move || {
+            if let Some(c) = caller.conn {
+                c.watch_ended();
+            }
+        };
+        handlers::watch(&self.registry, req, self.shutdown.clone(), on_end, on_cut).await
     }
 }
 
@@ -465,17 +492,31 @@ pub fn tls_config(cert_pem: &str, key_pem: &str) -> Result<Arc<rustls::ServerCon
 /// How long in-flight requests may run after a shutdown signal.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Accepts connections until `shutdown` flips, then drains in-flight requests.
+/// Accepts connections until `shutdown` flips, then drains in-flight requests. Every
+/// connection is held to [`conn::API_LIMITS`]: handshake, header, idle and write-stall
+/// timeouts, a cap on open connections and on HTTP/2 streams, HTTP/2 pings.
 pub async fn serve(
     api: Arc<ApiServer>,
     listener: TcpListener,
     tls: Arc<rustls::ServerConfig>,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) {
+    let limits = conn::API_LIMITS;
     let acceptor = TlsAcceptor::from(tls);
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    let builder =
+    let gate = conn::Gate::new(&limits, "api");
+    let mut builder =
         hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
+    builder
+        .http1()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(limits.header_read);
+    builder
+        .http2()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .max_concurrent_streams(limits.h2_max_streams)
+        .keep_alive_interval(limits.h2_ping_interval)
+        .keep_alive_timeout(limits.h2_ping_timeout);
     loop {
         let (tcp, peer): (tokio::net::TcpStream, SocketAddr) = tokio::select! {
             _ = shutdown.changed() => break,
@@ -488,30 +529,45 @@ pub async fn serve(
                 }
             },
         };
+        let Some(permit) = gate.admit() else {
+            drop(tcp);
+            continue;
+        };
         let _ = tcp.set_nodelay(true);
         let acceptor = acceptor.clone();
         let api = api.clone();
         let builder = builder.clone();
         let watcher = graceful.watcher();
         tokio::spawn(async move {
-            let tls =
-                match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
-                    Ok(Ok(s)) => s,
-                    Ok(Err(e)) => {
-                        tracing::debug!(%peer, error = %e, "TLS handshake failed");
-                        return;
-                    }
-                    Err(_) => {
-                        tracing::debug!(%peer, "TLS handshake timed out");
-                        return;
-                    }
-                };
-            let svc = hyper::service::service_fn(move |req| {
+            let _permit = permit;
+            let tls = match tokio::time::timeout(limits.handshake, acceptor.accept(tcp)).await {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => {
+                    tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                    return;
+                }
+                Err(_) => {
+                    tracing::debug!(%peer, "TLS handshake timed out");
+                    return;
+                }
+            };
+            let ctl = conn::Control::new();
+            let io = conn::ConnIo::new(tls, ctl.clone(), limits);
+            let svc = hyper::service::service_fn(move |mut req: Request<Incoming>| {
                 let api = api.clone();
-                async move { Ok::<_, std::convert::Infallible>(api.handle(req).await) }
+                let ctl = ctl.clone();
+                async move {
+                    let in_flight = ctl.request_started();
+                    req.extensions_mut().insert(ctl.clone());
+                    let resp = api.handle(req).await;
+                    if resp.status() == http::StatusCode::SWITCHING_PROTOCOLS {
+                        ctl.set_upgraded();
+                    }
+                    Ok::<_, std::convert::Infallible>(conn::hold_until_sent(resp, in_flight))
+                }
             });
             let conn =
-                builder.serve_connection_with_upgrades(hyper_util::rt::TokioIo::new(tls), svc);
+                builder.serve_connection_with_upgrades(hyper_util::rt::TokioIo::new(io), svc);
             if let Err(e) = watcher.watch(conn.into_owned()).await {
                 tracing::debug!(%peer, error = %e, "connection ended with an error");
             }

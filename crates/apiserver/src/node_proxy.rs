@@ -129,9 +129,10 @@ pub async fn pod_log(
         .and_then(|a| a["address"].as_str())
         .and_then(|a| a.parse::<IpAddr>().ok())
         .ok_or_else(|| ApiError::internal(format!("node {node} has no InternalIP address")))?;
-    let port = node_obj["status"]["daemonEndpoints"]["kubeletEndpoint"]["Port"]
-        .as_u64()
-        .unwrap_or(10250) as u16;
+    let port = kubelet_port(
+        node,
+        &node_obj["status"]["daemonEndpoints"]["kubeletEndpoint"]["Port"],
+    )?;
     let query = {
         let mut s = form_urlencoded::Serializer::new(String::new());
         for p in LOG_PARAMS {
@@ -143,6 +144,23 @@ pub async fn pod_log(
     };
     let path = format!("/containerLogs/{ns}/{name}/{container}?{query}");
     fetch(ip, port, &path).await
+}
+
+/// The node's kubelet port from its status: unset or not positive means the default (as
+/// upstream), anything above 65535 is a broken node status, not a port to wrap around.
+fn kubelet_port(node: &str, v: &serde_json::Value) -> ApiResult<u16> {
+    match v.as_i64() {
+        None if v.is_null() => Ok(10250),
+        Some(p) if p <= 0 => Ok(10250),
+        Some(p) => u16::try_from(p).map_err(|_| {
+            ApiError::internal(format!(
+                "node {node:?} reports kubelet port {p} in status.daemonEndpoints.kubeletEndpoint.Port, which is not a valid port (1-65535)"
+            ))
+        }),
+        None => Err(ApiError::internal(format!(
+            "node {node:?} reports kubelet port {v} in status.daemonEndpoints.kubeletEndpoint.Port, which is not a valid port (1-65535)"
+        ))),
+    }
 }
 
 fn unreachable(ip: IpAddr, port: u16, path: &str, e: impl std::fmt::Display) -> ApiError {
@@ -221,4 +239,22 @@ async fn fetch(ip: IpAddr, port: u16, path: &str) -> ApiResult<Response<Body>> {
     out.headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn kubelet_ports_out_of_range_are_refused_not_wrapped() {
+        assert_eq!(kubelet_port("n", &json!(null)).expect("default"), 10250);
+        assert_eq!(kubelet_port("n", &json!(0)).expect("default"), 10250);
+        assert_eq!(kubelet_port("n", &json!(10251)).expect("set"), 10251);
+        for bad in [json!(65536), json!(75786), json!("x")] {
+            let e = kubelet_port("n", &bad).expect_err("out of range");
+            assert_eq!(e.code, 500);
+            assert!(e.message.contains("not a valid port"), "{}", e.message);
+        }
+    }
 }

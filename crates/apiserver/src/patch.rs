@@ -42,6 +42,23 @@ impl PatchType {
     }
 }
 
+/// The largest object a patch or apply may produce: etcd's default request limit, under which
+/// upstream's objects live. The request body limit (3 MiB) does not bound a patch's result.
+pub const MAX_OBJECT_BYTES: usize = 1536 * 1024;
+
+/// Refuses a patched or applied object larger than [`MAX_OBJECT_BYTES`] (as JSON) before it
+/// is decoded, defaulted and stored.
+pub fn check_object_size(what: &str, size: usize) -> ApiResult<()> {
+    if size <= MAX_OBJECT_BYTES {
+        return Ok(());
+    }
+    Err(ApiError::new(
+        422,
+        "Invalid",
+        format!("the {what} object is {size} bytes, more than the {MAX_OBJECT_BYTES} bytes an object may have (etcdserver: request is too large)"),
+    ))
+}
+
 /// What a patch produced.
 pub enum Patched {
     Object(Written),
@@ -140,6 +157,7 @@ pub async fn patch(
                         )?;
                         let mut warnings = Vec::new();
                         let raw = serde_json::to_vec(&patched).map_err(ApiError::internal)?;
+                        check_object_size("patched", raw.len())?;
                         let dups = crate::strict::duplicate_fields(&raw, codec::BodyType::Json);
                         let obj = decode_body(info, patched, fv, &dups, &mut warnings)
                             .map_err(|e| strict_error_as_invalid_patch(e, pt, &patch_doc, &raw))?;
@@ -271,6 +289,30 @@ mod tests {
         assert_eq!(
             out.message,
             " \"\" is invalid: patch: Invalid value: \"map[spec:map[foo:1 template:map[spec:map[]]]]\": strict decoding error: unknown field \"spec.foo\""
+        );
+    }
+
+    #[test]
+    fn results_over_the_object_limit_are_invalid() {
+        assert!(check_object_size("patched", MAX_OBJECT_BYTES).is_ok());
+        let e = check_object_size("patched", MAX_OBJECT_BYTES + 1).expect_err("too large");
+        assert_eq!((e.code, e.reason), (422, "Invalid"));
+        assert!(e.message.contains("request is too large"), "{}", e.message);
+    }
+
+    #[test]
+    fn json_patch_copies_are_bounded() {
+        let doc = json!({"data": {"k": "x".repeat(200_000)}});
+        let ops: Vec<Value> = (0..20)
+            .map(|i| json!({"op": "copy", "from": "/data", "path": format!("/data/x{i}")}))
+            .collect();
+        let e = apply_patch(PatchType::Json, &doc, &Value::Array(ops), DEPLOYMENT)
+            .expect_err("copy limit");
+        assert_eq!(e.code, 422);
+        assert!(
+            e.message.contains("accumulated size increase of copy"),
+            "{}",
+            e.message
         );
     }
 

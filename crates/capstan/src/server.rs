@@ -62,6 +62,11 @@ pub struct ServerArgs {
     #[command(flatten)]
     pub node: crate::node_agent::NodeArgs,
 
+    /// Most watches one user may have open at once (429 TooManyRequests beyond); the server's
+    /// own components are not counted.
+    #[arg(long, env = "CAPSTAN_MAX_WATCHES_PER_USER", default_value_t = capstan_apiserver::watch_limit::DEFAULT_MAX_WATCHES_PER_USER)]
+    pub max_watches_per_user: usize,
+
     /// Controllers not to run, comma-separated: replicaset, replicationcontroller, deployment,
     /// garbagecollector, namespace, endpoints, endpointslice, serviceaccount; `all` for none.
     #[arg(long, env = "CAPSTAN_DISABLE_CONTROLLERS", value_delimiter = ',')]
@@ -251,10 +256,11 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     auth.add_token(admin_token.clone(), User::admin());
     // In-process components authenticate with a token that lives only as long as this process.
     let internal_token = random_token();
+    const INTERNAL_USER: &str = "system:capstan-internal";
     auth.add_token(
         internal_token.clone(),
         User {
-            name: "system:capstan-internal".into(),
+            name: INTERNAL_USER.into(),
             groups: vec!["system:masters".into(), "system:authenticated".into()],
         },
     );
@@ -273,12 +279,18 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
     let registry = Registry::new(store.clone(), ServiceAllocator::new(allocator));
     let port = args.https_listen_port;
-    let api = Arc::new(ApiServer::new(
-        registry,
-        auth,
-        format!("{advertise}:{port}"),
-        shutdown_rx.clone(),
-    ));
+    let api = Arc::new(
+        ApiServer::new(
+            registry,
+            auth,
+            format!("{advertise}:{port}"),
+            shutdown_rx.clone(),
+        )
+        .with_watch_limit(capstan_apiserver::watch_limit::WatchLimit::new(
+            args.max_watches_per_user,
+            vec![INTERNAL_USER.into()],
+        )),
+    );
 
     let addr = SocketAddr::new(args.bind_address, port);
     let listener = tokio::net::TcpListener::bind(addr)

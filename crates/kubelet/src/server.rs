@@ -6,6 +6,7 @@
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
@@ -42,6 +43,15 @@ pub enum Error {
 }
 
 type Body = UnsyncBoxBody<Bytes, Infallible>;
+
+/// A client (anyone who can reach the port: it binds all addresses) has this long to finish
+/// the TLS handshake, and then each request head, including the wait for the next request on
+/// a kept-alive connection. Log streams are bodies and are not limited.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(15);
+/// Open connections; only API servers are admitted, so a few hundred is generous, and more
+/// are closed at once instead of holding memory.
+const MAX_CONNECTIONS: usize = 512;
 
 fn text(code: u16, s: impl Into<String>) -> Response<Body> {
     let mut r = Response::new(Full::new(Bytes::from(s.into())).boxed_unsync());
@@ -95,7 +105,13 @@ pub async fn spawn(
         .await
         .map_err(|source| Error::Listen { addr, source })?;
     tracing::info!(%addr, "kubelet port serving (logs, metrics)");
+    let permits = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT);
     tokio::spawn(async move {
+        let mut full = false;
         loop {
             let (tcp, peer) = tokio::select! {
                 _ = crate::util::stopped(&mut shutdown) => return,
@@ -104,18 +120,39 @@ pub async fn spawn(
                     Err(_) => continue,
                 },
             };
+            let Ok(permit) = permits.clone().try_acquire_owned() else {
+                if !full {
+                    tracing::warn!(
+                        "kubelet port: too many open connections; closing new ones until some end"
+                    );
+                }
+                full = true;
+                continue;
+            };
+            full = false;
             let acceptor = acceptor.clone();
             let shared = shared.clone();
+            let builder = builder.clone();
             tokio::spawn(async move {
-                let Ok(stream) = acceptor.accept(tcp).await else {
-                    tracing::debug!(%peer, "kubelet port: TLS handshake refused");
-                    return;
+                let _permit = permit;
+                let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp))
+                    .await
+                {
+                    Ok(Ok(s)) => s,
+                    Ok(Err(e)) => {
+                        tracing::debug!(%peer, error = %e, "kubelet port: TLS handshake refused");
+                        return;
+                    }
+                    Err(_) => {
+                        tracing::debug!(%peer, "kubelet port: TLS handshake timed out");
+                        return;
+                    }
                 };
                 let svc = hyper::service::service_fn(move |req| {
                     let shared = shared.clone();
                     async move { Ok::<_, Infallible>(handle(shared, req).await) }
                 });
-                let _ = hyper::server::conn::http1::Builder::new()
+                let _ = builder
                     .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
                     .await;
             });

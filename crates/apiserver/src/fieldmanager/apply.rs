@@ -153,6 +153,7 @@ pub async fn patch(
     // The result of an apply is decoded like any body: unknown fields cannot remain (the
     // merge rejected them), nulls and types are normalized.
     let decode = |obj: Value, warnings: &mut Vec<String>| {
+        crate::patch::check_object_size("applied", capstan_openapi::patch::json::json_size(&obj))?;
         decode_body(info, obj, FieldValidation::Ignore, &[], warnings)
     };
     let mut last_error = None;
