@@ -27,7 +27,8 @@ pub struct Limits {
     /// request of a kept-alive connection) until its headers are complete.
     pub header_read: Duration,
     /// Any connection with no request in flight (HTTP/2 without streams, a client that never
-    /// sends a recognisable preface) is closed after this long.
+    /// sends a recognisable preface) is closed after this long; before its first request,
+    /// after `header_read`.
     pub idle: Duration,
     /// A write blocked this long (the client reads nothing) ends the connection.
     pub write_stall: Duration,
@@ -62,6 +63,8 @@ pub const API_LIMITS: Limits = Limits {
 #[derive(Debug, Default)]
 pub struct Control {
     in_flight: AtomicUsize,
+    /// Whether a request has started on this connection.
+    served: AtomicBool,
     /// When the connection last had no request in flight (connection start at first).
     idle_since: Mutex<Option<Instant>>,
     /// Set when a watch ended by timeout or shutdown: a blocked write is then cut short.
@@ -81,6 +84,7 @@ impl Control {
     /// Marks a request in flight until the returned guard is dropped (with the response body).
     pub fn request_started(self: &Arc<Self>) -> InFlight {
         self.in_flight.fetch_add(1, Ordering::SeqCst);
+        self.served.store(true, Ordering::SeqCst);
         InFlight(self.clone())
     }
 
@@ -100,7 +104,14 @@ impl Control {
         if self.upgraded.load(Ordering::SeqCst) || self.in_flight.load(Ordering::SeqCst) > 0 {
             return None;
         }
-        self.idle_since.lock().map(|t| t + limits.idle)
+        // Before its first request a connection is a client that finished its handshake and
+        // sent nothing hyper could take for a request (no HTTP/1.1 header timer runs yet).
+        let limit = if self.served.load(Ordering::SeqCst) {
+            limits.idle
+        } else {
+            limits.header_read
+        };
+        self.idle_since.lock().map(|t| t + limit)
     }
 }
 
@@ -333,6 +344,7 @@ mod tests {
 
     fn quick() -> Limits {
         Limits {
+            header_read: Duration::from_millis(100),
             idle: Duration::from_millis(200),
             write_stall: Duration::from_millis(300),
             stall_after_watch_end: Duration::from_millis(100),
@@ -354,6 +366,23 @@ mod tests {
             .await
             .expect("closed in time");
         assert_eq!(r.expect_err("idle").kind(), io::ErrorKind::TimedOut);
+    }
+
+    #[tokio::test]
+    async fn a_connection_that_never_sends_a_request_is_closed_after_the_header_timeout() {
+        let (a, _b) = tokio::io::duplex(64);
+        let mut io = ConnIo::new(a, Control::new(), quick());
+        let start = Instant::now();
+        let mut buf = [0u8; 8];
+        let r = tokio::time::timeout(Duration::from_secs(2), io.read(&mut buf))
+            .await
+            .expect("closed in time");
+        assert_eq!(r.expect_err("silent").kind(), io::ErrorKind::TimedOut);
+        assert!(
+            start.elapsed() < Duration::from_millis(190),
+            "{:?}",
+            start.elapsed()
+        );
     }
 
     #[tokio::test]

@@ -232,6 +232,7 @@ fn runtime() -> tokio::runtime::Runtime {
 fn half_open_connections_are_closed_at_the_header_and_handshake_timeouts() {
     const TLS_CONNS: usize = 200;
     const TCP_CONNS: usize = 200;
+    const SILENT_TLS_CONNS: usize = 50;
     let s = Server::start(BIN);
     let before = rss(&s);
     let addr = server_addr(&s);
@@ -257,6 +258,20 @@ fn half_open_connections_are_closed_at_the_header_and_handshake_timeouts() {
             time_to_close(&mut tls, HEADER_TIMEOUT + MARGIN + MARGIN).await
         }));
     }
+    // Handshakes, and then not a byte: no request head has begun.
+    for _ in 0..SILENT_TLS_CONNS {
+        let connector = connector.clone();
+        let ready = ready.clone();
+        tls_tasks.push(rt.spawn(async move {
+            let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
+            let mut tls = connector
+                .connect(server_name(), tcp)
+                .await
+                .expect("TLS handshake");
+            ready.fetch_add(1, Ordering::SeqCst);
+            time_to_close(&mut tls, HEADER_TIMEOUT + MARGIN + MARGIN).await
+        }));
+    }
     let mut tcp_tasks = Vec::new();
     for _ in 0..TCP_CONNS {
         let ready = ready.clone();
@@ -269,7 +284,7 @@ fn half_open_connections_are_closed_at_the_header_and_handshake_timeouts() {
         }));
     }
     eventually(Duration::from_secs(60), "all connections opened", || {
-        (ready.load(Ordering::SeqCst) == TLS_CONNS + TCP_CONNS).then_some(())
+        (ready.load(Ordering::SeqCst) == TLS_CONNS + SILENT_TLS_CONNS + TCP_CONNS).then_some(())
     });
     // While they are open, the server answers as usual and holds little memory for them.
     let opened = Instant::now();
@@ -281,7 +296,7 @@ fn half_open_connections_are_closed_at_the_header_and_handshake_timeouts() {
     assert!(
         held < before + 150,
         "{held} MiB resident with {} half-open connections (started at {before} MiB)",
-        TLS_CONNS + TCP_CONNS
+        TLS_CONNS + SILENT_TLS_CONNS + TCP_CONNS
     );
     for (what, tasks, limit) in [
         ("TLS", tls_tasks, HEADER_TIMEOUT + MARGIN),
@@ -458,12 +473,6 @@ fn watches_beyond_the_per_user_limit_are_429() {
     }
 }
 
-fn log_tail(path: &std::path::Path) -> String {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    let lines: Vec<&str> = text.lines().filter(|l| !l.contains(" request ")).collect();
-    lines[lines.len().saturating_sub(15)..].join("\n")
-}
-
 /// On demand (BENCHMARKS.md, "Hardening: connections and watches"): the server's resident
 /// memory with 1,000 half-open TLS connections, then with 1,000 idle watches (each on its own
 /// connection), and after both are gone.
@@ -530,6 +539,7 @@ fn memory_of_half_open_connections_and_idle_watches() {
                 .await
                 .expect("TLS handshake");
             tls.write_all(req.as_bytes()).await.expect("watch");
+            tls.flush().await.expect("flush");
             // The response head comes at once; the body waits for events.
             let mut head = vec![0u8; 1024];
             let n = tokio::time::timeout(Duration::from_secs(60), tls.read(&mut head))
@@ -546,10 +556,12 @@ fn memory_of_half_open_connections_and_idle_watches() {
                 Some(tls)
             } else {
                 let port = tls.get_ref().0.local_addr().map(|a| a.port()).unwrap_or(0);
+                let text = std::fs::read_to_string(&log_path).unwrap_or_default();
+                let mine: Vec<&str> = text.lines().filter(|l| l.contains(&format!(":{port}"))).collect();
                 eprintln!(
                     "a watch from port {port} got {status:?} after {:?}:\n{}",
                     opening_w.elapsed(),
-                    log_tail(&log_path)
+                    mine.join("\n")
                 );
                 None
             }
