@@ -44,9 +44,9 @@ pub struct Limits {
     pub h2_ping_timeout: Duration,
 }
 
-/// The API port's limits. Upstream's (Go) servers use a 32 s header timeout, 90 s idle
-/// timeout and 250 streams per connection by default; the header timeout here is shorter
-/// because kubectl and client libraries send a request head in one write.
+/// The API port's limits. 250 streams per connection is Go's HTTP/2 default (what upstream
+/// serves with unless configured); the header timeout is short because kubectl and client
+/// libraries send a request head in one write, and long enough for a loaded machine.
 pub const API_LIMITS: Limits = Limits {
     handshake: Duration::from_secs(10),
     header_read: Duration::from_secs(15),

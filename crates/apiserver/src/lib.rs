@@ -355,20 +355,33 @@ impl ApiServer {
             resource: req.route.info.plural.to_string(),
         };
         self.metrics.watchers.get_or_create(&labels).inc();
-        let me = self.clone();
-        let on_end = {
-            let labels = labels.clone();
-            move || {
-                drop(slot);
-                me.metrics.watchers.get_or_create(&labels).dec();
-            }
+        // Released when the watch body ends, or when the closure is dropped uncalled because
+        // the watch was refused (a bad selector, say): the gauge and the place must not leak.
+        let registered = Registered {
+            api: self.clone(),
+            labels,
+            _slot: slot,
         };
+        let on_end = move || drop(registered);
         let on_cut = move || {
             if let Some(c) = caller.conn {
                 c.watch_ended();
             }
         };
         handlers::watch(&self.registry, req, self.shutdown.clone(), on_end, on_cut).await
+    }
+}
+
+/// One open watch as counted by the watchers gauge and the per-user limit.
+struct Registered {
+    api: Arc<ApiServer>,
+    labels: metrics::ResourceLabels,
+    _slot: watch_limit::Slot,
+}
+
+impl Drop for Registered {
+    fn drop(&mut self) {
+        self.api.metrics.watchers.get_or_create(&self.labels).dec();
     }
 }
 

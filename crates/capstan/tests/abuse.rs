@@ -438,6 +438,18 @@ fn watches_beyond_the_per_user_limit_are_429() {
         &[&NO_CONTROLLERS[..], &["--max-watches-per-user", "3"]].concat(),
     );
     let watch_path = |timeout: u32| format!("{CMS}?watch=true&timeoutSeconds={timeout}");
+    // Refused watches take no place and leave the watchers gauge alone.
+    for _ in 0..5 {
+        let (code, body) = http(
+            &s,
+            "GET",
+            &format!("{CMS}?watch=true&labelSelector=a%20in%20(b"),
+            None,
+            "application/json",
+            true,
+        );
+        assert_eq!(code, 400, "{body}");
+    }
     let mut open: Vec<std::process::Child> = (0..3)
         .map(|_| {
             std::process::Command::new("curl")
