@@ -14,6 +14,7 @@ pub mod allocator;
 pub mod auth;
 pub mod bootstrap;
 pub mod codec;
+pub mod components;
 pub mod discovery;
 pub mod error;
 pub mod fieldmanager;

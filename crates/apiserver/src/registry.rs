@@ -56,6 +56,8 @@ pub struct DeleteOptions {
     pub precondition_uid: Option<String>,
     pub precondition_resource_version: Option<String>,
     pub dry_run: bool,
+    /// The deprecated `orphanDependents` as sent; `Some(false)` makes a pending deletion 202.
+    pub orphan_dependents: Option<bool>,
 }
 
 /// An object a write produced: as stored (render without parsing), or a value (dry run).
@@ -95,6 +97,8 @@ pub struct Registry {
     /// Every namespace and whether it is terminating. Exact, because this registry is the only
     /// writer of the store; it spares each create a store read of its namespace.
     namespaces: parking_lot::RwLock<std::collections::HashMap<String, bool>>,
+    /// Probes of the in-process components, for `componentstatuses`.
+    components: crate::components::ComponentHealth,
 }
 
 /// The current time in Kubernetes' second-precision RFC 3339 form.
@@ -193,7 +197,13 @@ impl Registry {
             store,
             services,
             namespaces: Default::default(),
+            components: Default::default(),
         }
+    }
+
+    /// Where the binary registers its components' health probes.
+    pub fn components(&self) -> &crate::components::ComponentHealth {
+        &self.components
     }
 
     /// Loads the namespaces into memory; call once at start, before serving writes.
