@@ -412,6 +412,45 @@ mod tests {
         assert!(splice_resource_version(br#"{"kind":"K"#, 1, 0).is_none());
     }
 
+    /// On demand: `cargo test --release -p capstan-apiserver --lib render_costs -- --ignored
+    /// --nocapture`. The cost of serving one stored object on the fast path (new and old key
+    /// order) against parsing it, for a 2 KiB ConfigMap.
+    #[test]
+    #[ignore]
+    fn render_costs() {
+        let info = capstan_api::catalogue::lookup("", "v1", "configmaps").expect("cm");
+        let data: serde_json::Map<String, Value> = (0..40)
+            .map(|i| (format!("key-{i}"), json!("v".repeat(40))))
+            .collect();
+        let obj = json!({"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"a","namespace":"d","uid":"0e73e6d3-5d53-4be5-a402-a04afe4a664c","creationTimestamp":"2026-12-07T16:29:21Z"},"data":data});
+        let new = encode_for_storage(info, &obj).expect("encodes");
+        let old = serde_json::to_vec(&obj).expect("old order");
+        let n = 200_000;
+        for (what, bytes) in [("new order", &new), ("old order", &old)] {
+            let kv = KeyValue {
+                value: Arc::from(bytes.as_slice()),
+                ..kv(&json!({}), 7)
+            };
+            let t = std::time::Instant::now();
+            for _ in 0..n {
+                std::hint::black_box(render(info, &kv).expect("renders"));
+            }
+            println!(
+                "{what}: {:.0} ns/object",
+                t.elapsed().as_nanos() as f64 / n as f64
+            );
+            let t = std::time::Instant::now();
+            for _ in 0..n / 10 {
+                let v = decode_stored(info, &kv).expect("decodes");
+                std::hint::black_box(serde_json::to_vec(&v).expect("json"));
+            }
+            println!(
+                "{what}, parsed: {:.0} ns/object",
+                t.elapsed().as_nanos() as f64 / (n / 10) as f64
+            );
+        }
+    }
+
     #[test]
     fn responses_put_kind_first_in_objects_lists_events_and_tables() {
         let obj = json!({"apiVersion":"v1","metadata":{"name":"a"},"kind":"Pod","spec":{}});

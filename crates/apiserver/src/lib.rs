@@ -51,7 +51,7 @@ use tokio_rustls::TlsAcceptor;
 use crate::auth::Authenticator;
 use crate::discovery::Aggregated;
 use crate::error::{ApiError, ApiResult};
-use crate::handlers::{error_response, json_response, Body, Req};
+use crate::handlers::{error_response, json_response, json_value_response, Body, Req};
 use crate::metrics::Metrics;
 use crate::params::Query;
 use crate::registry::Registry;
@@ -171,13 +171,7 @@ impl ApiServer {
                 Err(ApiError::method_not_supported())
             }
         };
-        let json_doc = |v: serde_json::Value| {
-            json_response(
-                200,
-                serde_json::to_vec(&v).unwrap_or_default(),
-                "application/json",
-            )
-        };
+        let json_doc = |v: serde_json::Value| json_value_response(200, v, "application/json");
         match route {
             Route::Version => {
                 get_only(&method)?;
@@ -209,9 +203,9 @@ impl ApiServer {
                 get_only(&method)?;
                 let core = matches!(route, Route::CoreGroup);
                 match Aggregated::from_accept(accept.as_deref()) {
-                    Some(which) => Ok(json_response(
+                    Some(which) => Ok(json_value_response(
                         200,
-                        serde_json::to_vec(&discovery::aggregated(core, which)).unwrap_or_default(),
+                        discovery::aggregated(core, which),
                         &which.content_type(),
                     )),
                     None if core => Ok(json_doc(discovery::api_versions(&self.advertise))),

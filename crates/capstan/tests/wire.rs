@@ -96,6 +96,13 @@ fn objects_lists_tables_and_events_begin_with_kind() {
         "{}",
         text(&list)
     );
+    // Discovery documents come from the same encoder upstream.
+    let (_, doc, _) = raw(&s, "GET", "/api/v1", None);
+    let doc = text(&doc);
+    assert!(
+        doc.starts_with(r#"{"kind":"APIResourceList","apiVersion":"v1","#) && doc.ends_with("}\n"),
+        "{doc}"
+    );
     // Values built from typed structs (a Deployment's defaults) are reordered too.
     let dep = r#"{"apiVersion":"apps/v1","kind":"Deployment","metadata":{"name":"d"},"spec":{"selector":{"matchLabels":{"a":"b"}},"template":{"metadata":{"labels":{"a":"b"}},"spec":{"containers":[{"name":"c","image":"busybox"}]}}}}"#;
     let (code, d, _) = raw(
