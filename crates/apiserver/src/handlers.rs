@@ -117,14 +117,12 @@ fn single_value_response(
             "application/yaml",
         )),
         Format::Table { v1beta1 } => {
-            let rv = v["metadata"]["resourceVersion"].clone();
-            let t = table::table(
-                info,
-                &[v],
-                IncludeObject::parse(q)?,
-                json!({"resourceVersion": rv}),
-                v1beta1,
-            );
+            // Computed objects (componentstatuses) have no resourceVersion: omitted, not null.
+            let meta = match &v["metadata"]["resourceVersion"] {
+                Value::String(rv) => json!({"resourceVersion": rv}),
+                _ => json!({}),
+            };
+            let t = table::table(info, &[v], IncludeObject::parse(q)?, meta, v1beta1);
             Ok(json_response(status, to_vec(t)?, "application/json"))
         }
         Format::Metadata { v1beta1 } => Ok(json_response(
