@@ -134,6 +134,30 @@ fn objects_lists_tables_and_events_begin_with_kind() {
         text(&out.stdout)
     );
 
+    // A watch from a list's revision streams later writes from the store's event stream (the
+    // raw, unparsed path when there are no selectors).
+    let (_, list, _) = raw(&s, "GET", CMS, None);
+    let rv = json(&list)["metadata"]["resourceVersion"]
+        .as_str()
+        .expect("rv")
+        .to_string();
+    let later = r#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"later"}}"#;
+    assert_eq!(raw(&s, "POST", CMS, Some(later)).0, 201);
+    let out = Command::new("curl")
+        .args(["-s", "-N", "--max-time", "2", "--cacert"])
+        .arg(s.ca_file())
+        .args(["-H", &format!("Authorization: Bearer {}", s.admin_token())])
+        .arg(format!("{}{CMS}?watch=true&resourceVersion={rv}", s.url()))
+        .output()
+        .expect("curl");
+    let stream = text(&out.stdout);
+    assert!(
+        stream.starts_with(
+            r#"{"type":"ADDED","object":{"kind":"ConfigMap","apiVersion":"v1","metadata":{"#
+        ) && stream.contains(r#""name":"later""#),
+        "{stream}"
+    );
+
     // A watch from the beginning replays the object as an ADDED event.
     let out = Command::new("curl")
         .args(["-s", "-N", "--max-time", "2", "--cacert"])
