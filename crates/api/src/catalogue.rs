@@ -601,6 +601,34 @@ mod tests {
         assert_eq!(groups()[0].name, "");
     }
 
+    /// The kinds whose registry store sets `ReturnDeletedObject` upstream (pkg/registry/*).
+    #[test]
+    fn deletes_return_objects_for_upstreams_kinds() {
+        let mut kinds: Vec<&str> = all()
+            .iter()
+            .filter(|r| r.delete_returns_object)
+            .map(|r| r.kind)
+            .collect();
+        kinds.sort();
+        assert_eq!(
+            kinds,
+            [
+                "PersistentVolume",
+                "PersistentVolumeClaim",
+                "Pod",
+                "PodTemplate",
+                "ResourceQuota",
+                "Service",
+                "ServiceAccount",
+                "StorageClass"
+            ]
+        );
+        let cs = lookup("", "v1", "componentstatuses").expect("cs");
+        assert_eq!(cs.source, Source::ComponentHealth);
+        assert_eq!(cs.verbs, ["get", "list"]);
+        assert!(cs.deprecation.is_some());
+    }
+
     #[test]
     fn converted_versions_share_storage_with_the_stored_version() {
         let v1 = lookup("autoscaling", "v1", "horizontalpodautoscalers").expect("hpa v1");
