@@ -53,6 +53,23 @@ pub struct ResourceInfo {
     /// Set when objects are stored in another version's form (HPA v1 as v2, events.k8s.io as
     /// core events): the storage identity and the conversions to and from it.
     pub conversion: Option<&'static Conversion>,
+    /// Whether a DELETE answers with the object rather than a success Status once it is gone
+    /// (upstream's `ReturnDeletedObject` on the kind's registry store).
+    pub delete_returns_object: bool,
+    /// Where objects come from: the store, or computed on each read.
+    pub source: Source,
+    /// The warning every request for the resource gets (deprecated APIs), as upstream's
+    /// `299 - "..."` header.
+    pub deprecation: Option<&'static str>,
+}
+
+/// Where a resource's objects come from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Source {
+    /// Stored objects, read and written through the registry.
+    Store,
+    /// Component health, computed on each get or list (`componentstatuses`).
+    ComponentHealth,
 }
 
 impl std::fmt::Debug for ResourceInfo {
@@ -127,6 +144,7 @@ const NO_COLLECTION_DELETE: &[&str] = &[
 const GET_PATCH_UPDATE: &[&str] = &["get", "patch", "update"];
 const CREATE_ONLY: &[&str] = &["create"];
 const GET_ONLY: &[&str] = &["get"];
+const GET_LIST: &[&str] = &["get", "list"];
 
 const fn sub(
     name: &'static str,
@@ -174,6 +192,9 @@ const BASE: ResourceInfo = ResourceInfo {
     keeps_status_on_create: false,
     strategy: &Typed::<core::ConfigMap>::NEW,
     conversion: None,
+    delete_returns_object: false,
+    source: Source::Store,
+    deprecation: None,
 };
 
 const SCALE: Subresource = sub_gv("scale", "autoscaling", "v1", "Scale", GET_PATCH_UPDATE);
@@ -212,6 +233,7 @@ macro_rules! const_lower {
 pub const fn singular_of(kind: &'static str) -> &'static str {
     match kind.as_bytes() {
         b"Binding" => "binding",
+        b"ComponentStatus" => "componentstatus",
         b"ConfigMap" => "configmap",
         b"Endpoints" => "endpoints",
         b"Event" => "event",
@@ -253,6 +275,12 @@ pub const fn singular_of(kind: &'static str) -> &'static str {
 
 static RESOURCES: &[ResourceInfo] = &[
     // core/v1
+    resource!(core::ComponentStatus, "", "v1", "ComponentStatus", "componentstatuses", Cluster, {
+        short_names: &["cs"],
+        verbs: GET_LIST,
+        source: Source::ComponentHealth,
+        deprecation: Some("v1 ComponentStatus is deprecated in v1.19+"),
+    }),
     resource!(core::ConfigMap, "", "v1", "ConfigMap", "configmaps", Namespaced, { short_names: &["cm"] }),
     resource!(core::Endpoints, "", "v1", "Endpoints", "endpoints", Namespaced, { short_names: &["ep"] }),
     resource!(core::Event, "", "v1", "Event", "events", Namespaced, { short_names: &["ev"], keeps_status_on_create: true }),
@@ -268,14 +296,17 @@ static RESOURCES: &[ResourceInfo] = &[
         keeps_status_on_create: true,
     }),
     resource!(core::PersistentVolumeClaim, "", "v1", "PersistentVolumeClaim", "persistentvolumeclaims", Namespaced, {
+        delete_returns_object: true,
         short_names: &["pvc"],
         subresources: &[status!("PersistentVolumeClaim")],
     }),
     resource!(core::PersistentVolume, "", "v1", "PersistentVolume", "persistentvolumes", Cluster, {
+        delete_returns_object: true,
         short_names: &["pv"],
         subresources: &[status!("PersistentVolume")],
     }),
     resource!(core::Pod, "", "v1", "Pod", "pods", Namespaced, {
+        delete_returns_object: true,
         short_names: &["po"],
         categories: &["all"],
         subresources: &[
@@ -291,15 +322,9 @@ static RESOURCES: &[ResourceInfo] = &[
             status!("Pod"),
         ],
     }),
-    resource!(
-        core::PodTemplate,
-        "",
-        "v1",
-        "PodTemplate",
-        "podtemplates",
-        Namespaced,
-        {}
-    ),
+    resource!(core::PodTemplate, "", "v1", "PodTemplate", "podtemplates", Namespaced, {
+        delete_returns_object: true,
+    }),
     resource!(core::ReplicationController, "", "v1", "ReplicationController", "replicationcontrollers", Namespaced, {
         short_names: &["rc"],
         categories: &["all"],
@@ -307,15 +332,18 @@ static RESOURCES: &[ResourceInfo] = &[
         has_generation: true,
     }),
     resource!(core::ResourceQuota, "", "v1", "ResourceQuota", "resourcequotas", Namespaced, {
+        delete_returns_object: true,
         short_names: &["quota"],
         subresources: &[status!("ResourceQuota")],
     }),
     resource!(core::Secret, "", "v1", "Secret", "secrets", Namespaced, {}),
     resource!(core::ServiceAccount, "", "v1", "ServiceAccount", "serviceaccounts", Namespaced, {
+        delete_returns_object: true,
         short_names: &["sa"],
         subresources: &[sub_gv("token", "authentication.k8s.io", "v1", "TokenRequest", CREATE_ONLY)],
     }),
     resource!(core::Service, "", "v1", "Service", "services", Namespaced, {
+        delete_returns_object: true,
         short_names: &["svc"],
         categories: &["all"],
         subresources: &[sub("proxy", "ServiceProxyOptions", &["create", "delete", "get", "patch", "update"]), status!("Service")],
@@ -462,7 +490,10 @@ static RESOURCES: &[ResourceInfo] = &[
         Namespaced,
         {}
     ),
-    resource!(storage::StorageClass, "storage.k8s.io", "v1", "StorageClass", "storageclasses", Cluster, { short_names: &["sc"] }),
+    resource!(storage::StorageClass, "storage.k8s.io", "v1", "StorageClass", "storageclasses", Cluster, {
+        short_names: &["sc"],
+        delete_returns_object: true,
+    }),
     resource!(apiextensions::CustomResourceDefinition, "apiextensions.k8s.io", "v1", "CustomResourceDefinition", "customresourcedefinitions", Cluster, {
         short_names: &["crd", "crds"],
         subresources: &[status!("CustomResourceDefinition")],
@@ -568,6 +599,34 @@ mod tests {
             .expect("autoscaling");
         assert_eq!(autoscaling.versions, vec!["v2", "v1"]);
         assert_eq!(groups()[0].name, "");
+    }
+
+    /// The kinds whose registry store sets `ReturnDeletedObject` upstream (pkg/registry/*).
+    #[test]
+    fn deletes_return_objects_for_upstreams_kinds() {
+        let mut kinds: Vec<&str> = all()
+            .iter()
+            .filter(|r| r.delete_returns_object)
+            .map(|r| r.kind)
+            .collect();
+        kinds.sort();
+        assert_eq!(
+            kinds,
+            [
+                "PersistentVolume",
+                "PersistentVolumeClaim",
+                "Pod",
+                "PodTemplate",
+                "ResourceQuota",
+                "Service",
+                "ServiceAccount",
+                "StorageClass"
+            ]
+        );
+        let cs = lookup("", "v1", "componentstatuses").expect("cs");
+        assert_eq!(cs.source, Source::ComponentHealth);
+        assert_eq!(cs.verbs, ["get", "list"]);
+        assert!(cs.deprecation.is_some());
     }
 
     #[test]

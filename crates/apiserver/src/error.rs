@@ -218,21 +218,25 @@ impl ApiError {
         Self::new(501, "NotImplemented", message)
     }
 
-    /// The Status object.
+    /// The Status object, fields in metav1.Status' order (kind, apiVersion, metadata, status,
+    /// message, reason, details, code), empty ones left out as Go's omitempty does.
     pub fn to_status(&self) -> Value {
-        let mut s = json!({
-            "kind": "Status",
-            "apiVersion": "v1",
-            "metadata": {},
-            "status": "Failure",
-            "message": self.message,
-            "reason": self.reason,
-            "code": self.code,
-        });
-        if let Some(d) = &self.details {
-            s["details"] = d.clone();
+        let mut s = Map::new();
+        s.insert("kind".into(), json!("Status"));
+        s.insert("apiVersion".into(), json!("v1"));
+        s.insert("metadata".into(), json!({}));
+        s.insert("status".into(), json!("Failure"));
+        if !self.message.is_empty() {
+            s.insert("message".into(), json!(self.message));
         }
-        s
+        if !self.reason.is_empty() {
+            s.insert("reason".into(), json!(self.reason));
+        }
+        if let Some(d) = &self.details {
+            s.insert("details".into(), d.clone());
+        }
+        s.insert("code".into(), json!(self.code));
+        Value::Object(s)
     }
 }
 
@@ -286,6 +290,16 @@ mod tests {
         assert_eq!(
             e.to_status()["details"],
             json!({"name":"x","kind":"configmaps"})
+        );
+    }
+
+    /// The bytes upstream writes for a conflicting create (metav1.Status field order).
+    #[test]
+    fn status_fields_are_in_upstream_order() {
+        let e = ApiError::already_exists(cm(), "x");
+        assert_eq!(
+            serde_json::to_string(&e.to_status()).expect("json"),
+            r#"{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"configmaps \"x\" already exists","reason":"AlreadyExists","details":{"name":"x","kind":"configmaps"},"code":409}"#
         );
     }
 

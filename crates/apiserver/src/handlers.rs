@@ -6,7 +6,7 @@ use std::convert::Infallible;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use capstan_api::catalogue::ResourceInfo;
+use capstan_api::catalogue::{ResourceInfo, Source};
 use futures::StreamExt;
 use http::{header, HeaderValue, Response, StatusCode};
 use http_body_util::{combinators::UnsyncBoxBody, BodyExt, Full, StreamBody};
@@ -48,10 +48,15 @@ pub fn json_response(status: u16, bytes: impl Into<Bytes>, content_type: &str) -
     r
 }
 
+/// A JSON document response (discovery, Status, ...), written as upstream's encoder writes
+/// it: objects in wire order, ending with a newline.
+pub fn json_value_response(status: u16, v: Value, content_type: &str) -> Response<Body> {
+    json_response(status, to_vec(v).unwrap_or_default(), content_type)
+}
+
 /// A Status response for an error.
 pub fn error_response(e: &ApiError) -> Response<Body> {
-    let body = serde_json::to_vec(&e.to_status()).unwrap_or_default();
-    let mut r = json_response(e.code, body, "application/json");
+    let mut r = json_value_response(e.code, e.to_status(), "application/json");
     if let Some(s) = e.retry_after {
         r.headers_mut()
             .insert(header::RETRY_AFTER, HeaderValue::from(s));
@@ -79,12 +84,14 @@ fn object_response(
     match (format, out) {
         (Format::Json, ObjectOut::Stored(kv)) => Ok(json_response(
             status,
-            codec::render(info, kv)?,
+            codec::render_response(info, kv)?,
             "application/json",
         )),
-        (Format::Json, ObjectOut::Value(v)) => {
-            Ok(json_response(status, to_vec(v)?, "application/json"))
-        }
+        (Format::Json, ObjectOut::Value(v)) => Ok(json_response(
+            status,
+            to_vec(v.clone())?,
+            "application/json",
+        )),
         (_, out) => {
             let v = match out {
                 ObjectOut::Stored(kv) => decode_stored(info, kv)?,
@@ -103,33 +110,34 @@ fn single_value_response(
     q: &Query,
 ) -> ApiResult<Response<Body>> {
     match format {
-        Format::Json => Ok(json_response(status, to_vec(&v)?, "application/json")),
+        Format::Json => Ok(json_response(status, to_vec(v)?, "application/json")),
         Format::Yaml => Ok(json_response(
             status,
             codec::to_yaml(&v)?,
             "application/yaml",
         )),
         Format::Table { v1beta1 } => {
-            let rv = v["metadata"]["resourceVersion"].clone();
-            let t = table::table(
-                info,
-                &[v],
-                IncludeObject::parse(q)?,
-                json!({"resourceVersion": rv}),
-                v1beta1,
-            );
-            Ok(json_response(status, to_vec(&t)?, "application/json"))
+            // Computed objects (componentstatuses) have no resourceVersion: omitted, not null.
+            let meta = match &v["metadata"]["resourceVersion"] {
+                Value::String(rv) => json!({"resourceVersion": rv}),
+                _ => json!({}),
+            };
+            let t = table::table(info, &[v], IncludeObject::parse(q)?, meta, v1beta1);
+            Ok(json_response(status, to_vec(t)?, "application/json"))
         }
         Format::Metadata { v1beta1 } => Ok(json_response(
             status,
-            to_vec(&table::partial_metadata(&v, v1beta1))?,
+            to_vec(table::partial_metadata(&v, v1beta1))?,
             "application/json",
         )),
     }
 }
 
-fn to_vec(v: &Value) -> ApiResult<Vec<u8>> {
-    serde_json::to_vec(v).map_err(ApiError::internal)
+/// A response body: in wire order, with the newline Go's `json.Encoder` ends it with.
+fn to_vec(v: Value) -> ApiResult<Vec<u8>> {
+    let mut out = serde_json::to_vec(&codec::response_order(v)).map_err(ApiError::internal)?;
+    out.push(b'\n');
+    Ok(out)
 }
 
 fn write_options(req: &Req<'_>) -> ApiResult<WriteOptions> {
@@ -159,9 +167,41 @@ fn decode_request_body(req: &Req<'_>, warnings: &mut Vec<String>) -> ApiResult<V
     )
 }
 
+/// The deprecation warning of a deprecated API, as upstream sends it on every request.
+fn add_deprecation(info: &ResourceInfo, r: &mut Response<Body>) {
+    if let Some(w) = info.deprecation {
+        add_warnings(r, &[w.to_string()]);
+    }
+}
+
+/// GET of a computed (not stored) object: a component's status.
+async fn get_computed(reg: &Registry, req: &Req<'_>, name: &str) -> ApiResult<Response<Body>> {
+    let r = &req.route;
+    let format = negotiate(req.accept)?;
+    let v = crate::components::get(reg.components(), reg.store().as_ref(), name).await?;
+    let mut resp = single_value_response(r.info, 200, v, format, &req.query)?;
+    add_deprecation(r.info, &mut resp);
+    Ok(resp)
+}
+
+/// LIST of computed objects: every component's status (no resourceVersion, as upstream).
+async fn list_computed(reg: &Registry, req: &Req<'_>) -> ApiResult<Response<Body>> {
+    let r = &req.route;
+    let format = negotiate(req.accept)?;
+    let matcher = Matcher::from_query(r.info, &req.query)?;
+    let objects =
+        crate::components::list(r.info, reg.components(), reg.store().as_ref(), &matcher).await;
+    let mut resp = list_response(r.info, objects, json!({}), format, &req.query)?;
+    add_deprecation(r.info, &mut resp);
+    Ok(resp)
+}
+
 /// GET on an object (or its status).
 pub async fn get(reg: &Registry, req: &Req<'_>, name: &str) -> ApiResult<Response<Body>> {
     let r = &req.route;
+    if r.info.source == Source::ComponentHealth && r.subresource.is_none() {
+        return get_computed(reg, req, name).await;
+    }
     let format = negotiate(req.accept)?;
     let kv = reg.get(r.info, r.namespace.as_deref(), name).await?;
     match r.subresource.as_deref() {
@@ -171,7 +211,7 @@ pub async fn get(reg: &Registry, req: &Req<'_>, name: &str) -> ApiResult<Respons
         Some("scale") => {
             let obj = decode_stored(r.info, &kv)?;
             let scale = crate::scale::to_scale(r.info, &obj)?;
-            Ok(json_response(200, to_vec(&scale)?, "application/json"))
+            Ok(json_response(200, to_vec(scale)?, "application/json"))
         }
         Some("log") if r.info.plural == "pods" => {
             crate::node_proxy::pod_log(reg, r.info, r.namespace.as_deref(), name, &req.query).await
@@ -190,6 +230,9 @@ fn not_implemented_subresource(info: &ResourceInfo, sub: &str) -> ApiError {
 /// GET on a collection: a list page.
 pub async fn list(reg: &Registry, req: &Req<'_>) -> ApiResult<Response<Body>> {
     let r = &req.route;
+    if r.info.source == Source::ComponentHealth {
+        return list_computed(reg, req).await;
+    }
     let format = negotiate(req.accept)?;
     let matcher = Matcher::from_query(r.info, &req.query)?;
     let page = read::list(
@@ -232,7 +275,7 @@ pub async fn list(reg: &Registry, req: &Req<'_>) -> ApiResult<Response<Body>> {
                 }
                 out.extend_from_slice(&codec::render(r.info, kv)?);
             }
-            out.extend_from_slice(b"]}");
+            out.extend_from_slice(b"]}\n");
             Ok(json_response(200, out.freeze(), "application/json"))
         }
         _ => {
@@ -243,28 +286,35 @@ pub async fn list(reg: &Registry, req: &Req<'_>) -> ApiResult<Response<Body>> {
                     None => decode_stored(r.info, &kv)?,
                 });
             }
-            let v = match format {
-                Format::Table { v1beta1 } => table::table_owned(
-                    r.info,
-                    objects,
-                    IncludeObject::parse(&req.query)?,
-                    list_meta,
-                    v1beta1,
-                ),
-                Format::Metadata { v1beta1 } => table::metadata_list(&objects, list_meta, v1beta1),
-                _ => json!({
-                    "kind": format!("{}List", r.info.kind),
-                    "apiVersion": r.info.api_version(),
-                    "metadata": list_meta,
-                    "items": objects,
-                }),
-            };
-            if format == Format::Yaml {
-                return Ok(json_response(200, codec::to_yaml(&v)?, "application/yaml"));
-            }
-            Ok(json_response(200, to_vec(&v)?, "application/json"))
+            list_response(r.info, objects, list_meta, format, &req.query)
         }
     }
+}
+
+/// A list of decoded objects in the negotiated format.
+fn list_response(
+    info: &ResourceInfo,
+    objects: Vec<Value>,
+    list_meta: Value,
+    format: Format,
+    q: &Query,
+) -> ApiResult<Response<Body>> {
+    let v = match format {
+        Format::Table { v1beta1 } => {
+            table::table_owned(info, objects, IncludeObject::parse(q)?, list_meta, v1beta1)
+        }
+        Format::Metadata { v1beta1 } => table::metadata_list(&objects, list_meta, v1beta1),
+        _ => json!({
+            "kind": format!("{}List", info.kind),
+            "apiVersion": info.api_version(),
+            "metadata": list_meta,
+            "items": objects,
+        }),
+    };
+    if format == Format::Yaml {
+        return Ok(json_response(200, codec::to_yaml(&v)?, "application/yaml"));
+    }
+    Ok(json_response(200, to_vec(v)?, "application/json"))
 }
 
 /// GET with watch=true: a chunked stream of JSON watch events.
@@ -428,8 +478,7 @@ fn async_stream(
                 WatchEvent::Raw { .. } => continue,
             };
             let line = json!({"type": ev.type_name(), "object": object});
-            let mut bytes = serde_json::to_vec(&line).unwrap_or_default();
-            bytes.push(b'\n');
+            let bytes = to_vec(line).unwrap_or_default();
             if !send!(Bytes::from(bytes)) || is_error {
                 break;
             }
@@ -523,7 +572,7 @@ pub async fn update(reg: &Registry, req: &Req<'_>, name: &str) -> ApiResult<Resp
                 &opts,
             )
             .await?;
-            Ok(json_response(200, to_vec(&w)?, "application/json"))
+            Ok(json_response(200, to_vec(w)?, "application/json"))
         }
         Some(other) => Err(not_implemented_subresource(r.info, other)),
     }
@@ -554,7 +603,7 @@ pub async fn create_subresource(
             reg.bind_pod(ns, name, node).await?;
             Ok(json_response(
                 201,
-                to_vec(&success_status(json!({})))?,
+                to_vec(success_status(json!({})))?,
                 "application/json",
             ))
         }
@@ -579,9 +628,8 @@ fn delete_options(req: &Req<'_>) -> ApiResult<DeleteOptions> {
         if let Some(p) = body.get("propagationPolicy").and_then(Value::as_str) {
             o.propagation_policy = Some(p.to_string());
         }
-        if body.get("orphanDependents").and_then(Value::as_bool) == Some(true)
-            && o.propagation_policy.is_none()
-        {
+        o.orphan_dependents = body.get("orphanDependents").and_then(Value::as_bool);
+        if o.orphan_dependents == Some(true) && o.propagation_policy.is_none() {
             o.propagation_policy = Some("Orphan".into());
         }
         if let Some(pre) = body.get("preconditions") {
@@ -599,13 +647,22 @@ fn delete_options(req: &Req<'_>) -> ApiResult<DeleteOptions> {
             o.dry_run = true;
         }
     }
-    if req.query.get("orphanDependents") == Some("true") && o.propagation_policy.is_none() {
+    if o.orphan_dependents.is_none() {
+        o.orphan_dependents = match req.query.get("orphanDependents") {
+            Some("true") => Some(true),
+            Some("false") => Some(false),
+            _ => None,
+        };
+    }
+    if o.orphan_dependents == Some(true) && o.propagation_policy.is_none() {
         o.propagation_policy = Some("Orphan".into());
     }
     Ok(o)
 }
 
-/// DELETE on an object.
+/// DELETE on an object. As upstream: a deletion still pending (finalizers, a grace period, a
+/// namespace's cleanup) answers with the object as it now is; a finished one with the object
+/// as it was for kinds whose registry returns deleted objects, else with a success Status.
 pub async fn delete(reg: &Registry, req: &Req<'_>, name: &str) -> ApiResult<Response<Body>> {
     let r = &req.route;
     if r.subresource.is_some() {
@@ -616,27 +673,39 @@ pub async fn delete(reg: &Registry, req: &Req<'_>, name: &str) -> ApiResult<Resp
     let d = reg
         .delete(r.info, r.namespace.as_deref(), name, &opts)
         .await?;
-    // Deletions still pending return the object; finished ones a success Status, except pods,
-    // which upstream returns as objects.
-    if !d.gone || r.info.plural == "pods" {
-        return object_response(r.info, 200, &d.object, format, &req.query);
+    if !d.gone || r.info.delete_returns_object {
+        // Upstream answers 202 only when cascading was asked for with orphanDependents=false
+        // and the object is still there (kept as is for compatibility).
+        let status = if !d.gone && opts.orphan_dependents == Some(false) {
+            202
+        } else {
+            200
+        };
+        return object_response(r.info, status, &d.object, format, &req.query);
     }
     let uid = match &d.object {
         ObjectOut::Stored(kv) => decode_stored(r.info, kv)?["metadata"]["uid"].clone(),
         ObjectOut::Value(v) => v["metadata"]["uid"].clone(),
     };
-    let mut details = json!({"name": name, "kind": r.info.plural, "uid": uid});
+    // StatusDetails' field order: name, group, kind (the resource, as upstream sets it), uid.
+    let mut details = serde_json::Map::new();
+    details.insert("name".into(), json!(name));
     if !r.info.group.is_empty() {
-        details["group"] = json!(r.info.group);
+        details.insert("group".into(), json!(r.info.group));
+    }
+    details.insert("kind".into(), json!(r.info.plural));
+    if !uid.is_null() {
+        details.insert("uid".into(), uid);
     }
     Ok(json_response(
         200,
-        to_vec(&success_status(details))?,
+        to_vec(success_status(Value::Object(details)))?,
         "application/json",
     ))
 }
 
-/// DELETE on a collection: every matching object, with the same options.
+/// DELETE on a collection: every matching object, with the same options. Answers, as
+/// upstream's DeleteCollection, with the list of the objects it set out to delete.
 pub async fn delete_collection(reg: &Registry, req: &Req<'_>) -> ApiResult<Response<Body>> {
     let r = &req.route;
     let opts = delete_options(req)?;
@@ -649,7 +718,7 @@ pub async fn delete_collection(reg: &Registry, req: &Req<'_>) -> ApiResult<Respo
         &matcher,
     )
     .await?;
-    let mut deleted = Vec::new();
+    let mut listed = Vec::with_capacity(page.items.len());
     for (kv, decoded) in page.items {
         let obj = match decoded {
             Some(v) => v,
@@ -658,22 +727,20 @@ pub async fn delete_collection(reg: &Registry, req: &Req<'_>) -> ApiResult<Respo
         let name = obj["metadata"]["name"].as_str().unwrap_or("").to_string();
         let ns = obj["metadata"]["namespace"].as_str().map(str::to_string);
         match reg.delete(r.info, ns.as_deref(), &name, &opts).await {
-            Ok(d) => deleted.push(match d.object {
-                ObjectOut::Stored(kv) => decode_stored(r.info, &kv)?,
-                ObjectOut::Value(v) => v,
-            }),
+            Ok(_) => {}
             // Gone meanwhile: someone else deleted it, which is what was asked.
             Err(e) if e.code == 404 => {}
             Err(e) => return Err(e),
         }
+        listed.push(obj);
     }
     let list = json!({
         "kind": format!("{}List", r.info.kind),
         "apiVersion": r.info.api_version(),
         "metadata": {"resourceVersion": page.revision.to_string()},
-        "items": deleted,
+        "items": listed,
     });
-    Ok(json_response(200, to_vec(&list)?, "application/json"))
+    Ok(json_response(200, to_vec(list)?, "application/json"))
 }
 
 /// PATCH on an object, its status or its scale.
@@ -685,6 +752,6 @@ pub async fn patch(reg: &Registry, req: &Req<'_>, name: &str) -> ApiResult<Respo
     let w = crate::patch::patch(reg, req, name, patch_type, &opts).await?;
     match w {
         crate::patch::Patched::Object(w) => written_response(r.info, w, format, &req.query),
-        crate::patch::Patched::Scale(v) => Ok(json_response(200, to_vec(&v)?, "application/json")),
+        crate::patch::Patched::Scale(v) => Ok(json_response(200, to_vec(v)?, "application/json")),
     }
 }

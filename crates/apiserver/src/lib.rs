@@ -14,6 +14,7 @@ pub mod allocator;
 pub mod auth;
 pub mod bootstrap;
 pub mod codec;
+pub mod components;
 pub mod conn;
 pub mod discovery;
 pub mod error;
@@ -52,7 +53,7 @@ use tokio_rustls::TlsAcceptor;
 use crate::auth::Authenticator;
 use crate::discovery::Aggregated;
 use crate::error::{ApiError, ApiResult};
-use crate::handlers::{error_response, json_response, Body, Req};
+use crate::handlers::{error_response, json_response, json_value_response, Body, Req};
 use crate::metrics::Metrics;
 use crate::params::Query;
 use crate::registry::Registry;
@@ -193,13 +194,7 @@ impl ApiServer {
                 Err(ApiError::method_not_supported())
             }
         };
-        let json_doc = |v: serde_json::Value| {
-            json_response(
-                200,
-                serde_json::to_vec(&v).unwrap_or_default(),
-                "application/json",
-            )
-        };
+        let json_doc = |v: serde_json::Value| json_value_response(200, v, "application/json");
         match route {
             Route::Version => {
                 get_only(&method)?;
@@ -231,9 +226,9 @@ impl ApiServer {
                 get_only(&method)?;
                 let core = matches!(route, Route::CoreGroup);
                 match Aggregated::from_accept(accept.as_deref()) {
-                    Some(which) => Ok(json_response(
+                    Some(which) => Ok(json_value_response(
                         200,
-                        serde_json::to_vec(&discovery::aggregated(core, which)).unwrap_or_default(),
+                        discovery::aggregated(core, which),
                         &which.content_type(),
                     )),
                     None if core => Ok(json_doc(discovery::api_versions(&self.advertise))),

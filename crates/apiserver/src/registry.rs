@@ -56,6 +56,8 @@ pub struct DeleteOptions {
     pub precondition_uid: Option<String>,
     pub precondition_resource_version: Option<String>,
     pub dry_run: bool,
+    /// The deprecated `orphanDependents` as sent; `Some(false)` makes a pending deletion 202.
+    pub orphan_dependents: Option<bool>,
 }
 
 /// An object a write produced: as stored (render without parsing), or a value (dry run).
@@ -95,6 +97,8 @@ pub struct Registry {
     /// Every namespace and whether it is terminating. Exact, because this registry is the only
     /// writer of the store; it spares each create a store read of its namespace.
     namespaces: parking_lot::RwLock<std::collections::HashMap<String, bool>>,
+    /// Probes of the in-process components, for `componentstatuses`.
+    components: crate::components::ComponentHealth,
 }
 
 /// The current time in Kubernetes' second-precision RFC 3339 form.
@@ -193,7 +197,13 @@ impl Registry {
             store,
             services,
             namespaces: Default::default(),
+            components: Default::default(),
         }
+    }
+
+    /// Where the binary registers its components' health probes.
+    pub fn components(&self) -> &crate::components::ComponentHealth {
+        &self.components
     }
 
     /// Loads the namespaces into memory; call once at start, before serving writes.
@@ -289,10 +299,11 @@ impl Registry {
     }
 
     /// Refuses writes into a namespace that does not exist (404) or is terminating (403).
-    fn check_namespace(&self, info: &ResourceInfo, ns: &str, name: &str) -> ApiResult<()> {
-        let terminating = match self.namespaces.read().get(ns) {
-            None => return Err(ApiError::not_found(namespaces(), ns)),
-            Some(t) => *t,
+    async fn check_namespace(&self, info: &ResourceInfo, ns: &str, name: &str) -> ApiResult<()> {
+        let known = self.namespaces.read().get(ns).copied();
+        let terminating = match known {
+            Some(t) => t,
+            None => self.namespace_from_store(ns).await?,
         };
         if terminating {
             let mut e = ApiError::forbidden(
@@ -311,6 +322,25 @@ impl Registry {
             return Err(e);
         }
         Ok(())
+    }
+
+    /// Whether a namespace missing from the in-memory view is terminating, read from the store;
+    /// 404 when it is not there either. The view is updated once a write returns, but watchers
+    /// see the commit first: a controller reacting to a new namespace (the service account
+    /// controller) can write into it before the view has it.
+    async fn namespace_from_store(&self, ns: &str) -> ApiResult<bool> {
+        let info = namespaces();
+        match self
+            .store
+            .get(&codec::key(info, None, ns))
+            .await
+            .map_err(from_store)?
+        {
+            // Not added to the view: the write that created it does that, and adding it here
+            // could race with a deletion and resurrect it.
+            Some(kv) => Ok(namespace_terminating(&decode_stored(info, &kv)?)),
+            None => Err(ApiError::not_found(info, ns)),
+        }
     }
 
     /// Creates an object from a decoded body (see [`decode_body`]).
@@ -344,7 +374,7 @@ impl Registry {
         let name = meta::name(&obj).unwrap_or("").to_string();
         let ns = meta::namespace(&obj).map(str::to_string);
         if let Some(ns) = &ns {
-            self.check_namespace(info, ns, &name)?;
+            self.check_namespace(info, ns, &name).await?;
         }
         self.prepare_new(
             info,
@@ -1172,6 +1202,47 @@ pub fn pods() -> &'static ResourceInfo {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    /// A namespace already committed (and seen by watchers) but not yet in the in-memory
+    /// view accepts content: the service account controller reacts to the watch event before
+    /// the create that made the namespace has returned.
+    #[tokio::test]
+    async fn a_namespace_in_the_store_but_not_yet_in_the_view_accepts_content() {
+        let store: Arc<dyn Store> = Arc::new(
+            capstan_store::sqlite::SqliteStore::open_temporary(Default::default()).expect("store"),
+        );
+        let reg = Registry::new(store.clone(), ServiceAllocator::new(Default::default()));
+        let ns = json!({"kind":"Namespace","apiVersion":"v1","metadata":{"name":"fresh"}});
+        store
+            .create(
+                &codec::key(namespaces(), None, "fresh"),
+                encode_for_storage(namespaces(), &ns).expect("encodes"),
+            )
+            .await
+            .expect("stored");
+        let cms = capstan_api::catalogue::lookup("", "v1", "configmaps").expect("cm");
+        let cm = json!({"kind":"ConfigMap","apiVersion":"v1","metadata":{"name":"a"}});
+        reg.create(
+            cms,
+            Some("fresh"),
+            cm.clone(),
+            &WriteOptions::default(),
+            Vec::new(),
+        )
+        .await
+        .expect("created in a namespace only the store knows yet");
+        let err = reg
+            .create(
+                cms,
+                Some("missing"),
+                cm,
+                &WriteOptions::default(),
+                Vec::new(),
+            )
+            .await
+            .expect_err("no such namespace");
+        assert_eq!(err.code, 404);
+    }
 
     /// Arbitrary JSON, biased towards the shapes objects have.
     fn json_value() -> impl Strategy<Value = Value> {

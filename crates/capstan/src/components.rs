@@ -2,6 +2,9 @@
 //! scheduler, node agent. Each is an ordinary API client started here with one call, and each
 //! can be turned off by a flag. They stop when `shutdown` flips.
 
+use std::sync::Arc;
+
+use capstan_apiserver::components::{self as health, ComponentHealth};
 use tokio::sync::watch;
 
 /// What every in-process component gets.
@@ -15,6 +18,8 @@ pub struct Context {
     pub shutdown: watch::Receiver<bool>,
     /// The server's data dir (components keep their state under it).
     pub data_dir: std::path::PathBuf,
+    /// Where components register their health probes (`componentstatuses`).
+    pub health: ComponentHealth,
 }
 
 impl Context {
@@ -32,13 +37,24 @@ pub fn start(ctx: &Context, args: &crate::server::ServerArgs) {
         capstan_apiserver::metrics::add_exposition(|| {
             capstan_controllers::metrics::global().render()
         });
-        capstan_controllers::start(
+        let manager = capstan_controllers::start(
             ctx.client_as("kube-controller-manager"),
             capstan_controllers::Config {
                 disabled: args.disable_controllers.iter().cloned().collect(),
                 identity: None,
             },
             ctx.shutdown.clone(),
+        );
+        // Healthy while its task runs (campaigning or leading), as upstream's /healthz is.
+        ctx.health.register(
+            health::CONTROLLER_MANAGER,
+            Arc::new(move || {
+                if manager.is_finished() {
+                    Err("the controller manager has stopped".into())
+                } else {
+                    Ok(())
+                }
+            }),
         );
     }
     crate::node_agent::setup_server(ctx);
@@ -51,7 +67,11 @@ pub fn start(ctx: &Context, args: &crate::server::ServerArgs) {
         crate::node_agent::start_local(ctx, args);
     }
     if !args.disable_scheduler {
-        crate::scheduling::start(ctx.client_as("kube-scheduler"), ctx.shutdown.clone());
+        crate::scheduling::start(
+            ctx.client_as("kube-scheduler"),
+            ctx.shutdown.clone(),
+            &ctx.health,
+        );
     }
     if args.simulate_nodes > 0 {
         crate::simulate::start(

@@ -3,6 +3,8 @@
 
 use std::sync::{Arc, OnceLock};
 
+use capstan_apiserver::components::{self, ComponentHealth};
+
 /// The in-process scheduler's metrics, once it runs.
 static METRICS: OnceLock<Arc<capstan_scheduler::Metrics>> = OnceLock::new();
 
@@ -15,14 +17,30 @@ fn render() -> String {
     }
 }
 
-/// Starts the scheduler on the current runtime; it stops when `shutdown` flips.
-pub fn start(client: kube::Client, shutdown: tokio::sync::watch::Receiver<bool>) {
+/// Starts the scheduler on the current runtime; it stops when `shutdown` flips. Its health
+/// (whether its loop still runs) is reported in `componentstatuses`.
+pub fn start(
+    client: kube::Client,
+    shutdown: tokio::sync::watch::Receiver<bool>,
+    health: &ComponentHealth,
+) {
     match capstan_scheduler::start(client, capstan_scheduler::Config::default(), shutdown) {
-        // Dropping the handle detaches the loop's thread, which ends on shutdown.
         Ok(s) => {
             if METRICS.set(s.metrics.clone()).is_ok() {
                 capstan_apiserver::metrics::add_exposition(render);
             }
+            // The probe owns the handle; dropping it detaches the loop's thread, which ends
+            // on shutdown.
+            health.register(
+                components::SCHEDULER,
+                Arc::new(move || {
+                    if s.is_running() {
+                        Ok(())
+                    } else {
+                        Err("the scheduling loop has stopped".into())
+                    }
+                }),
+            );
         }
         Err(e) => tracing::error!(error = %e, "the scheduler did not start"),
     }

@@ -335,6 +335,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         .await?,
         shutdown: shutdown_rx.clone(),
         data_dir: args.data_dir.clone(),
+        health: api.registry.components().clone(),
     };
     components::start(&ctx, &args);
     tracing::info!(

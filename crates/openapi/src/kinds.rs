@@ -53,6 +53,7 @@ macro_rules! kind {
 
 /// Every kind with a schema in the documents, resources first, then subresource bodies.
 pub(crate) static KINDS: &[KindSchema] = &[
+    kind!("", "v1", "ComponentStatus", core::ComponentStatus),
     kind!("", "v1", "ConfigMap", core::ConfigMap),
     kind!("", "v1", "Endpoints", core::Endpoints),
     kind!("", "v1", "Event", core::Event),

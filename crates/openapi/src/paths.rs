@@ -39,18 +39,6 @@ pub(crate) const PATCH_TYPES: &[&str] = &[
     "application/strategic-merge-patch+json",
 ];
 
-/// Kinds whose DELETE answers with the deleted object rather than a Status, as upstream.
-const DELETE_RETURNS_OBJECT: &[(&str, &str)] = &[
-    ("", "PersistentVolume"),
-    ("", "PersistentVolumeClaim"),
-    ("", "Pod"),
-    ("", "PodTemplate"),
-    ("", "ResourceQuota"),
-    ("", "Service"),
-    ("", "ServiceAccount"),
-    ("storage.k8s.io", "StorageClass"),
-];
-
 /// "/api/v1" or "/apis/apps/v1".
 pub(crate) fn prefix(group: &str, version: &str) -> String {
     if group.is_empty() {
@@ -346,7 +334,7 @@ fn resource_paths(r: &ResourceInfo, prefix: &str, items: &mut Vec<(String, PathI
         &tag,
     );
     if has("delete") {
-        let deleted = if DELETE_RETURNS_OBJECT.contains(&(r.group, r.kind)) {
+        let deleted = if r.delete_returns_object {
             schema.clone()
         } else {
             schemas::STATUS.to_string()

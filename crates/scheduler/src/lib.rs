@@ -82,6 +82,11 @@ pub struct Scheduler {
 }
 
 impl Scheduler {
+    /// Whether the scheduling loop is still running (what its health check reports).
+    pub fn is_running(&self) -> bool {
+        self.thread.as_ref().is_some_and(|t| !t.is_finished())
+    }
+
     /// Waits for the scheduling loop to stop (after shutdown).
     pub fn join(mut self) {
         if let Some(t) = self.thread.take() {

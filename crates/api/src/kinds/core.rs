@@ -4,6 +4,7 @@
 //! type ([`quantity`]) they share with pod specs.
 
 pub(crate) mod checks;
+mod component_status;
 mod config;
 mod endpoints;
 mod event;

@@ -59,12 +59,63 @@ def main(kubeconfig: str) -> None:
     assert d.spec.strategy.type == "RollingUpdate", d.spec.strategy
     assert d.spec.template.spec.containers[0].image_pull_policy == "Always"
 
+    check_deletes(v1)
+    check_component_statuses(v1)
+
     try:
         v1.read_namespaced_config_map("missing", "default")
         raise AssertionError("expected a 404")
     except client.exceptions.ApiException as e:
         assert e.status == 404, e
     print("python client: ok")
+
+
+def check_deletes(v1) -> None:
+    """Kinds whose registry returns deleted objects answer DELETE with the typed object, which
+    the generated client parses as such; the others with a success Status."""
+    svc = client.V1Service(
+        metadata=client.V1ObjectMeta(name="py-svc"),
+        spec=client.V1ServiceSpec(ports=[client.V1ServicePort(port=80)], selector={"app": "py"}),
+    )
+    v1.create_namespaced_service("default", svc)
+    deleted = v1.delete_namespaced_service("py-svc", "default")
+    assert isinstance(deleted, client.V1Service), type(deleted)
+    assert deleted.metadata.name == "py-svc" and deleted.spec.ports[0].port == 80, deleted
+
+    sa = v1.create_namespaced_service_account("default", client.V1ServiceAccount(metadata=client.V1ObjectMeta(name="py-sa")))
+    deleted = v1.delete_namespaced_service_account("py-sa", "default")
+    assert isinstance(deleted, client.V1ServiceAccount), type(deleted)
+    assert deleted.metadata.uid == sa.metadata.uid, deleted
+
+    pod = client.V1Pod(
+        metadata=client.V1ObjectMeta(name="py-pod"),
+        spec=client.V1PodSpec(containers=[client.V1Container(name="c", image="busybox")]),
+    )
+    v1.create_namespaced_pod("default", pod)
+    deleted = v1.delete_namespaced_pod("py-pod", "default", grace_period_seconds=0)
+    assert isinstance(deleted, client.V1Pod), type(deleted)
+    assert deleted.metadata.name == "py-pod", deleted
+
+    v1.create_namespaced_config_map("default", client.V1ConfigMap(metadata=client.V1ObjectMeta(name="py-gone")))
+    status = v1.delete_namespaced_config_map("py-gone", "default")
+    assert isinstance(status, client.V1Status) and status.status == "Success", status
+    assert status.details.name == "py-gone" and status.details.kind == "configmaps", status
+
+
+def check_component_statuses(v1) -> None:
+    """componentstatuses (deprecated, still served): the three entries, each with a condition."""
+    names = {}
+    deadline = time.time() + 20
+    while time.time() < deadline:
+        listed = v1.list_component_status()
+        names = {c.metadata.name: c.conditions[0].status for c in listed.items}
+        if set(names) == {"scheduler", "controller-manager", "etcd-0"} and all(s == "True" for s in names.values()):
+            break
+        time.sleep(0.2)
+    assert set(names) == {"scheduler", "controller-manager", "etcd-0"}, names
+    assert all(s == "True" for s in names.values()), names
+    one = v1.read_component_status("etcd-0")
+    assert one.conditions[0].type == "Healthy" and one.conditions[0].message == "ok", one
 
 
 if __name__ == "__main__":
