@@ -412,6 +412,7 @@ impl Registry {
             });
         }
         let bytes = encode_for_storage(info, &obj)?;
+        crate::patch::check_object_size("created", bytes.len())?;
         match self.store_create(info, &key, bytes).await {
             Ok(kv) => Ok(Written {
                 object: ObjectOut::Stored(kv),
@@ -485,7 +486,8 @@ impl Registry {
         subresource: Option<&str>,
         warnings: Vec<String>,
     ) -> ApiResult<Written> {
-        check_name_and_namespace(info, ns, name, &new)?;
+        let mut new = new;
+        check_name_and_namespace(info, ns, name, &mut new)?;
         let key = codec::key(info, ns, name);
         let precondition = meta::meta_str(&new, "resourceVersion")
             .map(|rv| {
@@ -560,8 +562,8 @@ impl Registry {
         loop {
             let cur = self.get(info, ns, name).await?;
             let old = decode_stored(info, &cur)?;
-            let (new, warnings) = mutate(&old)?;
-            check_name_and_namespace(info, ns, name, &new)?;
+            let (mut new, warnings) = mutate(&old)?;
+            check_name_and_namespace(info, ns, name, &mut new)?;
             let precondition = match meta::meta_str(&new, "resourceVersion") {
                 Some(rv) if rv != cur.mod_revision.to_string() => {
                     return Err(ApiError::modified(info, name))
@@ -708,6 +710,7 @@ impl Registry {
             };
         }
         let bytes = encode_for_storage(info, &new)?;
+        crate::patch::check_object_size("updated", bytes.len())?;
         if *bytes == *cur.value {
             // Nothing changed: no write, no new resourceVersion, no watch event (as upstream).
             give_back(&self.services);
@@ -1111,11 +1114,13 @@ fn carry_system_metadata(new: &mut Value, old: &Value) {
     }
 }
 
+/// The name must match the URL's; so must the namespace, which is taken from the URL when the
+/// body has none (upstream's `EnsureObjectNamespaceMatchesRequestNamespace`).
 fn check_name_and_namespace(
     info: &ResourceInfo,
     ns: Option<&str>,
     name: &str,
-    obj: &Value,
+    obj: &mut Value,
 ) -> ApiResult<()> {
     match meta::name(obj) {
         Some(n) if n != name => {
@@ -1131,12 +1136,14 @@ fn check_name_and_namespace(
         _ => {}
     }
     if info.namespaced() {
-        if let (Some(b), Some(u)) = (meta::namespace(obj), ns) {
-            if b != u {
+        match (meta::namespace(obj), ns) {
+            (Some(b), Some(u)) if b != u => {
                 return Err(ApiError::bad_request(
                     "the namespace of the provided object does not match the namespace sent on the request",
                 ));
             }
+            (None, Some(u)) => meta::set_str(obj, "namespace", u),
+            _ => {}
         }
     }
     Ok(())

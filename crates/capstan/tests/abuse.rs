@@ -137,6 +137,55 @@ fn patch_bombs_and_oversized_results_are_refused_with_memory_bounded() {
     );
     assert_status(code, &body, 422, "Invalid", "request is too large");
 
+    // Plain creates and updates are held to the same object limit as patch results: a
+    // ConfigMap whose data is within its own 1 MiB limit but whose labels make it larger.
+    let labels: serde_json::Map<String, Value> = (0..5_000)
+        .map(|i| {
+            (
+                format!("example.com/label-{i:05}-{}", "k".repeat(40)),
+                json!("v".repeat(63)),
+            )
+        })
+        .collect();
+    let big_cm = json!({"apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "big-one", "labels": labels},
+        "data": {"big": "v".repeat(1_000_000)}})
+    .to_string();
+    let (code, body) = http(
+        &s,
+        "POST",
+        CMS,
+        Some(big_cm.as_bytes()),
+        "application/json",
+        true,
+    );
+    assert_status(code, &body, 422, "Invalid", "request is too large");
+    let big_update = big_cm.replace("\"big-one\"", "\"bomb\"");
+    let (code, body) = http(
+        &s,
+        "PUT",
+        &bomb,
+        Some(big_update.as_bytes()),
+        "application/json",
+        true,
+    );
+    assert_status(code, &body, 422, "Invalid", "request is too large");
+
+    // An update whose body names no namespace takes the URL's, as upstream.
+    let small = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "bomb"},
+        "data": {"k": "x".repeat(100_000)}})
+    .to_string();
+    let (code, body) = http(
+        &s,
+        "PUT",
+        &bomb,
+        Some(small.as_bytes()),
+        "application/json",
+        true,
+    );
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(body["metadata"]["namespace"], "default", "{body}");
+
     // A body over 3 MiB is refused before it is parsed.
     let huge = json!({"data": {"big": "w".repeat(3 * MIB + 1)}}).to_string();
     let (code, body) = http(
