@@ -19,9 +19,9 @@ use crate::endpoints::{
     service_selector,
 };
 use crate::metrics;
+use crate::owner::owner_ref;
 use crate::pods;
 use crate::runtime::{key_of, Cache, Informer, Queue, ReconcileError, Reconciler};
-use crate::selector::owner_ref;
 
 const NAME: &str = "endpointslice";
 pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
@@ -158,7 +158,7 @@ impl Reconciler for EndpointSliceController {
         let mut matching: Vec<&Pod> = all
             .iter()
             .map(|p| p.as_ref())
-            .filter(|p| sel.matches(p.metadata.labels.as_ref()))
+            .filter(|p| sel.matches(&p.metadata.labels.as_ref()))
             .collect();
         matching.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
         let desired = desired_slices(&svc, &matching);

@@ -14,10 +14,10 @@ pub mod leader;
 pub mod manager;
 pub mod metrics;
 pub mod namespace;
+pub mod owner;
 pub mod pods;
 pub mod replicaset;
 pub mod runtime;
-pub mod selector;
 pub mod serviceaccount;
 pub mod status;
 

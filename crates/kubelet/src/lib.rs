@@ -22,7 +22,6 @@ pub mod logs;
 pub mod metrics;
 pub mod node;
 pub mod pods;
-pub mod quantity;
 pub mod registries;
 pub mod server;
 pub mod util;
