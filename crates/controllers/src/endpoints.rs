@@ -19,8 +19,8 @@ use kube::{Api, Client};
 
 use crate::metrics;
 use crate::pods;
-use crate::runtime::{key_of, Cache, Change, Informer, Queue, ReconcileError, Reconciler};
 use capstan_api::selector::Selector;
+use capstan_runtime::{key_of, Cache, Change, Informer, Queue, ReconcileError, Reconciler};
 
 const NAME: &str = "endpoints";
 
@@ -238,7 +238,7 @@ impl Reconciler for EndpointsController {
     }
 
     async fn reconcile(&self, key: &str) -> Result<Option<Duration>, ReconcileError> {
-        let (ns, name) = crate::runtime::split_key(key);
+        let (ns, name) = capstan_runtime::split_key(key);
         let ns = ns.unwrap_or("default");
         let api: Api<Endpoints> = Api::namespaced(self.client.clone(), ns);
         let Some(svc) = self.services.get(key) else {

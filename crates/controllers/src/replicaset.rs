@@ -21,15 +21,15 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::{json, Value};
 
-use crate::events::Recorder;
 use crate::expectations::Expectations;
 use crate::metrics;
 use crate::owner::{controller_ref, owner_ref};
 use crate::pods::{self, deletion_order, slow_start_batches};
-use crate::runtime::{
+use capstan_api::selector::Selector;
+use capstan_runtime::Recorder;
+use capstan_runtime::{
     key_of, split_key, Cache, Change, Informer, Queue, ReconcileError, Reconciler,
 };
-use capstan_api::selector::Selector;
 
 /// At most this many pods are created or deleted in one sync (upstream's BurstReplicas).
 pub const BURST_REPLICAS: usize = 500;

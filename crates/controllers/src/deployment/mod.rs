@@ -19,14 +19,14 @@ use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client, ResourceExt};
 use serde_json::json;
 
-use crate::events::Recorder;
 use crate::metrics;
 use crate::owner::{controller_ref, owner_ref};
 use crate::pods;
-use crate::runtime::{
+use capstan_api::selector::Selector;
+use capstan_runtime::Recorder;
+use capstan_runtime::{
     key_of, split_key, Cache, Change, Informer, Queue, ReconcileError, Reconciler,
 };
-use capstan_api::selector::Selector;
 use util::*;
 
 const NAME: &str = "deployment";
