@@ -12,6 +12,7 @@ pub mod garbagecollector;
 pub mod manager;
 pub mod metrics;
 pub mod namespace;
+pub mod nodeipam;
 pub mod owner;
 pub mod pods;
 pub mod replicaset;
