@@ -11,6 +11,8 @@ pub mod catalogue;
 pub mod field_error;
 pub mod kinds;
 pub mod meta;
+pub mod net;
+pub mod selector;
 pub mod strategy;
 pub mod table;
 pub mod validation;

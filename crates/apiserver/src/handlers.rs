@@ -330,11 +330,14 @@ pub async fn watch(
     let mut matcher = Matcher::from_query(r.info, &req.query)?;
     if let Some(name) = &r.name {
         // Watching one object is watching the collection filtered by name.
-        matcher.fields.0.push(crate::selectors::FieldRequirement {
-            field: "metadata.name".into(),
-            value: name.clone(),
-            negate: false,
-        });
+        matcher
+            .fields
+            .0
+            .push(capstan_api::selector::FieldRequirement {
+                field: "metadata.name".into(),
+                value: name.clone(),
+                negate: false,
+            });
     }
     let bookmarks = req.query.flag("allowWatchBookmarks");
     let timeout = req

@@ -32,7 +32,6 @@ pub mod read;
 pub mod registry;
 pub mod route;
 pub mod scale;
-pub mod selectors;
 pub mod strict;
 pub mod table;
 pub mod watch_limit;

@@ -15,20 +15,20 @@ use serde_json::{json, Value};
 use crate::codec::{self, decode_stored};
 use crate::error::{from_store, ApiError, ApiResult};
 use crate::params::Query;
-use crate::selectors::{parse_field_selector, parse_label_selector, FieldSelector, LabelSelector};
+use capstan_api::selector::{FieldSelector, Selector};
 
 /// Label and field selectors of one request, checked against the kind's supported fields.
 #[derive(Clone, Debug, Default)]
 pub struct Matcher {
-    pub labels: LabelSelector,
+    pub labels: Selector,
     pub fields: FieldSelector,
 }
 
 impl Matcher {
     pub fn from_query(info: &ResourceInfo, q: &Query) -> ApiResult<Self> {
-        let labels = parse_label_selector(q.get("labelSelector").unwrap_or(""))
+        let labels = Selector::parse(q.get("labelSelector").unwrap_or(""))
             .map_err(|e| ApiError::bad_request(format!("unable to parse labelSelector: {e}")))?;
-        let fields = parse_field_selector(q.get("fieldSelector").unwrap_or(""))
+        let fields = FieldSelector::parse(q.get("fieldSelector").unwrap_or(""))
             .map_err(ApiError::bad_request)?;
         for r in &fields.0 {
             let f = r.field.as_str();

@@ -3,40 +3,28 @@
 
 use capstan_api::catalogue::ResourceInfo;
 use capstan_api::field_error::FieldError;
+use capstan_api::selector::Selector;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use serde_json::{json, Value};
+use std::collections::BTreeMap;
 
 use crate::codec::decode_stored;
 use crate::error::{ApiError, ApiResult};
 use crate::registry::{ObjectOut, Registry, WriteOptions};
 
-/// Renders a label selector (matchLabels/matchExpressions, or a plain map) as a string.
-pub fn selector_string(sel: &Value) -> String {
-    let mut parts = Vec::new();
-    let labels = sel.get("matchLabels").unwrap_or(sel);
-    if let Some(m) = labels.as_object() {
-        for (k, v) in m {
-            if let Some(v) = v.as_str() {
-                parts.push(format!("{k}={v}"));
-            }
-        }
-    }
-    if let Some(exprs) = sel.get("matchExpressions").and_then(Value::as_array) {
-        for e in exprs {
-            let key = e["key"].as_str().unwrap_or("");
-            let values: Vec<&str> = e["values"]
-                .as_array()
-                .map(|a| a.iter().filter_map(Value::as_str).collect())
-                .unwrap_or_default();
-            match e["operator"].as_str().unwrap_or("") {
-                "In" => parts.push(format!("{key} in ({})", values.join(","))),
-                "NotIn" => parts.push(format!("{key} notin ({})", values.join(","))),
-                "Exists" => parts.push(key.to_string()),
-                "DoesNotExist" => parts.push(format!("!{key}")),
-                _ => {}
-            }
-        }
-    }
-    parts.join(",")
+/// The selector as upstream's Scale shows it (`Selector.String()`): a plain map for
+/// ReplicationControllers, a `metav1.LabelSelector` for the apps kinds; empty when invalid.
+pub fn selector_string(info: &ResourceInfo, sel: &Value) -> String {
+    let selector = if info.kind == "ReplicationController" {
+        serde_json::from_value::<BTreeMap<String, String>>(sel.clone())
+            .ok()
+            .map(|m| Selector::from_map(Some(&m)))
+    } else {
+        serde_json::from_value::<LabelSelector>(sel.clone())
+            .ok()
+            .and_then(|s| Selector::as_selector(&s).ok())
+    };
+    selector.map(|s| s.to_string()).unwrap_or_default()
 }
 
 /// The Scale view of an object.
@@ -62,7 +50,7 @@ pub fn to_scale(info: &ResourceInfo, obj: &Value) -> ApiResult<Value> {
         "spec": {"replicas": obj["spec"]["replicas"].as_i64().unwrap_or(1)},
         "status": {
             "replicas": obj["status"]["replicas"].as_i64().unwrap_or(0),
-            "selector": selector_string(&obj["spec"]["selector"]),
+            "selector": selector_string(info, &obj["spec"]["selector"]),
         },
     }))
 }
@@ -134,8 +122,12 @@ mod tests {
     #[test]
     fn selectors_render_like_kubectl_expects() {
         let s = json!({"matchLabels":{"app":"web"},"matchExpressions":[{"key":"tier","operator":"In","values":["a","b"]}]});
-        assert_eq!(selector_string(&s), "app=web,tier in (a,b)");
-        assert_eq!(selector_string(&json!({"app":"x"})), "app=x");
+        let deploy =
+            capstan_api::catalogue::lookup_kind("apps", "v1", "Deployment").expect("deployments");
+        let rc =
+            capstan_api::catalogue::lookup_kind("", "v1", "ReplicationController").expect("rcs");
+        assert_eq!(selector_string(deploy, &s), "app=web,tier in (a,b)");
+        assert_eq!(selector_string(rc, &json!({"b":"y","a":"x"})), "a=x,b=y");
     }
 
     #[test]

@@ -58,7 +58,7 @@ pub fn start(ctx: &Context, args: &crate::server::ServerArgs) {
         );
     }
     crate::node_agent::setup_server(ctx);
-    tokio::spawn(capstan_kubelet::ipam::run(
+    tokio::spawn(capstan_controllers::nodeipam::run(
         ctx.client_as("kube-controller-manager"),
         args.cluster_cidr.clone(),
         ctx.shutdown.clone(),

@@ -120,9 +120,11 @@ impl NodeArgs {
                 .unwrap_or_else(|| data_dir.join("registries.yaml")),
             images_dir: self.images.clone().unwrap_or_else(|| dir.join("images")),
             node_labels: labels,
-            container_log_max_size: capstan_kubelet::quantity::bytes(&self.container_log_max_size)
-                .filter(|b| *b > 0)
-                .unwrap_or(10 * 1024 * 1024) as u64,
+            container_log_max_size: capstan_api::kinds::core::quantity::value_of(
+                &self.container_log_max_size,
+            )
+            .filter(|b| *b > 0)
+            .unwrap_or(10 * 1024 * 1024) as u64,
             container_log_max_files: self.container_log_max_files.max(2),
             dir,
             tls,

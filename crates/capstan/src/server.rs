@@ -125,20 +125,8 @@ pub struct ServerArgs {
 }
 
 fn parse_cidr(s: &str) -> anyhow::Result<(Ipv4Addr, u8)> {
-    let (ip, len) = s
-        .split_once('/')
-        .context("expected a CIDR such as 10.43.0.0/16")?;
-    let ip: Ipv4Addr = ip
-        .parse()
-        .context("the CIDR's address is not an IPv4 address")?;
-    let len: u8 = len
-        .parse()
-        .context("the CIDR's prefix length is not a number")?;
-    anyhow::ensure!(
-        (8..=30).contains(&len),
-        "the service CIDR's prefix length must be between 8 and 30"
-    );
-    Ok((ip, len))
+    let c = capstan_api::net::Cidr::parse_within(s, 8, 30)?;
+    Ok((c.network(), c.len))
 }
 
 fn parse_port_range(s: &str) -> anyhow::Result<(u16, u16)> {

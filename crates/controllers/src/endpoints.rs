@@ -19,8 +19,8 @@ use kube::{Api, Client};
 
 use crate::metrics;
 use crate::pods;
-use crate::runtime::{key_of, Cache, Change, Informer, Queue, ReconcileError, Reconciler};
-use crate::selector::Selector;
+use capstan_api::selector::Selector;
+use capstan_runtime::{key_of, Cache, Change, Informer, Queue, ReconcileError, Reconciler};
 
 const NAME: &str = "endpoints";
 
@@ -187,7 +187,10 @@ pub fn queue_services_for_pod(services: &Cache<Service>, q: &Queue, c: &Change<P
         let Some(sel) = service_selector(&svc) else {
             continue;
         };
-        if objs.iter().any(|p| sel.matches(p.metadata.labels.as_ref())) {
+        if objs
+            .iter()
+            .any(|p| sel.matches(&p.metadata.labels.as_ref()))
+        {
             q.add(key_of(svc.as_ref()));
         }
     }
@@ -235,7 +238,7 @@ impl Reconciler for EndpointsController {
     }
 
     async fn reconcile(&self, key: &str) -> Result<Option<Duration>, ReconcileError> {
-        let (ns, name) = crate::runtime::split_key(key);
+        let (ns, name) = capstan_runtime::split_key(key);
         let ns = ns.unwrap_or("default");
         let api: Api<Endpoints> = Api::namespaced(self.client.clone(), ns);
         let Some(svc) = self.services.get(key) else {
@@ -256,7 +259,7 @@ impl Reconciler for EndpointsController {
         let mut matching: Vec<&Pod> = all
             .iter()
             .map(|p| p.as_ref())
-            .filter(|p| sel.matches(p.metadata.labels.as_ref()))
+            .filter(|p| sel.matches(&p.metadata.labels.as_ref()))
             .collect();
         matching.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
         let subsets = subsets(&svc, &matching);

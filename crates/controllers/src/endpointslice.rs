@@ -19,9 +19,9 @@ use crate::endpoints::{
     service_selector,
 };
 use crate::metrics;
+use crate::owner::owner_ref;
 use crate::pods;
-use crate::runtime::{key_of, Cache, Informer, Queue, ReconcileError, Reconciler};
-use crate::selector::owner_ref;
+use capstan_runtime::{key_of, Cache, Informer, Queue, ReconcileError, Reconciler};
 
 const NAME: &str = "endpointslice";
 pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
@@ -145,7 +145,7 @@ impl Reconciler for EndpointSliceController {
     }
 
     async fn reconcile(&self, key: &str) -> Result<Option<Duration>, ReconcileError> {
-        let (ns, name) = crate::runtime::split_key(key);
+        let (ns, name) = capstan_runtime::split_key(key);
         let ns = ns.unwrap_or("default");
         // A deleted Service's slices go with it (owner reference, garbage collector).
         let Some(svc) = self.services.get(key) else {
@@ -158,7 +158,7 @@ impl Reconciler for EndpointSliceController {
         let mut matching: Vec<&Pod> = all
             .iter()
             .map(|p| p.as_ref())
-            .filter(|p| sel.matches(p.metadata.labels.as_ref()))
+            .filter(|p| sel.matches(&p.metadata.labels.as_ref()))
             .collect();
         matching.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
         let desired = desired_slices(&svc, &matching);

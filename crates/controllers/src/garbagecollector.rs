@@ -25,7 +25,7 @@ use tokio::sync::watch;
 
 use crate::discovery::{Resource, Resources};
 use crate::metrics;
-use crate::runtime::{Queue, ReconcileError, Reconciler};
+use capstan_runtime::{Queue, ReconcileError, Reconciler};
 
 const NAME: &str = "garbagecollector";
 pub const FOREGROUND: &str = "foregroundDeletion";

@@ -1,5 +1,5 @@
 //! capstan's controller manager: [`start`] runs leader election on a Lease and, while this
-//! server leads, every enabled controller on the shared [`runtime`]. Each controller is a plain
+//! server leads, every enabled controller on the shared `capstan_runtime`. Each controller is a plain
 //! client of the Kubernetes API (kube-rs), exactly as kube-controller-manager is.
 #![forbid(unsafe_code)]
 
@@ -7,17 +7,15 @@ pub mod deployment;
 pub mod discovery;
 pub mod endpoints;
 pub mod endpointslice;
-pub mod events;
 pub mod expectations;
 pub mod garbagecollector;
-pub mod leader;
 pub mod manager;
 pub mod metrics;
 pub mod namespace;
+pub mod nodeipam;
+pub mod owner;
 pub mod pods;
 pub mod replicaset;
-pub mod runtime;
-pub mod selector;
 pub mod serviceaccount;
 pub mod status;
 

@@ -21,12 +21,12 @@ use crate::deployment::DeploymentController;
 use crate::endpoints::EndpointsController;
 use crate::endpointslice::{EndpointSliceController, MANAGED_BY, MANAGED_BY_LABEL};
 use crate::garbagecollector::GarbageCollector;
-use crate::leader::{LeaderElector, RENEW_DEADLINE, RETRY_PERIOD};
 use crate::metrics;
 use crate::namespace::NamespaceController;
 use crate::replicaset::ReplicaController;
-use crate::runtime::{run_workers, sleep_or_shutdown, Informer};
 use crate::serviceaccount::ServiceAccountController;
+use capstan_runtime::leader::{LeaderElector, RENEW_DEADLINE, RETRY_PERIOD};
+use capstan_runtime::{run_workers, sleep_or_shutdown, Informer};
 
 /// Every controller, by the name `--disable-controllers` takes.
 pub const CONTROLLERS: &[&str] = &[
@@ -162,7 +162,9 @@ async fn run_controllers(client: Client, config: Config, shutdown: watch::Receiv
         ($name:expr, $n:expr, $make:expr) => {
             if on($name) {
                 let (c, q) = $make;
-                starters.push(Box::new(move |s| tokio::spawn(run_workers(c, q, $n, s))));
+                starters.push(Box::new(move |s| {
+                    tokio::spawn(run_workers(c, q, $n, metrics::global(), s))
+                }));
             }
         };
     }
@@ -228,7 +230,7 @@ async fn run_controllers(client: Client, config: Config, shutdown: watch::Receiv
             let mut s = shutdown.clone();
             loop {
                 match GarbageCollector::start(client.clone(), shutdown.clone()).await {
-                    Ok((gc, q)) => return run_workers(gc, q, 8, shutdown).await,
+                    Ok((gc, q)) => return run_workers(gc, q, 8, metrics::global(), shutdown).await,
                     Err(e) => {
                         tracing::warn!(error = %e, "garbage collector cannot start; retrying")
                     }

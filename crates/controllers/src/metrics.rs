@@ -101,6 +101,20 @@ impl Metrics {
     }
 }
 
+impl capstan_runtime::WorkerObserver for Metrics {
+    fn reconciling(&self, controller: &'static str, queue_depth: usize) {
+        let labels = Self::labels(controller);
+        self.queue_depth
+            .get_or_create(&labels)
+            .set(queue_depth as i64);
+        self.reconciles.get_or_create(&labels).inc();
+    }
+
+    fn failed(&self, controller: &'static str) {
+        self.errors.get_or_create(&Self::labels(controller)).inc();
+    }
+}
+
 /// The process-wide metrics (one controller manager per process).
 pub fn global() -> Arc<Metrics> {
     static M: OnceLock<Arc<Metrics>> = OnceLock::new();

@@ -15,7 +15,7 @@ use tokio::time::Instant;
 
 use crate::discovery::Resources;
 use crate::metrics;
-use crate::runtime::{Cache, Informer, Queue, ReconcileError, Reconciler};
+use capstan_runtime::{Cache, Informer, Queue, ReconcileError, Reconciler};
 
 const NAME: &str = "namespace";
 /// The finalizer this controller owns.

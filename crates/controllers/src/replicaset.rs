@@ -21,14 +21,15 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::{json, Value};
 
-use crate::events::Recorder;
 use crate::expectations::Expectations;
 use crate::metrics;
+use crate::owner::{controller_ref, owner_ref};
 use crate::pods::{self, deletion_order, slow_start_batches};
-use crate::runtime::{
+use capstan_api::selector::Selector;
+use capstan_runtime::Recorder;
+use capstan_runtime::{
     key_of, split_key, Cache, Change, Informer, Queue, ReconcileError, Reconciler,
 };
-use crate::selector::{controller_ref, owner_ref, Selector};
 
 /// At most this many pods are created or deleted in one sync (upstream's BurstReplicas).
 pub const BURST_REPLICAS: usize = 500;
@@ -81,7 +82,7 @@ impl ReplicaOwner for ReplicaSet {
     const CONTROLLER: &'static str = "replicaset";
     const COMPONENT: &'static str = "replicaset-controller";
     fn selector(&self) -> Selector {
-        Selector::from_label_selector(self.spec.as_ref().map(|s| &s.selector))
+        Selector::from_api(self.spec.as_ref().map(|s| &s.selector))
     }
     fn replicas(&self) -> i32 {
         self.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1)
@@ -140,7 +141,7 @@ fn owner_key_of<O: ReplicaOwner>(owners: &Cache<O>, pod: &Pod) -> Option<String>
 fn queue_matching_owners<O: ReplicaOwner>(owners: &Cache<O>, q: &Queue, pod: &Pod) {
     let ns = pod.metadata.namespace.as_deref().unwrap_or("");
     for o in owners.list_ns(ns) {
-        if o.selector().matches(pod.metadata.labels.as_ref()) {
+        if o.selector().matches(&pod.metadata.labels.as_ref()) {
             q.add(key_of(o.as_ref()));
         }
     }
@@ -239,7 +240,7 @@ impl<O: ReplicaOwner> ReplicaController<O> {
         let mut owned = Vec::new();
         let mut can_adopt: Option<bool> = None;
         for pod in self.pods.list_ns(ns) {
-            let matches = sel.matches(pod.metadata.labels.as_ref());
+            let matches = sel.matches(&pod.metadata.labels.as_ref());
             match controller_ref(&pod.metadata) {
                 Some(r) if r.uid == uid => {
                     if matches {

@@ -11,7 +11,7 @@ use kube::api::PostParams;
 use kube::{Api, Client, ResourceExt};
 
 use crate::metrics;
-use crate::runtime::{Cache, Change, Informer, Queue, ReconcileError, Reconciler};
+use capstan_runtime::{Cache, Change, Informer, Queue, ReconcileError, Reconciler};
 
 const NAME: &str = "serviceaccount";
 pub const DEFAULT: &str = "default";

@@ -2,9 +2,9 @@
 //! over the node's podCIDR, portmap for hostPort) that containerd reads. It must be written
 //! before containerd starts: containerd 1.6 misses files renamed into its conf_dir.
 
-use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
+use capstan_api::net::Cidr;
 use serde_json::json;
 
 /// Errors writing the network config; fatal at start-up.
@@ -23,29 +23,15 @@ pub enum Error {
 pub const CONFLIST_NAME: &str = "10-capstan.conflist";
 pub const NETWORK_NAME: &str = "capstan";
 
-/// Parses `a.b.c.d/len` into the network address and prefix length.
-pub fn parse_cidr(s: &str) -> Result<(Ipv4Addr, u8), Error> {
-    let bad = || Error::BadCidr(s.to_string());
-    let (ip, len) = s.split_once('/').ok_or_else(bad)?;
-    let ip: Ipv4Addr = ip.parse().map_err(|_| bad())?;
-    let len: u8 = len.parse().map_err(|_| bad())?;
-    if len > 30 {
-        return Err(bad());
-    }
-    let mask = if len == 0 { 0 } else { u32::MAX << (32 - len) };
-    Ok((Ipv4Addr::from(u32::from(ip) & mask), len))
-}
-
-/// The gateway (first address) of a CIDR: the bridge's address.
-pub fn gateway(cidr: &str) -> Result<Ipv4Addr, Error> {
-    let (net, _) = parse_cidr(cidr)?;
-    Ok(Ipv4Addr::from(u32::from(net) + 1))
+/// The node's podCIDR.
+fn parse_pod_cidr(s: &str) -> Result<Cidr, Error> {
+    Cidr::parse(s).map_err(|_| Error::BadCidr(s.to_string()))
 }
 
 /// The conflist for `pod_cidr` on bridge `bridge`, IPAM state in `ipam_dir`.
 pub fn conflist(pod_cidr: &str, bridge: &str, ipam_dir: &Path) -> Result<serde_json::Value, Error> {
-    let (net, len) = parse_cidr(pod_cidr)?;
-    let gw = gateway(pod_cidr)?;
+    let cidr = parse_pod_cidr(pod_cidr)?;
+    let gw = cidr.first_host();
     Ok(json!({
         "cniVersion": "1.0.0",
         "name": NETWORK_NAME,
@@ -58,7 +44,7 @@ pub fn conflist(pod_cidr: &str, bridge: &str, ipam_dir: &Path) -> Result<serde_j
                 "hairpinMode": true,
                 "ipam": {
                     "type": "host-local",
-                    "ranges": [[{"subnet": format!("{net}/{len}"), "gateway": gw.to_string()}]],
+                    "ranges": [[{"subnet": cidr.to_string(), "gateway": gw.to_string()}]],
                     "routes": [{"dst": "0.0.0.0/0"}],
                     "dataDir": ipam_dir.to_string_lossy(),
                 }
@@ -101,6 +87,6 @@ mod tests {
         assert_eq!(ipam["ranges"][0][0]["subnet"], "10.42.3.0/24");
         assert_eq!(ipam["ranges"][0][0]["gateway"], "10.42.3.1");
         assert_eq!(c["plugins"][1]["type"], "portmap");
-        assert!(parse_cidr("10.42.3.0").is_err());
+        assert!(conflist("10.42.3.0", "cni0", Path::new("/x/ipam")).is_err());
     }
 }

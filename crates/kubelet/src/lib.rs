@@ -4,8 +4,7 @@
 //! Entry point: [`Agent::run`]. It registers the Node, starts (or adopts) containerd with a
 //! generated config and the CNI bridge network for the node's podCIDR, imports the air-gap
 //! images, then runs the node status and lease loops, the log server and the pod manager
-//! ([`pods::run`]), which keeps one state-machine worker per pod. [`ipam::run`] is the
-//! server-side podCIDR allocator.
+//! ([`pods::run`]), which keeps one state-machine worker per pod.
 #![forbid(unsafe_code)]
 
 pub mod agent;
@@ -16,13 +15,11 @@ pub mod containerd;
 pub mod cri;
 pub mod events;
 pub mod images;
-pub mod ipam;
 pub mod join;
 pub mod logs;
 pub mod metrics;
 pub mod node;
 pub mod pods;
-pub mod quantity;
 pub mod registries;
 pub mod server;
 pub mod util;

@@ -265,7 +265,7 @@ impl Cache {
     /// Indexes the selectors of `pod`'s spread constraints (and of the default spreading its
     /// workload gets) before a decision, so spreading reads per-node counts.
     pub fn prepare_spread(&mut self, pod: &PodInfo) {
-        let mut selectors: Vec<crate::labels::Selector> =
+        let mut selectors: Vec<capstan_api::selector::Selector> =
             pod.spread.iter().map(|c| c.selector.clone()).collect();
         if pod.spread.is_empty() {
             selectors.extend(self.workloads.default_selector(pod));

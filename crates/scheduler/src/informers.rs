@@ -15,10 +15,10 @@ use tokio::sync::mpsc;
 
 use crate::binder::BindError;
 use crate::labels::Labels;
-use crate::labels::Selector;
 use crate::nodeinfo::NodeProps;
 use crate::podinfo::{pod_key, PodInfo, PodKey};
 use crate::workloads::{Kind, WorkloadKey, WorkloadSelector};
+use capstan_api::selector::Selector;
 
 /// Whether a pod has finished. Upstream's scheduler watches with the field selector
 /// `status.phase!=Succeeded,status.phase!=Failed`; capstan filters here instead, which is the

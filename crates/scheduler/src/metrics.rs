@@ -81,7 +81,7 @@ impl Metrics {
         );
         registry.register(
             "scheduler_events_dropped",
-            "Events not recorded because the event queue was full",
+            "Events not recorded: a queue was full, or the spam filter or rate limit held them back",
             events_dropped.clone(),
         );
         registry.register(
@@ -123,6 +123,11 @@ impl Metrics {
                 .get_or_create(&QueueLabels { queue })
                 .set(n as i64);
         }
+    }
+
+    /// The dropped-events counter, for the event recorder to count into.
+    pub fn events_dropped_counter(&self) -> Counter<u64, AtomicU64> {
+        self.events_dropped.clone()
     }
 
     pub fn event_dropped(&self) {

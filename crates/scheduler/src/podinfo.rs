@@ -7,8 +7,9 @@ use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{Pod, PodAffinityTerm, Toleration};
 
-use crate::labels::{Labels, NodeSelector, NodeSelectorTerm, Selector};
+use crate::labels::Labels;
 use crate::resources::{pod_non_zero_requests, pod_requests, Resources};
+use capstan_api::selector::{NodeSelector, NodeSelectorTerm, Selector};
 
 /// RFC 3339 with second precision, as Kubernetes writes times.
 pub fn format_time(t: k8s_openapi::jiff::Timestamp) -> String {

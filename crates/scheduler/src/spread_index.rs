@@ -4,9 +4,9 @@
 //! spread constraints (at most [`MAX_ENTRIES`], least recently used dropped); a selector seen
 //! for the first time is counted once over all pods.
 
-use crate::labels::Selector;
 use crate::nodeinfo::NodeInfo;
 use crate::podinfo::PodInfo;
+use capstan_api::selector::Selector;
 
 /// Selectors indexed at once. Pods of one workload share a selector, so this covers many
 /// workloads being scheduled at the same time.

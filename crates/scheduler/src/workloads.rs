@@ -6,8 +6,9 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use crate::labels::{Labels, Selector};
+use crate::labels::Labels;
 use crate::podinfo::PodInfo;
+use capstan_api::selector::Selector;
 
 /// Which kind of object a selector belongs to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

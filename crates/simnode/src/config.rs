@@ -5,6 +5,8 @@ use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
+use capstan_api::net::Cidr;
+
 use k8s_openapi::api::core::v1::Taint;
 
 /// Errors in the simulated nodes' settings (a user's typo: not retryable).
@@ -43,7 +45,7 @@ pub struct Config {
     pub labels: Vec<(String, String)>,
     pub taints: Vec<Taint>,
     /// Range of /24 podCIDRs for nodes the cluster gave none.
-    pub pod_cidr: (Ipv4Addr, u8),
+    pub pod_cidr: Cidr,
     /// How long a Lease is valid; it is renewed every quarter of it (upstream: 40 s, 10 s).
     pub lease_duration: Duration,
     /// How often a node's status is posted when nothing changes (upstream: 5 minutes).
@@ -65,7 +67,10 @@ impl Default for Config {
                 .collect(),
             labels: Vec::new(),
             taints: Vec::new(),
-            pod_cidr: (Ipv4Addr::new(10, 64, 0, 0), 10),
+            pod_cidr: Cidr {
+                base: u32::from(Ipv4Addr::new(10, 64, 0, 0)),
+                len: 10,
+            },
             lease_duration: Duration::from_secs(40),
             status_report_interval: Duration::from_secs(300),
             stop_delay: Duration::from_millis(500),
@@ -103,15 +108,10 @@ impl Config {
         Ok(())
     }
 
+    /// The range simulated nodes' /24 podCIDRs come from: a /8 to a /24.
     pub fn set_pod_cidr(&mut self, cidr: &str) -> Result<(), Error> {
-        let bad = || Error::BadCidr(cidr.to_string());
-        let (ip, len) = cidr.split_once('/').ok_or_else(bad)?;
-        let ip: Ipv4Addr = ip.parse().map_err(|_| bad())?;
-        let len: u8 = len.parse().map_err(|_| bad())?;
-        if !(8..=24).contains(&len) {
-            return Err(bad());
-        }
-        self.pod_cidr = (ip, len);
+        self.pod_cidr =
+            Cidr::parse_within(cidr, 8, 24).map_err(|_| Error::BadCidr(cidr.to_string()))?;
         Ok(())
     }
 

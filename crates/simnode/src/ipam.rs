@@ -1,90 +1,11 @@
-//! Addresses for simulated nodes and their pods: /24 podCIDRs handed out from a range for nodes
-//! that have none ([`Blocks`]), and per node the pod IPs of its podCIDR ([`PodIps`]: the first
+//! Pod addresses of simulated nodes: per node the pod IPs of its podCIDR ([`PodIps`]: the first
 //! address is the node's own InternalIP, pods get the rest, handed out round-robin so a freed
-//! address is not reused at once). Pure.
+//! address is not reused at once). The podCIDRs themselves come from `capstan_api::net::Blocks`.
+//! Pure.
 
-use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
 
-/// An IPv4 CIDR.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Cidr {
-    pub base: u32,
-    pub len: u8,
-}
-
-impl Cidr {
-    pub fn parse(s: &str) -> Option<Cidr> {
-        let (ip, len) = s.split_once('/')?;
-        let ip: Ipv4Addr = ip.parse().ok()?;
-        let len: u8 = len.parse().ok()?;
-        if len > 30 {
-            return None;
-        }
-        let mask = if len == 0 { 0 } else { u32::MAX << (32 - len) };
-        Some(Cidr {
-            base: u32::from(ip) & mask,
-            len,
-        })
-    }
-
-    pub fn size(&self) -> u32 {
-        1u32 << (32 - self.len)
-    }
-
-    /// The node's own address: the first host address.
-    pub fn node_ip(&self) -> Ipv4Addr {
-        Ipv4Addr::from(self.base + 1)
-    }
-
-    pub fn contains(&self, ip: Ipv4Addr) -> bool {
-        let ip = u32::from(ip);
-        ip >= self.base && ip - self.base < self.size()
-    }
-}
-
-impl std::fmt::Display for Cidr {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}/{}", Ipv4Addr::from(self.base), self.len)
-    }
-}
-
-/// The /24 blocks of the simulated nodes' pod range.
-#[derive(Clone, Debug)]
-pub struct Blocks {
-    range: Cidr,
-    next: u32,
-}
-
-impl Blocks {
-    pub fn new(base: Ipv4Addr, len: u8) -> Self {
-        let mask = if len == 0 { 0 } else { u32::MAX << (32 - len) };
-        Self {
-            range: Cidr {
-                base: u32::from(base) & mask,
-                len: len.min(24),
-            },
-            next: 0,
-        }
-    }
-
-    /// The next /24 not in `used` (podCIDRs other nodes already have).
-    pub fn allocate(&mut self, used: &BTreeSet<String>) -> Option<String> {
-        let count = self.range.size() >> 8;
-        while self.next < count {
-            let block = Cidr {
-                base: self.range.base + (self.next << 8),
-                len: 24,
-            }
-            .to_string();
-            self.next += 1;
-            if !used.contains(&block) {
-                return Some(block);
-            }
-        }
-        None
-    }
-}
+use capstan_api::net::Cidr;
 
 /// The pod addresses of one node.
 #[derive(Clone, Debug)]
@@ -166,20 +87,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn blocks_skip_the_ones_in_use() {
-        let mut b = Blocks::new(Ipv4Addr::new(10, 64, 0, 0), 10);
-        let used: BTreeSet<String> = ["10.64.0.0/24".to_string()].into_iter().collect();
-        assert_eq!(b.allocate(&used).as_deref(), Some("10.64.1.0/24"));
-        assert_eq!(b.allocate(&used).as_deref(), Some("10.64.2.0/24"));
-        let mut small = Blocks::new(Ipv4Addr::new(10, 9, 0, 0), 24);
-        assert!(small.allocate(&BTreeSet::new()).is_some());
-        assert!(small.allocate(&BTreeSet::new()).is_none());
-    }
-
-    #[test]
     fn pod_ips_skip_the_node_address_and_do_not_reuse_at_once() {
         let cidr = Cidr::parse("10.64.3.0/24").expect("cidr");
-        assert_eq!(cidr.node_ip(), Ipv4Addr::new(10, 64, 3, 1));
+        assert_eq!(cidr.first_host(), Ipv4Addr::new(10, 64, 3, 1));
         let mut ips = PodIps::new(cidr);
         let a = ips.allocate().expect("ip");
         assert_eq!(a, Ipv4Addr::new(10, 64, 3, 2));

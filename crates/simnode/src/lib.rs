@@ -32,6 +32,8 @@ pub use config::Config;
 pub enum Error {
     #[error("listing the cluster's nodes: {0}")]
     ListNodes(#[source] kube::Error),
+    #[error("the simulated pod range: {0}")]
+    PodRange(#[source] capstan_api::net::CidrError),
 }
 
 /// Registers the nodes, then keeps them and their pods going until `shutdown` flips. The

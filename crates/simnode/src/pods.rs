@@ -269,8 +269,8 @@ pub async fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ipam::Cidr;
     use crate::state::SimNode;
+    use capstan_api::net::Cidr;
     use serde_json::json;
 
     fn state() -> State {

@@ -10,10 +10,10 @@ use parking_lot::Mutex;
 use serde_json::json;
 
 use crate::config::Config;
-use crate::ipam::{Blocks, Cidr};
 use crate::objects;
 use crate::state::SimNode;
 use crate::Error;
+use capstan_api::net::{Blocks, Cidr};
 
 /// How often registering one node is tried before giving up on it.
 const ATTEMPTS: u32 = 5;
@@ -47,7 +47,7 @@ pub async fn register_all(client: &kube::Client, cfg: &Config) -> Result<Vec<Sim
             );
         }
     }
-    let blocks = Mutex::new(Blocks::new(cfg.pod_cidr.0, cfg.pod_cidr.1));
+    let blocks = Mutex::new(Blocks::new(cfg.pod_cidr).map_err(Error::PodRange)?);
     let used = Mutex::new(used);
     let now = objects::time(k8s_openapi::jiff::Timestamp::now());
 
@@ -73,7 +73,7 @@ pub async fn register_all(client: &kube::Client, cfg: &Config) -> Result<Vec<Sim
                     }
                 };
                 used.lock().insert(cidr.clone());
-                let parsed = Cidr::parse(&cidr)?;
+                let parsed = Cidr::parse(&cidr).ok()?;
                 let uid = match found {
                     Some(e) => adopt(&api, cfg, &name, &e, &cidr, parsed, now).await.map(|_| e.uid),
                     None => create(&api, cfg, i, &name, &cidr, parsed, now).await,
@@ -105,7 +105,7 @@ async fn create(
     now: &str,
 ) -> kube::Result<String> {
     let node: Node =
-        serde_json::from_value(objects::node(cfg, i, name, cidr, parsed.node_ip(), now))
+        serde_json::from_value(objects::node(cfg, i, name, cidr, parsed.first_host(), now))
             .map_err(kube::Error::SerdeError)?;
     let mut attempt = 0;
     loop {
@@ -142,7 +142,7 @@ async fn adopt(
         api.patch(name, &PatchParams::default(), &Patch::Merge(&patch))
             .await?;
     }
-    let status = json!({"status": objects::node_status(cfg, name, parsed.node_ip(), now, now)});
+    let status = json!({"status": objects::node_status(cfg, name, parsed.first_host(), now, now)});
     api.patch_status(name, &PatchParams::default(), &Patch::Merge(&status))
         .await?;
     Ok(())

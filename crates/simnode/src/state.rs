@@ -5,7 +5,8 @@
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
 
-use crate::ipam::{Cidr, PodIps};
+use crate::ipam::PodIps;
+use capstan_api::net::Cidr;
 
 /// One registered node.
 #[derive(Debug)]
@@ -36,7 +37,7 @@ impl SimNode {
     }
 
     pub fn ip(&self) -> Ipv4Addr {
-        self.cidr.node_ip()
+        self.cidr.first_host()
     }
 }
 

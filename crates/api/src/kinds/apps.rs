@@ -213,9 +213,7 @@ fn checked_selector(
 fn selector_matches(sel: Option<&Selector>, t: &PodTemplateSpec) -> bool {
     match sel {
         None => false,
-        Some(s) => {
-            s.is_everything() || s.matches(t.metadata.as_ref().and_then(|m| m.labels.as_ref()))
-        }
+        Some(s) => s.is_empty() || s.matches(&t.metadata.as_ref().and_then(|m| m.labels.as_ref())),
     }
 }
 

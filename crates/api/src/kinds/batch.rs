@@ -505,7 +505,7 @@ impl KindHooks for Job {
             None => Some(false),
             Some(sel) => as_selector(sel)
                 .ok()
-                .map(|s| s.matches(template_labels(spec))),
+                .map(|s| s.matches(&template_labels(spec))),
         };
         if matches == Some(false) {
             errs.push(selector_mismatch(&spec.template, &path.child("template")));

@@ -19,13 +19,14 @@ use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client, ResourceExt};
 use serde_json::json;
 
-use crate::events::Recorder;
 use crate::metrics;
+use crate::owner::{controller_ref, owner_ref};
 use crate::pods;
-use crate::runtime::{
+use capstan_api::selector::Selector;
+use capstan_runtime::Recorder;
+use capstan_runtime::{
     key_of, split_key, Cache, Change, Informer, Queue, ReconcileError, Reconciler,
 };
-use crate::selector::{controller_ref, owner_ref, Selector};
 use util::*;
 
 const NAME: &str = "deployment";
@@ -83,8 +84,8 @@ fn queue_for_rs(ds: &Cache<Deployment>, q: &Queue, rs: &ReplicaSet) {
         Some(k) => q.add(k),
         None if controller_ref(&rs.metadata).is_none() => {
             for d in ds.list_ns(rs.metadata.namespace.as_deref().unwrap_or("")) {
-                let sel = Selector::from_label_selector(d.spec.as_ref().map(|s| &s.selector));
-                if sel.matches(rs.metadata.labels.as_ref()) {
+                let sel = Selector::from_api(d.spec.as_ref().map(|s| &s.selector));
+                if sel.matches(&rs.metadata.labels.as_ref()) {
                     q.add(key_of(d.as_ref()));
                 }
             }
@@ -153,7 +154,7 @@ impl DeploymentController {
         let mut owned = Vec::new();
         let mut can_adopt = None;
         for rs in self.replicasets.list_ns(&ns) {
-            let matches = sel.matches(rs.metadata.labels.as_ref());
+            let matches = sel.matches(&rs.metadata.labels.as_ref());
             match controller_ref(&rs.metadata) {
                 Some(r) if r.uid == uid => {
                     if matches {
@@ -917,7 +918,7 @@ impl Reconciler for DeploymentController {
         let mut d = (*cached).clone();
         let stored = d.status.clone();
         let (_ns, _) = split_key(key);
-        let sel = Selector::from_label_selector(d.spec.as_ref().map(|s| &s.selector));
+        let sel = Selector::from_api(d.spec.as_ref().map(|s| &s.selector));
         if sel.is_empty() {
             self.recorder.warning(
                 &d,

@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use k8s_openapi::api::core::v1::{Container, Pod, ResourceFieldSelector};
 
-use crate::quantity;
+use capstan_api::kinds::core::quantity;
 
 /// Referenced objects, fetched before resolving. `None` = the object does not exist.
 #[derive(Clone, Debug, Default)]
@@ -188,60 +188,40 @@ pub fn resource_value(
         };
         m.and_then(|m| m.get(name)).map(|q| q.0.clone())
     };
-    let divisor = r
-        .divisor
-        .as_ref()
-        .and_then(|d| quantity::parse(&d.0))
-        .filter(|d| *d > 0.0)
-        .unwrap_or(1.0);
-    let (value, is_cpu) = match r.resource.as_str() {
-        "limits.cpu" => (
-            get("limits", "cpu")
-                .and_then(|q| quantity::parse(&q))
-                .unwrap_or(l.node_cpu_milli as f64 / 1000.0),
-            true,
-        ),
-        "requests.cpu" => (
-            get("requests", "cpu")
-                .and_then(|q| quantity::parse(&q))
-                .unwrap_or(0.0),
-            true,
-        ),
-        "limits.memory" => (
-            get("limits", "memory")
-                .and_then(|q| quantity::parse(&q))
-                .unwrap_or(l.node_memory as f64),
-            false,
-        ),
-        "requests.memory" => (
-            get("requests", "memory")
-                .and_then(|q| quantity::parse(&q))
-                .unwrap_or(0.0),
-            false,
-        ),
-        "limits.ephemeral-storage" => (
-            get("limits", "ephemeral-storage")
-                .and_then(|q| quantity::parse(&q))
-                .unwrap_or(0.0),
-            false,
-        ),
-        "requests.ephemeral-storage" => (
-            get("requests", "ephemeral-storage")
-                .and_then(|q| quantity::parse(&q))
-                .unwrap_or(0.0),
-            false,
-        ),
-        other => {
+    // Upstream's ExtractContainerResourceValue: CPU as ceil(milliValue / divisor's
+    // milliValue), the others as ceil(value / divisor's value); limits default to the node's
+    // allocatable, requests to zero.
+    let (which, name) = match r.resource.split_once('.') {
+        Some((w @ ("limits" | "requests"), n @ ("cpu" | "memory" | "ephemeral-storage"))) => (w, n),
+        _ => {
             return Err(ConfigError::Other(format!(
-                "unsupported resourceFieldRef {other:?}"
+                "unsupported resourceFieldRef {:?}",
+                r.resource
             )))
         }
     };
-    // Upstream rounds up, and CPU requests of 0 are reported as 1 (the minimum share).
-    let mut n = (value / divisor).ceil() as i64;
-    if is_cpu && n == 0 && r.resource == "requests.cpu" {
-        n = 0;
-    }
+    let units = |q: &str| {
+        if name == "cpu" {
+            quantity::milli_value_of(q)
+        } else {
+            quantity::value_of(q)
+        }
+    };
+    let value = match get(which, name).and_then(|q| units(&q)) {
+        Some(v) => v,
+        None => match (which, name) {
+            ("limits", "cpu") => l.node_cpu_milli,
+            ("limits", "memory") => l.node_memory,
+            _ => 0,
+        },
+    };
+    let divisor = r
+        .divisor
+        .as_ref()
+        .and_then(|d| units(&d.0))
+        .filter(|d| *d > 0)
+        .unwrap_or(if name == "cpu" { 1000 } else { 1 });
+    let n = (value.max(0) + divisor - 1) / divisor;
     Ok(n.to_string())
 }
 

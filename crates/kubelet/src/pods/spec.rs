@@ -12,7 +12,7 @@ use k8s_openapi::api::core::v1::{Container, Pod, SecurityContext};
 use super::env;
 use super::observe::keys;
 use crate::cri::api as pb;
-use crate::quantity;
+use capstan_api::kinds::core::quantity;
 
 /// Cluster DNS settings and the host's resolver config.
 #[derive(Clone, Debug, Default)]
@@ -170,7 +170,7 @@ pub fn qos_class(pod: &Pod) -> &'static str {
         }
         for res in ["cpu", "memory"] {
             match (lim.get(res), req.get(res)) {
-                (Some(l), Some(q)) if quantity::parse(&l.0) == quantity::parse(&q.0) => {}
+                (Some(l), Some(q)) if quantity::parse(l).ok() == quantity::parse(q).ok() => {}
                 (Some(_), None) => {}
                 _ => guaranteed = false,
             }
@@ -324,9 +324,9 @@ pub fn resources(c: &Container, qos: &str) -> pb::LinuxContainerResources {
     let cpu_req = req
         .get("cpu")
         .or(lim.get("cpu"))
-        .and_then(|q| quantity::millicores(&q.0));
-    let cpu_lim = lim.get("cpu").and_then(|q| quantity::millicores(&q.0));
-    let mem_lim = lim.get("memory").and_then(|q| quantity::bytes(&q.0));
+        .and_then(|q| quantity::milli_value_of(&q.0));
+    let cpu_lim = lim.get("cpu").and_then(|q| quantity::milli_value_of(&q.0));
+    let mem_lim = lim.get("memory").and_then(|q| quantity::value_of(&q.0));
     let shares = cpu_req.map_or(2, |m| (m * 1024 / 1000).max(2));
     let (period, quota) = match cpu_lim {
         Some(m) => (100_000, (m * 100_000 / 1000).max(1000)),
@@ -338,7 +338,7 @@ pub fn resources(c: &Container, qos: &str) -> pb::LinuxContainerResources {
         _ => {
             let mem_req = req
                 .get("memory")
-                .and_then(|q| quantity::bytes(&q.0))
+                .and_then(|q| quantity::value_of(&q.0))
                 .unwrap_or(0);
             let total = crate::node::memory_bytes().max(1);
             (1000 - 1000 * mem_req / total).clamp(3, 999)

@@ -490,7 +490,7 @@ pub fn prepare(
                 let size = e
                     .size_limit
                     .as_ref()
-                    .and_then(|q| crate::quantity::bytes(&q.0));
+                    .and_then(|q| capstan_api::kinds::core::quantity::value_of(&q.0));
                 mount_tmpfs(&dir, "mode=1777", size)?;
             }
             out.insert(v.name.clone(), dir);

@@ -5,9 +5,9 @@
 use std::collections::BTreeSet;
 
 use super::{default_normalize, Plugin, Rejection};
-use crate::labels::Op;
 use crate::nodeinfo::NodeInfo;
 use crate::podinfo::PodInfo;
+use capstan_api::selector::Op;
 
 pub const ERR_REASON_POD: &str = "node(s) didn't match Pod's node affinity/selector";
 pub const ERR_REASON_CONFLICT: &str = "pod affinity terms conflict";

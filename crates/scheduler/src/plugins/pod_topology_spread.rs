@@ -9,10 +9,10 @@ use crate::fxhash::FxMap;
 use super::node_affinity;
 use super::taint_toleration::first_untolerated;
 use super::{Plugin, Rejection, MAX_NODE_SCORE};
-use crate::labels::Selector;
 use crate::nodeinfo::{label_hash, NodeInfo};
 use crate::podinfo::{PodInfo, SpreadConstraint};
 use crate::spread_index::{count_at, SpreadIndex};
+use capstan_api::selector::Selector;
 
 pub const ERR_REASON_CONSTRAINTS: &str = "node(s) didn't match pod topology spread constraints";
 pub const ERR_REASON_MISSING_LABEL: &str =

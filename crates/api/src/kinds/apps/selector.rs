@@ -1,6 +1,6 @@
-//! Label selectors as apimachinery treats them: validation with upstream's wording
-//! (`ValidateLabelSelector`), conversion to requirements (`LabelSelectorAsSelector`), matching,
-//! and the two string forms printers use (`selector.String()` and `FormatLabelSelector`).
+//! Label selectors in workload specs: validation with upstream's wording
+//! (`ValidateLabelSelector`) and the printers' `FormatLabelSelector`. Conversion and matching
+//! are the shared [`crate::selector::Selector`]'s.
 
 use std::collections::BTreeMap;
 
@@ -8,6 +8,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use serde_json::Value;
 
 use crate::field_error::{ErrorList, FieldError, Path};
+pub(crate) use crate::selector::Selector;
 use crate::validation::{label_value, qualified_name, validate_labels};
 
 /// Whether a selector has neither matchLabels nor matchExpressions.
@@ -70,113 +71,9 @@ pub(crate) fn validate_label_selector(sel: &LabelSelector, path: &Path, errs: &m
     }
 }
 
-/// A selector operator, as labels.Requirement knows them.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Op {
-    Equals,
-    In,
-    NotIn,
-    Exists,
-    DoesNotExist,
-}
-
-/// One requirement of a parsed selector; values are sorted and unique.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct Requirement {
-    pub key: String,
-    pub op: Op,
-    pub values: Vec<String>,
-}
-
-/// A parsed selector: `Everything` for an empty one, else requirements sorted by key.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct Selector(pub Vec<Requirement>);
-
-impl Selector {
-    /// Whether this is the selector of everything (no requirements).
-    pub(crate) fn is_everything(&self) -> bool {
-        self.0.is_empty()
-    }
-
-    pub(crate) fn matches(&self, labels: Option<&BTreeMap<String, String>>) -> bool {
-        let empty = BTreeMap::new();
-        let labels = labels.unwrap_or(&empty);
-        self.0.iter().all(|r| {
-            let v = labels.get(&r.key);
-            match r.op {
-                Op::Equals | Op::In => v.is_some_and(|v| r.values.contains(v)),
-                Op::NotIn => v.is_none_or(|v| !r.values.contains(v)),
-                Op::Exists => v.is_some(),
-                Op::DoesNotExist => v.is_none(),
-            }
-        })
-    }
-}
-
-impl std::fmt::Display for Selector {
-    /// Upstream's `Selector.String()`: `a=b,c in (x,y),!d`.
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let parts: Vec<String> = self
-            .0
-            .iter()
-            .map(|r| match r.op {
-                Op::Equals => format!("{}={}", r.key, r.values.join(",")),
-                Op::In => format!("{} in ({})", r.key, r.values.join(",")),
-                Op::NotIn => format!("{} notin ({})", r.key, r.values.join(",")),
-                Op::Exists => r.key.clone(),
-                Op::DoesNotExist => format!("!{}", r.key),
-            })
-            .collect();
-        f.write_str(&parts.join(","))
-    }
-}
-
-fn requirement_ok(key: &str, values: &[String]) -> bool {
-    qualified_name(key).is_empty() && values.iter().all(|v| label_value(v).is_empty())
-}
-
-/// Upstream's `LabelSelectorAsSelector` on a present selector: an error when an operator is
-/// unknown, a value set has the wrong size, or a key or value is not a valid label.
+/// Upstream's `LabelSelectorAsSelector` on a present selector (see [`Selector::as_selector`]).
 pub(crate) fn as_selector(sel: &LabelSelector) -> Result<Selector, String> {
-    let mut reqs = Vec::new();
-    for (k, v) in sel.match_labels.iter().flatten() {
-        let values = vec![v.clone()];
-        if !requirement_ok(k, &values) {
-            return Err(format!("invalid requirement {k}={v}"));
-        }
-        reqs.push(Requirement {
-            key: k.clone(),
-            op: Op::Equals,
-            values,
-        });
-    }
-    for expr in sel.match_expressions.iter().flatten() {
-        let op = match expr.operator.as_str() {
-            "In" => Op::In,
-            "NotIn" => Op::NotIn,
-            "Exists" => Op::Exists,
-            "DoesNotExist" => Op::DoesNotExist,
-            other => return Err(format!("{other:?} is not a valid label selector operator")),
-        };
-        let mut values: Vec<String> = expr.values.clone().unwrap_or_default();
-        values.sort();
-        values.dedup();
-        let size_ok = match op {
-            Op::In | Op::NotIn => !values.is_empty(),
-            Op::Exists | Op::DoesNotExist => values.is_empty(),
-            Op::Equals => values.len() == 1,
-        };
-        if !size_ok || !requirement_ok(&expr.key, &values) {
-            return Err(format!("invalid requirement on {}", expr.key));
-        }
-        reqs.push(Requirement {
-            key: expr.key.clone(),
-            op,
-            values,
-        });
-    }
-    reqs.sort_by(|a, b| a.key.cmp(&b.key));
-    Ok(Selector(reqs))
+    Selector::as_selector(sel)
 }
 
 /// Upstream's `FormatLabelSelector`: `<none>` for an empty or missing selector, `<error>`
@@ -186,7 +83,7 @@ pub(crate) fn format_label_selector(sel: Option<&LabelSelector>) -> String {
         return "<none>".to_string();
     };
     match as_selector(sel) {
-        Ok(s) if s.is_everything() => "<none>".to_string(),
+        Ok(s) if s.is_empty() => "<none>".to_string(),
         Ok(s) => s.to_string(),
         Err(_) => "<error>".to_string(),
     }
@@ -251,14 +148,14 @@ mod tests {
         ))
         .expect("valid");
         let l: BTreeMap<String, String> = [("app".to_string(), "x".to_string())].into();
-        assert!(s.matches(Some(&l)));
+        assert!(s.matches(&Some(&l)));
         let l2: BTreeMap<String, String> = [
             ("app".to_string(), "x".to_string()),
             ("env".to_string(), "prod".to_string()),
         ]
         .into();
-        assert!(!s.matches(Some(&l2)));
-        assert!(!s.matches(None));
+        assert!(!s.matches(&Some(&l2)));
+        assert!(!s.matches(&None::<&BTreeMap<String, String>>));
     }
 
     #[test]

@@ -406,6 +406,22 @@ pub fn parse(q: &QuantityString) -> Result<Quantity, Error> {
     Quantity::parse(&q.0)
 }
 
+/// A quantity string in thousandths, rounded up (CPU in millicores), for consumers outside
+/// validation (the node agent's cgroups, flags); None when it does not parse or overflows.
+pub fn milli_value_of(q: &str) -> Option<i64> {
+    Quantity::parse(q)
+        .ok()
+        .and_then(|v| i64::try_from(v.milli_value()).ok())
+}
+
+/// A quantity string as a whole number, rounded up (memory in bytes); None when it does not
+/// parse or overflows.
+pub fn value_of(q: &str) -> Option<i64> {
+    Quantity::parse(q)
+        .ok()
+        .and_then(|v| i64::try_from(v.value()).ok())
+}
+
 /// The canonical string of `q` as upstream prints it, or the text as given when it does not parse.
 pub fn display(q: &QuantityString) -> String {
     parse(q)
@@ -520,5 +536,16 @@ mod tests {
         assert_eq!(q("1500m").value(), 2);
         assert_eq!(q("1500m").milli_value(), 1500);
         assert_eq!(q("1Mi").value(), 1_048_576);
+    }
+
+    #[test]
+    fn strings_convert_to_rounded_up_units_for_consumers() {
+        assert_eq!(milli_value_of("100m"), Some(100));
+        assert_eq!(milli_value_of("0.5"), Some(500));
+        assert_eq!(milli_value_of("1u"), Some(1));
+        assert_eq!(value_of("64Mi"), Some(64 * 1024 * 1024));
+        assert_eq!(value_of("1G"), Some(1_000_000_000));
+        assert_eq!(value_of("129e6"), Some(129_000_000));
+        assert_eq!(value_of("12x"), None);
     }
 }

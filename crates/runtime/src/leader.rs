@@ -1,4 +1,5 @@
-//! Leader election on a coordination.k8s.io/v1 Lease (`kube-system/capstan-controller-manager`),
+//! Leader election on a coordination.k8s.io/v1 Lease (the controller manager's is
+//! `kube-system/capstan-controller-manager`),
 //! as client-go's leaderelection: acquire when the lease is free or its holder has not
 //! renewed within the lease duration (measured on our own clock, so clock skew between servers
 //! does not matter), renew every [`RETRY_PERIOD`], step down when renewing fails for

@@ -1,20 +1,14 @@
-//! The shared reconcile runtime: informers fill caches and queue keys, workers take keys
+//! Workers: informers fill caches and queue keys, workers take keys
 //! from a [`Queue`] and call a [`Reconciler`]; failures are retried with exponential backoff,
 //! a requeue request comes back after its delay. Controllers are level-triggered: a reconcile
 //! looks at the whole current state of its key, never at the event that queued it.
-
-pub mod informer;
-pub mod queue;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::watch;
 
-pub use informer::{key_of, split_key, Cache, Change, Informer};
-pub use queue::Queue;
-
-use crate::metrics::{self, Metrics};
+use crate::queue::Queue;
 
 /// A reconcile failure: logged, counted and retried with backoff.
 pub type ReconcileError = Box<dyn std::error::Error + Send + Sync>;
@@ -30,25 +24,30 @@ pub trait Reconciler: Send + Sync + 'static {
     async fn reconcile(&self, key: &str) -> Result<Option<Duration>, ReconcileError>;
 }
 
-/// Runs `workers` workers on `queue` until shutdown; waits for `ready` caches first.
+/// What a pool of workers reports as it goes; its owner decides where it is counted.
+pub trait WorkerObserver: Send + Sync + 'static {
+    /// A reconcile of `controller` starts, with `queue_depth` keys still waiting.
+    fn reconciling(&self, controller: &'static str, queue_depth: usize);
+    /// A reconcile of `controller` failed and its key was requeued with backoff.
+    fn failed(&self, controller: &'static str);
+}
+
+/// Runs `workers` workers on `queue` until shutdown.
 pub async fn run_workers<R: Reconciler>(
     reconciler: Arc<R>,
     queue: Queue,
     workers: usize,
+    observer: Arc<dyn WorkerObserver>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let m = metrics::global();
-    let labels = Metrics::labels(reconciler.name());
     let mut tasks = Vec::new();
     for _ in 0..workers.max(1) {
         let r = reconciler.clone();
         let q = queue.clone();
-        let m = m.clone();
-        let labels = labels.clone();
+        let observer = observer.clone();
         tasks.push(tokio::spawn(async move {
             while let Some(key) = q.get().await {
-                m.queue_depth.get_or_create(&labels).set(q.len() as i64);
-                m.reconciles.get_or_create(&labels).inc();
+                observer.reconciling(r.name(), q.len());
                 match r.reconcile(&key).await {
                     Ok(after) => {
                         q.forget(&key);
@@ -57,7 +56,7 @@ pub async fn run_workers<R: Reconciler>(
                         }
                     }
                     Err(e) => {
-                        m.errors.get_or_create(&labels).inc();
+                        observer.failed(r.name());
                         let d = q.add_rate_limited(&key);
                         tracing::debug!(controller = r.name(), key = %key, error = %e, retry_in_ms = d.as_millis() as u64, "reconcile failed");
                     }

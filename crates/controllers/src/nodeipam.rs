@@ -1,11 +1,12 @@
 //! Node IPAM, the server's side of pod networking: [`run`] gives every Node without a podCIDR
 //! the lowest free /24 of the cluster CIDR (10.42.0.0/16 by default), like upstream's node-ipam
-//! controller. It runs in the server, next to the other controllers; nodes only read the result.
+//! controller. It runs in the server next to the controller manager (not under its Lease, as
+//! before it moved here); nodes only read the result.
 
 use std::collections::BTreeSet;
-use std::net::Ipv4Addr;
 use std::time::Duration;
 
+use capstan_api::net::{Blocks, Cidr};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Node;
 use kube::api::{Patch, PatchParams};
@@ -14,41 +15,9 @@ use kube::Api;
 use serde_json::json;
 use tokio::sync::watch;
 
-/// The /24 blocks of a cluster CIDR.
-#[derive(Clone, Debug)]
-pub struct Blocks {
-    base: u32,
-    count: u32,
-}
-
-impl Blocks {
-    /// `cidr` must be an IPv4 CIDR of /24 or larger.
-    pub fn new(cidr: &str) -> Result<Self, crate::cni::Error> {
-        let (net, len) = crate::cni::parse_cidr(cidr)?;
-        if len > 24 {
-            return Err(crate::cni::Error::BadCidr(cidr.to_string()));
-        }
-        Ok(Self {
-            base: u32::from(net),
-            count: 1 << (24 - len),
-        })
-    }
-
-    fn block(&self, i: u32) -> String {
-        format!("{}/24", Ipv4Addr::from(self.base + (i << 8)))
-    }
-
-    /// The lowest block not in `used`.
-    pub fn first_free(&self, used: &BTreeSet<String>) -> Option<String> {
-        (0..self.count)
-            .map(|i| self.block(i))
-            .find(|b| !used.contains(b))
-    }
-}
-
 /// Assigns podCIDRs until `shutdown` flips. Errors are logged and retried.
 pub async fn run(client: kube::Client, cluster_cidr: String, mut shutdown: watch::Receiver<bool>) {
-    let blocks = match Blocks::new(&cluster_cidr) {
+    let blocks = match Cidr::parse(&cluster_cidr).and_then(Blocks::new) {
         Ok(b) => b,
         Err(e) => {
             tracing::error!(error = %e, "node IPAM disabled: bad cluster CIDR");
@@ -64,7 +33,7 @@ pub async fn run(client: kube::Client, cluster_cidr: String, mut shutdown: watch
     loop {
         let ev = tokio::select! {
             ev = stream.next() => ev,
-            _ = crate::util::stopped(&mut shutdown) => return,
+            _ = shutdown.wait_for(|v| *v) => return,
         };
         let Some(ev) = ev else { return };
         let nodes: Vec<Node> = match ev {
@@ -123,24 +92,5 @@ pub async fn run(client: kube::Client, cluster_cidr: String, mut shutdown: watch
                 }
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn blocks_are_handed_out_lowest_first() {
-        let b = Blocks::new("10.42.0.0/16").expect("cidr");
-        let mut used = BTreeSet::new();
-        assert_eq!(b.first_free(&used).as_deref(), Some("10.42.0.0/24"));
-        used.insert("10.42.0.0/24".to_string());
-        assert_eq!(b.first_free(&used).as_deref(), Some("10.42.1.0/24"));
-        let small = Blocks::new("10.9.0.0/24").expect("cidr");
-        assert_eq!(
-            small.first_free(&BTreeSet::from(["10.9.0.0/24".to_string()])),
-            None
-        );
     }
 }

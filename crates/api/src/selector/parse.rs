@@ -1,55 +1,8 @@
-//! Label and field selectors from query strings: parsing (with upstream's grammar, including
-//! set-based label requirements) and matching. Parsers never panic on any input.
+//! The query-string grammar of label selectors (`labelSelector=`), with upstream's checks and
+//! error wording. The parser never panics on any input.
 
-use std::collections::BTreeMap;
-
-use capstan_api::validation::{label_value, qualified_name};
-
-/// One label requirement.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum LabelRequirement {
-    Equals(String, String),
-    NotEquals(String, String),
-    In(String, Vec<String>),
-    NotIn(String, Vec<String>),
-    Exists(String),
-    DoesNotExist(String),
-    GreaterThan(String, i64),
-    LessThan(String, i64),
-}
-
-/// A parsed label selector: all requirements must hold. Empty selects everything.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct LabelSelector(pub Vec<LabelRequirement>);
-
-impl LabelSelector {
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-
-    pub fn matches(&self, labels: &BTreeMap<&str, &str>) -> bool {
-        self.0.iter().all(|r| match r {
-            LabelRequirement::Equals(k, v) => labels.get(k.as_str()) == Some(&v.as_str()),
-            LabelRequirement::NotEquals(k, v) => labels.get(k.as_str()) != Some(&v.as_str()),
-            LabelRequirement::In(k, vs) => labels
-                .get(k.as_str())
-                .is_some_and(|l| vs.iter().any(|v| v == l)),
-            LabelRequirement::NotIn(k, vs) => labels
-                .get(k.as_str())
-                .is_none_or(|l| !vs.iter().any(|v| v == l)),
-            LabelRequirement::Exists(k) => labels.contains_key(k.as_str()),
-            LabelRequirement::DoesNotExist(k) => !labels.contains_key(k.as_str()),
-            LabelRequirement::GreaterThan(k, n) => labels
-                .get(k.as_str())
-                .and_then(|l| l.parse::<i64>().ok())
-                .is_some_and(|l| l > *n),
-            LabelRequirement::LessThan(k, n) => labels
-                .get(k.as_str())
-                .and_then(|l| l.parse::<i64>().ok())
-                .is_some_and(|l| l < *n),
-        })
-    }
-}
+use super::{Op, Requirement};
+use crate::validation::{label_value, qualified_name};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Token {
@@ -140,7 +93,7 @@ fn check_value(k: &str, v: &str) -> Result<(), String> {
 }
 
 /// Parses a label selector such as `app=web,tier!=db,env in (a,b),!legacy`.
-pub fn parse_label_selector(s: &str) -> Result<LabelSelector, String> {
+pub(super) fn parse_label_selector(s: &str) -> Result<Vec<Requirement>, String> {
     let tokens = tokenize(s)?;
     let mut reqs = Vec::new();
     let mut i = 0;
@@ -157,7 +110,7 @@ pub fn parse_label_selector(s: &str) -> Result<LabelSelector, String> {
                 )
             })?;
             check_key(&key)?;
-            reqs.push(LabelRequirement::DoesNotExist(key));
+            reqs.push(Requirement::new(key, Op::DoesNotExist, vec![]));
             i += 2;
         } else {
             let key = ident(tokens.get(i)).ok_or_else(|| {
@@ -169,7 +122,7 @@ pub fn parse_label_selector(s: &str) -> Result<LabelSelector, String> {
             check_key(&key)?;
             i += 1;
             match tokens.get(i) {
-                None | Some(Token::Comma) => reqs.push(LabelRequirement::Exists(key)),
+                None | Some(Token::Comma) => reqs.push(Requirement::new(key, Op::Exists, vec![])),
                 Some(Token::Eq) | Some(Token::DoubleEq) | Some(Token::NotEq) => {
                     let negate = tokens[i] == Token::NotEq;
                     i += 1;
@@ -188,11 +141,8 @@ pub fn parse_label_selector(s: &str) -> Result<LabelSelector, String> {
                         }
                     };
                     check_value(&key, &value)?;
-                    reqs.push(if negate {
-                        LabelRequirement::NotEquals(key, value)
-                    } else {
-                        LabelRequirement::Equals(key, value)
-                    });
+                    let op = if negate { Op::NotEquals } else { Op::Equals };
+                    reqs.push(Requirement::new(key, op, vec![value]));
                 }
                 Some(Token::Gt) | Some(Token::Lt) => {
                     let gt = tokens[i] == Token::Gt;
@@ -204,11 +154,8 @@ pub fn parse_label_selector(s: &str) -> Result<LabelSelector, String> {
                         .parse()
                         .map_err(|_| format!("unable to parse requirement: for 'Gt', 'Lt' operators, the value must be an integer, got {v:?}"))?;
                     i += 1;
-                    reqs.push(if gt {
-                        LabelRequirement::GreaterThan(key, n)
-                    } else {
-                        LabelRequirement::LessThan(key, n)
-                    });
+                    let op = if gt { Op::Gt(n) } else { Op::Lt(n) };
+                    reqs.push(Requirement::new(key, op, vec![]));
                 }
                 Some(Token::Ident(op)) if op == "in" || op == "notin" => {
                     let notin = op == "notin";
@@ -258,11 +205,8 @@ pub fn parse_label_selector(s: &str) -> Result<LabelSelector, String> {
                     }
                     values.sort();
                     values.dedup();
-                    reqs.push(if notin {
-                        LabelRequirement::NotIn(key, values)
-                    } else {
-                        LabelRequirement::In(key, values)
-                    });
+                    let op = if notin { Op::NotIn } else { Op::In };
+                    reqs.push(Requirement::new(key, op, values));
                 }
                 other => {
                     return Err(format!(
@@ -288,7 +232,7 @@ pub fn parse_label_selector(s: &str) -> Result<LabelSelector, String> {
             }
         }
     }
-    Ok(LabelSelector(reqs))
+    Ok(reqs)
 }
 
 fn describe(t: Option<&Token>) -> String {
@@ -307,139 +251,12 @@ fn describe(t: Option<&Token>) -> String {
     }
 }
 
-/// One field requirement: `field=value` or `field!=value`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct FieldRequirement {
-    pub field: String,
-    pub value: String,
-    pub negate: bool,
-}
-
-/// A parsed field selector; all requirements must hold.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct FieldSelector(pub Vec<FieldRequirement>);
-
-impl FieldSelector {
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-
-    /// Matches using `get` to read a field's value (None: unknown field, which never matches).
-    pub fn matches(&self, get: impl Fn(&str) -> Option<String>) -> bool {
-        self.0.iter().all(|r| {
-            let v = get(&r.field).unwrap_or_default();
-            (v == r.value) != r.negate
-        })
-    }
-
-    /// The value required for `field` by an `=` requirement, if any (lets a get-by-name shortcut
-    /// replace a scan when the selector is `metadata.name=x`).
-    pub fn exact(&self, field: &str) -> Option<&str> {
-        self.0
-            .iter()
-            .find(|r| r.field == field && !r.negate)
-            .map(|r| r.value.as_str())
-    }
-}
-
-/// Splits on an unescaped separator, keeping escapes for the next stage.
-fn split_unescaped(s: &str, sep: char) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut cur = String::new();
-    let mut escaped = false;
-    for c in s.chars() {
-        if escaped {
-            cur.push('\\');
-            cur.push(c);
-            escaped = false;
-        } else if c == '\\' {
-            escaped = true;
-        } else if c == sep {
-            out.push(std::mem::take(&mut cur));
-        } else {
-            cur.push(c);
-        }
-    }
-    if escaped {
-        cur.push('\\');
-    }
-    out.push(cur);
-    out
-}
-
-fn unescape(s: &str) -> Result<String, String> {
-    let mut out = String::new();
-    let mut chars = s.chars();
-    while let Some(c) = chars.next() {
-        if c == '\\' {
-            match chars.next() {
-                Some(e @ ('\\' | ',' | '=' | '!')) => out.push(e),
-                Some(other) => {
-                    return Err(format!(
-                        "invalid field selector: invalid escape sequence: \\{other}"
-                    ))
-                }
-                None => {
-                    return Err("invalid field selector: invalid trailing escape sequence".into())
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    Ok(out)
-}
-
-/// Parses a field selector such as `metadata.name=x,status.phase!=Running`.
-pub fn parse_field_selector(s: &str) -> Result<FieldSelector, String> {
-    let mut reqs = Vec::new();
-    if s.trim().is_empty() {
-        return Ok(FieldSelector(reqs));
-    }
-    for part in split_unescaped(s, ',') {
-        if part.is_empty() {
-            continue;
-        }
-        // Find the first unescaped operator.
-        let bytes: Vec<char> = part.chars().collect();
-        let mut idx = None;
-        let mut i = 0;
-        while i < bytes.len() {
-            if bytes[i] == '\\' {
-                i += 2;
-                continue;
-            }
-            if bytes[i] == '!' && bytes.get(i + 1) == Some(&'=') {
-                idx = Some((i, 2, true));
-                break;
-            }
-            if bytes[i] == '=' {
-                let len = if bytes.get(i + 1) == Some(&'=') { 2 } else { 1 };
-                idx = Some((i, len, false));
-                break;
-            }
-            i += 1;
-        }
-        let Some((pos, len, negate)) = idx else {
-            return Err(format!(
-                "invalid selector: '{part}'; can't understand '{part}'"
-            ));
-        };
-        let field: String = bytes[..pos].iter().collect();
-        let value: String = bytes[pos + len..].iter().collect();
-        reqs.push(FieldRequirement {
-            field: unescape(field.trim())?,
-            value: unescape(&value)?,
-            negate,
-        });
-    }
-    Ok(FieldSelector(reqs))
-}
-
 #[cfg(test)]
 mod tests {
+    use super::super::Selector;
     use super::*;
     use proptest::prelude::*;
+    use std::collections::BTreeMap;
 
     fn labels<'a>(pairs: &[(&'a str, &'a str)]) -> BTreeMap<&'a str, &'a str> {
         pairs.iter().copied().collect()
@@ -447,7 +264,7 @@ mod tests {
 
     #[test]
     fn equality_selectors_match() {
-        let s = parse_label_selector("app=web,tier!=db").expect("parses");
+        let s = Selector::parse("app=web,tier!=db").expect("parses");
         assert!(s.matches(&labels(&[("app", "web")])));
         assert!(!s.matches(&labels(&[("app", "web"), ("tier", "db")])));
         assert!(!s.matches(&labels(&[("app", "api")])));
@@ -455,9 +272,9 @@ mod tests {
 
     #[test]
     fn set_based_selectors_match() {
-        let s = parse_label_selector("env in (prod, staging),!legacy,tier notin (db),team")
-            .expect("parses");
-        assert_eq!(s.0.len(), 4);
+        let s =
+            Selector::parse("env in (prod, staging),!legacy,tier notin (db),team").expect("parses");
+        assert_eq!(s.requirements().len(), 4);
         assert!(s.matches(&labels(&[("env", "prod"), ("team", "a")])));
         assert!(!s.matches(&labels(&[("env", "dev"), ("team", "a")])));
         assert!(!s.matches(&labels(&[("env", "prod"), ("team", "a"), ("legacy", "")])));
@@ -466,9 +283,18 @@ mod tests {
 
     #[test]
     fn double_equals_and_gt_work() {
-        let s = parse_label_selector("a==b,n>3").expect("parses");
+        let s = Selector::parse("a==b,n>3").expect("parses");
         assert!(s.matches(&labels(&[("a", "b"), ("n", "4")])));
         assert!(!s.matches(&labels(&[("a", "b"), ("n", "3")])));
+    }
+
+    #[test]
+    fn parsed_selectors_print_back() {
+        let s = Selector::parse("a=b,c!=d,e in (y,x),f notin (z),g,!h,n>3,m<2").expect("parses");
+        assert_eq!(
+            s.to_string(),
+            "a=b,c!=d,e in (x,y),f notin (z),g,!h,n>3,m<2"
+        );
     }
 
     #[test]
@@ -476,46 +302,21 @@ mod tests {
         for bad in [
             "a in b", "a in (", "=b", "a=b,", "a b", "-a=b", "a=-b", "a in ()",
         ] {
-            assert!(parse_label_selector(bad).is_err(), "{bad} should not parse");
+            assert!(Selector::parse(bad).is_err(), "{bad} should not parse");
         }
-        assert!(parse_label_selector("").expect("empty").is_empty());
-    }
-
-    #[test]
-    fn field_selectors_parse_with_escapes() {
-        let s = parse_field_selector("metadata.name=a\\,b,status.phase!=Running").expect("parses");
-        assert_eq!(s.0[0].value, "a,b");
-        assert!(s.0[1].negate);
-        assert_eq!(s.exact("metadata.name"), Some("a,b"));
-        assert!(parse_field_selector("nooperator").is_err());
-    }
-
-    #[test]
-    fn field_selectors_match_on_values() {
-        let s = parse_field_selector("spec.nodeName=n1,status.phase!=Failed").expect("parses");
-        assert!(s.matches(|f| match f {
-            "spec.nodeName" => Some("n1".into()),
-            "status.phase" => Some("Running".into()),
-            _ => None,
-        }));
-        assert!(!s.matches(|_| None));
+        assert!(Selector::parse("").expect("empty").is_empty());
     }
 
     proptest! {
         #[test]
         fn label_selector_parser_never_panics(s in ".{0,64}") {
-            let _ = parse_label_selector(&s);
-        }
-
-        #[test]
-        fn field_selector_parser_never_panics(s in ".{0,64}") {
-            let _ = parse_field_selector(&s);
+            let _ = Selector::parse(&s);
         }
 
         #[test]
         fn label_selectors_roundtrip_simple_equalities(k in "[a-z]{1,10}", v in "[a-z0-9]{0,10}") {
-            let s = parse_label_selector(&format!("{k}={v}")).expect("parses");
-            prop_assert_eq!(s.0, vec![LabelRequirement::Equals(k, v)]);
+            let s = Selector::parse(&format!("{k}={v}")).expect("parses");
+            prop_assert_eq!(s.requirements(), &[Requirement::new(k, Op::Equals, vec![v])][..]);
         }
     }
 }
