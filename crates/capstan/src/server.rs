@@ -9,7 +9,7 @@ use std::time::Instant;
 use anyhow::Context;
 use capstan_apiserver::allocator::{AllocatorConfig, ServiceAllocator};
 use capstan_apiserver::auth::{Authenticator, User};
-use capstan_apiserver::pki::{write_private, Pki};
+use capstan_apiserver::pki::{private_dir, restrict, write_private, Pki};
 use capstan_apiserver::registry::Registry;
 use capstan_apiserver::ApiServer;
 use capstan_store::sqlite::{SqliteConfig, SqliteStore};
@@ -161,6 +161,10 @@ fn load_or_create_secret(
         write_private(path, g)?;
         return Ok(g.to_string());
     }
+    if let Some(dir) = path.parent() {
+        private_dir(dir)?;
+    }
+    restrict(path)?;
     match std::fs::read_to_string(path) {
         Ok(s) if !s.trim().is_empty() => Ok(s.trim().to_string()),
         _ => {
@@ -174,8 +178,10 @@ fn load_or_create_secret(
 pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     let server_dir = args.data_dir.join("server");
-    std::fs::create_dir_all(&server_dir)
-        .with_context(|| format!("creating {}", server_dir.display()))?;
+    // Owner-only, whatever the umask: the folders hold the CA key, tokens and the database.
+    for dir in [&args.data_dir, &server_dir] {
+        private_dir(dir).with_context(|| format!("preparing {}", dir.display()))?;
+    }
 
     let allocator = AllocatorConfig {
         service_cidr: parse_cidr(&args.service_cidr).context("--service-cidr")?,
@@ -226,9 +232,11 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         random_token,
     )
     .context("preparing the admin credentials")?;
+    // Node tokens issued by an older build may sit in a folder made under a looser umask.
+    restrict(&server_dir.join("cred").join("nodes"))?;
 
     let db_dir = server_dir.join("db");
-    std::fs::create_dir_all(&db_dir)?;
+    private_dir(&db_dir).with_context(|| format!("preparing {}", db_dir.display()))?;
     let store_config = SqliteConfig {
         // A small page cache per connection keeps idle memory low; the OS caches the file.
         cache_size_kib: 4 * 1024,
