@@ -12,7 +12,7 @@ use capstan_apiserver::auth::{Authenticator, User};
 use capstan_apiserver::pki::{private_dir, restrict, write_private, Pki};
 use capstan_apiserver::registry::Registry;
 use capstan_apiserver::ApiServer;
-use capstan_store::sqlite::{SqliteConfig, SqliteStore};
+use capstan_store::sqlite::{SqliteConfig, SqliteStore, Synchronous};
 use capstan_store::Store;
 use clap::Args;
 
@@ -117,6 +117,12 @@ pub struct ServerArgs {
     /// Log at debug level (or set CAPSTAN_LOG, e.g. CAPSTAN_LOG=capstan_apiserver=debug).
     #[arg(long, env = "CAPSTAN_DEBUG")]
     pub debug: bool,
+
+    /// Benchmarks and tests only: commit with SQLite's synchronous=NORMAL (no fsync per commit),
+    /// so that the cost of durability can be measured and the power-loss test shown to fail
+    /// without it. Acknowledged writes may then be lost in a power cut. See BENCHMARKS.md.
+    #[arg(long, env = "CAPSTAN_UNSAFE_NO_FSYNC_PER_COMMIT", hide = true)]
+    pub unsafe_no_fsync_per_commit: bool,
 }
 
 fn parse_cidr(s: &str) -> anyhow::Result<(Ipv4Addr, u8)> {
@@ -241,6 +247,14 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         // A small page cache per connection keeps idle memory low; the OS caches the file.
         cache_size_kib: 4 * 1024,
         read_connections: 3,
+        synchronous: if args.unsafe_no_fsync_per_commit {
+            tracing::warn!(
+                "commits are not fsynced: acknowledged writes may be lost in a power cut"
+            );
+            Synchronous::Normal
+        } else {
+            Synchronous::Full
+        },
         ..SqliteConfig::default()
     };
     let store: Arc<dyn Store> = Arc::new(
