@@ -19,6 +19,9 @@ packages=(
   docker-registry   # a registry on loopback for the registry-mirror test
   skopeo            # pushes test images into it
   apache2-utils     # htpasswd, for the registry that requires credentials
+  mount             # mount, umount, losetup: the full-disk (tmpfs) and power-loss (loop device) tests
+  e2fsprogs         # mkfs.ext4, for the power-loss test's loop device
+  openssl           # reads the served certificate in the certificate renewal test
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -36,9 +36,7 @@ fn ca_params() -> Result<CertificateParams, rcgen::Error> {
 }
 
 fn validity(p: &mut CertificateParams) {
-    let now = std::time::SystemTime::now();
-    p.not_before = (now - std::time::Duration::from_secs(3600)).into();
-    p.not_after = (now + std::time::Duration::from_secs(365 * 86400)).into();
+    crate::pki::expiry::leaf_validity(p);
 }
 
 impl NodeIssuer {

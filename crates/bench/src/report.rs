@@ -177,6 +177,17 @@ impl Report {
             String::new(),
             String::new(),
         ]);
+        let n = &self.store.without_fsync;
+        rows.push([
+            "store alone without fsync per commit (NORMAL): creates/s, p50 / p99".into(),
+            format!(
+                "{:.0}/s, {:.1} / {:.1} ms",
+                n.per_second, n.p50_ms, n.p99_ms
+            ),
+            "(comparison)".into(),
+            String::new(),
+            String::new(),
+        ]);
 
         let header = ["figure", "measured", "target", "", "reference"];
         let mut widths = header.map(str::len);

@@ -261,10 +261,21 @@ pub async fn credentials(
     ips: &[IpAddr],
 ) -> anyhow::Result<capstan_kubelet::join::Credentials> {
     use anyhow::Context as _;
-    if let Some(c) =
-        capstan_kubelet::join::Credentials::load(path).filter(|c| c.node_name == identity)
+    use capstan_apiserver::pki::expiry;
+    let saved = capstan_kubelet::join::Credentials::load(path).filter(|c| c.node_name == identity);
+    // Renewed at start once it expires within 90 days, as k3s does: joining again issues a new
+    // kubelet certificate from the same CA.
+    if let Some(c) = saved
+        .as_ref()
+        .filter(|c| !expiry::expires_within(&c.kubelet_cert, expiry::RENEW_BEFORE))
     {
-        return Ok(c);
+        return Ok(c.clone());
+    }
+    if saved.is_some() {
+        tracing::info!(
+            path = %path.display(),
+            "renewing the node's credentials: its kubelet certificate expires within 90 days"
+        );
     }
     let token = capstan_kubelet::join::Token::parse(&args.token);
     let ca = match &args.ca_file {
@@ -273,9 +284,20 @@ pub async fn credentials(
         }
         None => None,
     };
-    let c = capstan_kubelet::join::join(&args.server, &token, ca, identity, ips)
-        .await
-        .context("joining the cluster")?;
+    let c = match capstan_kubelet::join::join(&args.server, &token, ca, identity, ips).await {
+        Ok(c) => c,
+        // A renewal that cannot reach the server yet must not stop a node whose certificate
+        // still works; the next start tries again.
+        Err(e) => match saved
+            .filter(|c| !expiry::expires_within(&c.kubelet_cert, std::time::Duration::ZERO))
+        {
+            Some(old) => {
+                tracing::warn!(error = %e, "renewing the node's credentials failed; using the current ones");
+                return Ok(old);
+            }
+            None => return Err(e).context("joining the cluster"),
+        },
+    };
     c.save(path)?;
     Ok(c)
 }

@@ -9,10 +9,10 @@ use std::time::Instant;
 use anyhow::Context;
 use capstan_apiserver::allocator::{AllocatorConfig, ServiceAllocator};
 use capstan_apiserver::auth::{Authenticator, User};
-use capstan_apiserver::pki::{write_private, Pki};
+use capstan_apiserver::pki::{private_dir, restrict, write_private, Pki};
 use capstan_apiserver::registry::Registry;
 use capstan_apiserver::ApiServer;
-use capstan_store::sqlite::{SqliteConfig, SqliteStore};
+use capstan_store::sqlite::{SqliteConfig, SqliteStore, Synchronous};
 use capstan_store::Store;
 use clap::Args;
 
@@ -122,6 +122,12 @@ pub struct ServerArgs {
     /// Log at debug level (or set CAPSTAN_LOG, e.g. CAPSTAN_LOG=capstan_apiserver=debug).
     #[arg(long, env = "CAPSTAN_DEBUG")]
     pub debug: bool,
+
+    /// Benchmarks and tests only: commit with SQLite's synchronous=NORMAL (no fsync per commit),
+    /// so that the cost of durability can be measured and the power-loss test shown to fail
+    /// without it. Acknowledged writes may then be lost in a power cut. See BENCHMARKS.md.
+    #[arg(long, env = "CAPSTAN_UNSAFE_NO_FSYNC_PER_COMMIT", hide = true)]
+    pub unsafe_no_fsync_per_commit: bool,
 }
 
 fn parse_cidr(s: &str) -> anyhow::Result<(Ipv4Addr, u8)> {
@@ -154,6 +160,10 @@ fn load_or_create_secret(
         write_private(path, g)?;
         return Ok(g.to_string());
     }
+    if let Some(dir) = path.parent() {
+        private_dir(dir)?;
+    }
+    restrict(path)?;
     match std::fs::read_to_string(path) {
         Ok(s) if !s.trim().is_empty() => Ok(s.trim().to_string()),
         _ => {
@@ -167,8 +177,10 @@ fn load_or_create_secret(
 pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     let server_dir = args.data_dir.join("server");
-    std::fs::create_dir_all(&server_dir)
-        .with_context(|| format!("creating {}", server_dir.display()))?;
+    // Owner-only, whatever the umask: the folders hold the CA key, tokens and the database.
+    for dir in [&args.data_dir, &server_dir] {
+        private_dir(dir).with_context(|| format!("preparing {}", dir.display()))?;
+    }
 
     let allocator = AllocatorConfig {
         service_cidr: parse_cidr(&args.service_cidr).context("--service-cidr")?,
@@ -219,13 +231,23 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         random_token,
     )
     .context("preparing the admin credentials")?;
+    // Node tokens issued by an older build may sit in a folder made under a looser umask.
+    restrict(&server_dir.join("cred").join("nodes"))?;
 
     let db_dir = server_dir.join("db");
-    std::fs::create_dir_all(&db_dir)?;
+    private_dir(&db_dir).with_context(|| format!("preparing {}", db_dir.display()))?;
     let store_config = SqliteConfig {
         // A small page cache per connection keeps idle memory low; the OS caches the file.
         cache_size_kib: 4 * 1024,
         read_connections: 3,
+        synchronous: if args.unsafe_no_fsync_per_commit {
+            tracing::warn!(
+                "commits are not fsynced: acknowledged writes may be lost in a power cut"
+            );
+            Synchronous::Normal
+        } else {
+            Synchronous::Full
+        },
         ..SqliteConfig::default()
     };
     let store: Arc<dyn Store> = Arc::new(

@@ -81,7 +81,7 @@ pub struct ListResult {
 }
 
 /// Errors from the store. `Conflict`, `NotFound` and `AlreadyExists` are answers, not faults;
-/// `Backend` and `Closed` are faults a caller may retry after a while.
+/// `Backend`, `StorageFull` and `Closed` are faults a caller may retry after a while.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("key {0} not found")]
@@ -109,6 +109,10 @@ pub enum Error {
     },
     #[error("storage backend failed: {0}")]
     Backend(String),
+    /// The disk under the store has no space left: the write was not applied. Writes succeed
+    /// again once space is freed; nothing acknowledged before is lost.
+    #[error("storage is full: {0}")]
+    StorageFull(String),
     #[error("store is closed")]
     Closed,
 }

@@ -48,6 +48,27 @@ impl Server {
         s
     }
 
+    /// Like [`Server::start_with`], after `prepare` has run on the (not yet created) data dir,
+    /// e.g. to mount a file system there; what it returns is handed back (a guard to unmount it,
+    /// say; bind it after the server so that it is dropped first).
+    pub fn start_prepared<T>(
+        bin: &str,
+        extra: &[&str],
+        prepare: impl FnOnce(&Path) -> T,
+    ) -> (Self, T) {
+        let mut s = Server {
+            bin: PathBuf::from(bin),
+            child: None,
+            dir: tempfile::tempdir().expect("tempdir"),
+            port: free_port(),
+            extra_args: extra.iter().map(|s| s.to_string()).collect(),
+            agent: None,
+        };
+        let prepared = prepare(&s.data_dir());
+        s.spawn();
+        (s, prepared)
+    }
+
     pub fn data_dir(&self) -> PathBuf {
         self.dir.path().join("data")
     }

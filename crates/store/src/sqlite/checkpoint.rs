@@ -133,6 +133,7 @@ fn run(
     let mut last_frames = -1;
     let mut last_change = Instant::now();
     let mut poll = ACTIVE_POLL;
+    let mut failing = false;
     loop {
         std::thread::park_timeout(poll);
         if stop.load(Ordering::Acquire) {
@@ -162,8 +163,19 @@ fn run(
             request.store(true, Ordering::Release);
         } else if waiting >= threshold || (waiting > 0 && last_change.elapsed() >= IDLE_AFTER) {
             let _running = running.lock();
-            if let Err(err) = checkpoint(conn, Mode::Passive) {
-                tracing::warn!(error = %err, "checkpoint failed");
+            match checkpoint(conn, Mode::Passive) {
+                // Retried every poll while it fails (say, the disk is full): one line when it
+                // starts failing and one when it works again.
+                Err(err) if !failing => {
+                    failing = true;
+                    tracing::warn!(error = %err, "checkpoint failed; retrying");
+                }
+                Err(err) => tracing::debug!(error = %err, "checkpoint failed"),
+                Ok(_) if failing => {
+                    failing = false;
+                    tracing::info!("checkpoints succeed again");
+                }
+                Ok(_) => {}
             }
         }
     }

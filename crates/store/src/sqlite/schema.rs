@@ -20,6 +20,7 @@ use std::path::Path;
 
 use rusqlite::{Connection, OpenFlags};
 
+use super::files;
 use super::rows::backend;
 use super::SqliteConfig;
 use crate::{Error, Result};
@@ -51,8 +52,10 @@ CREATE TABLE IF NOT EXISTS meta (
 INSERT OR IGNORE INTO meta (name, value) VALUES ('compacted', 0);
 ";
 
-/// Open the write connection, creating the database and schema if needed.
+/// Open the write connection, creating the database (owner-only) and schema if needed, after
+/// checking the database's integrity. Every error names the file.
 pub(crate) fn open_writer(path: &Path, config: &SqliteConfig) -> Result<Connection> {
+    files::prepare(path).map_err(|e| Error::Backend(format!("{}: {e}", path.display())))?;
     let conn = Connection::open_with_flags(
         path,
         OpenFlags::SQLITE_OPEN_READ_WRITE
@@ -60,7 +63,15 @@ pub(crate) fn open_writer(path: &Path, config: &SqliteConfig) -> Result<Connecti
             | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )
     .map_err(|e| Error::Backend(format!("open {}: {e}", path.display())))?;
-    common_pragmas(&conn, config)?;
+    configure_writer(&conn, path, config).map_err(|e| match e {
+        Error::Backend(message) => Error::Backend(format!("{}: {message}", path.display())),
+        other => other,
+    })?;
+    Ok(conn)
+}
+
+fn configure_writer(conn: &Connection, path: &Path, config: &SqliteConfig) -> Result<()> {
+    common_pragmas(conn, config)?;
     // Only takes effect on a new, empty database: lets compaction hand freed pages back to the
     // file system instead of only reusing them.
     conn.pragma_update(None, "auto_vacuum", "INCREMENTAL")
@@ -70,13 +81,12 @@ pub(crate) fn open_writer(path: &Path, config: &SqliteConfig) -> Result<Connecti
         .map_err(backend("set journal_mode"))?;
     if !mode.eq_ignore_ascii_case("wal") {
         return Err(Error::Backend(format!(
-            "{} cannot use a write-ahead log (journal mode is {mode}); is it on a network file system?",
-            path.display()
+            "cannot use a write-ahead log (journal mode is {mode}); is it on a network file system?"
         )));
     }
-    // NORMAL in WAL mode: commits reach the OS before we answer (survives kill -9), fsync only at
-    // checkpoints (a power loss may drop the newest commits). See the module docs of `sqlite`.
-    conn.pragma_update(None, "synchronous", "NORMAL")
+    // FULL in WAL mode: each commit is fsynced before we answer, so an answered write survives
+    // a power loss. See the module docs of `sqlite`.
+    conn.pragma_update(None, "synchronous", config.synchronous.pragma_value())
         .map_err(backend("set synchronous"))?;
     // The checkpointer thread checkpoints instead, so that commits never wait for it.
     conn.pragma_update(None, "wal_autocheckpoint", 0)
@@ -87,6 +97,9 @@ pub(crate) fn open_writer(path: &Path, config: &SqliteConfig) -> Result<Connecti
         config.journal_size_limit_bytes as i64,
     )
     .map_err(backend("set journal_size_limit"))?;
+    quick_check(conn)?;
+    files::restrict_journal(path)
+        .map_err(|e| Error::Backend(format!("restrict the journal's permissions: {e}")))?;
 
     let version: i64 = conn
         .pragma_query_value(None, "user_version", |row| row.get(0))
@@ -101,12 +114,43 @@ pub(crate) fn open_writer(path: &Path, config: &SqliteConfig) -> Result<Connecti
         SCHEMA_VERSION => {}
         other => {
             return Err(Error::Backend(format!(
-                "{} has schema version {other}; this build understands {SCHEMA_VERSION}",
-                path.display()
+                "has schema version {other}; this build understands {SCHEMA_VERSION}"
             )))
         }
     }
-    Ok(conn)
+    Ok(())
+}
+
+/// Problems `quick_check` reports at most; the first few say enough.
+const QUICK_CHECK_ROWS: u32 = 5;
+
+/// `PRAGMA quick_check`: every page and record well-formed (not index-to-table consistency,
+/// which `integrity_check` adds at several times the cost). A damaged database is refused rather
+/// than served: answers from it could be wrong, and writes could damage it further.
+fn quick_check(conn: &Connection) -> Result<()> {
+    let started = std::time::Instant::now();
+    let problems: Vec<String> = conn
+        .prepare(&format!("PRAGMA quick_check({QUICK_CHECK_ROWS})"))
+        .and_then(|mut stmt| {
+            stmt.query_map([], |row| row.get::<_, String>(0))?
+                .collect::<rusqlite::Result<_>>()
+        })
+        .map_err(|e| {
+            Error::Backend(format!(
+                "integrity check failed: {e}; the database is damaged: restore it from a backup or move it away to start empty"
+            ))
+        })?;
+    if problems != ["ok"] {
+        return Err(Error::Backend(format!(
+            "integrity check failed: {}; the database is damaged: restore it from a backup or move it away to start empty",
+            problems.join("; ")
+        )));
+    }
+    tracing::debug!(
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "database integrity check passed"
+    );
+    Ok(())
 }
 
 /// Open a read connection to a database the writer has already created.
@@ -171,11 +215,15 @@ mod tests {
     }
 
     #[test]
-    fn the_writer_uses_wal_with_normal_sync_incremental_vacuum_and_no_autocheckpoint() {
+    fn the_writer_uses_wal_with_full_sync_incremental_vacuum_and_no_autocheckpoint() {
         let dir = tempfile::tempdir().expect("tempdir");
         let conn = open_writer(&dir.path().join("s.db"), &SqliteConfig::default()).expect("open");
         assert_eq!(pragma(&conn, "journal_mode"), "wal");
-        assert_eq!(pragma(&conn, "synchronous"), "1", "NORMAL is 1");
+        assert_eq!(
+            pragma(&conn, "synchronous"),
+            "2",
+            "FULL is 2: every commit is fsynced before it is answered"
+        );
         assert_eq!(pragma(&conn, "auto_vacuum"), "2", "INCREMENTAL is 2");
         assert_eq!(pragma(&conn, "user_version"), SCHEMA_VERSION.to_string());
         assert_eq!(
@@ -211,5 +259,39 @@ mod tests {
         drop(conn);
         let err = open_writer(&path, &SqliteConfig::default()).expect_err("must refuse");
         assert!(err.to_string().contains("schema version 99"), "{err}");
+        assert!(err.to_string().contains("s.db"), "names the file: {err}");
+    }
+
+    #[test]
+    fn a_damaged_database_is_refused_with_a_message_naming_the_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("damaged.db");
+        let conn = open_writer(&path, &SqliteConfig::default()).expect("create");
+        for i in 0..200 {
+            conn.execute(
+                "INSERT INTO log (rev, key, create_rev, value) VALUES (?1, ?2, ?1, zeroblob(300))",
+                rusqlite::params![i + 1, format!("/k/{i}")],
+            )
+            .expect("insert");
+        }
+        conn.pragma_update(None, "wal_checkpoint", "TRUNCATE")
+            .expect("checkpoint");
+        drop(conn);
+        // Keep page 1 (the header and the schema) and scribble over every page after it, as a
+        // torn or failing disk would.
+        let mut bytes = std::fs::read(&path).expect("read");
+        let page = 4096;
+        assert!(bytes.len() > 3 * page, "the database spans several pages");
+        for b in &mut bytes[page..] {
+            *b = 0x5a;
+        }
+        std::fs::write(&path, &bytes).expect("write");
+        let err = open_writer(&path, &SqliteConfig::default()).expect_err("must refuse");
+        let message = err.to_string();
+        assert!(message.contains("damaged.db"), "names the file: {message}");
+        assert!(
+            message.contains("integrity check failed"),
+            "says what is wrong: {message}"
+        );
     }
 }

@@ -88,6 +88,7 @@ pub(crate) fn spawn(
         max_batch: config.max_batch.max(1),
         max_batch_bytes: config.max_batch_bytes,
         compaction_chunk: config.compaction_chunk.max(1),
+        failing: None,
     };
     std::thread::Builder::new()
         .name("capstan-store-writer".into())
@@ -106,6 +107,14 @@ struct Writer {
     max_batch: usize,
     max_batch_bytes: usize,
     compaction_chunk: usize,
+    /// Since when write batches have been failing (a full disk, an I/O error); `None` while
+    /// they succeed.
+    failing: Option<std::time::Instant>,
+}
+
+/// Whether SQLite failed for want of space: ENOSPC, or a size limit such as `max_page_count`.
+fn is_disk_full(err: &rusqlite::Error) -> bool {
+    err.sqlite_error_code() == Some(rusqlite::ErrorCode::DiskFull)
 }
 
 /// A compaction in progress: rows up to `target` are examined in chunks of revisions.
@@ -238,18 +247,36 @@ impl Writer {
             }
             Err(err) => {
                 self.shared.hub.abort_commit();
-                tracing::error!(error = %err, writes = ops.len(), "write batch failed");
+                let full = is_disk_full(&err);
+                // One line when writes start failing, not one per batch while they keep failing.
+                if self.failing.is_none() {
+                    tracing::error!(error = %err, writes = ops.len(), "write batch failed; the writes were not applied");
+                } else {
+                    tracing::debug!(error = %err, writes = ops.len(), "write batch failed");
+                }
+                self.failing.get_or_insert(std::time::Instant::now());
                 // The revision counter stays where the database is, whatever got that far.
                 match rows::head_revision(&self.conn) {
                     Ok(head) => self.next_rev = head + 1,
                     Err(err) => tracing::error!(error = %err, "cannot re-read head revision"),
                 }
                 for reply in replies {
-                    let _ = reply.send(Err(Error::Backend(format!(
-                        "write transaction failed: {err}"
-                    ))));
+                    let _ = reply.send(Err(if full {
+                        Error::StorageFull(format!(
+                            "no space left for the database ({err}); the write was not applied, and writes succeed again once space is freed"
+                        ))
+                    } else {
+                        Error::Backend(format!("write transaction failed: {err}"))
+                    }));
                 }
+                return;
             }
+        }
+        if let Some(since) = self.failing.take() {
+            tracing::info!(
+                failing_for_ms = since.elapsed().as_millis() as u64,
+                "writes succeed again"
+            );
         }
     }
 
@@ -639,6 +666,7 @@ mod tests {
             max_batch: 100,
             max_batch_bytes: usize::MAX,
             compaction_chunk: 100,
+            failing: None,
         }
     }
 
@@ -708,6 +736,73 @@ mod tests {
             (a.create_revision, a.mod_revision, &*a.value),
             (1, 2, &b"v2"[..])
         );
+    }
+
+    /// Runs `ops` as one batch through `Writer::commit`, as the thread does; returns the answers.
+    fn commit_batch(writer: &mut Writer, ops: Vec<WriteOp>) -> Vec<Result<KeyValue>> {
+        let (writes, answers): (Vec<_>, Vec<_>) = ops
+            .into_iter()
+            .map(|op| {
+                let (reply, answer) = oneshot::channel();
+                ((op, reply), answer)
+            })
+            .unzip();
+        writer.commit(writes);
+        answers
+            .into_iter()
+            .map(|mut answer| answer.try_recv().expect("answered"))
+            .collect()
+    }
+
+    fn big_create(key: &str) -> WriteOp {
+        WriteOp::Create {
+            key: key.into(),
+            value: Arc::from(vec![7u8; 64 * 1024]),
+        }
+    }
+
+    #[test]
+    fn a_full_disk_fails_the_batch_with_storage_full_and_the_writer_carries_on() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut writer = writer(&dir);
+        let first = commit_batch(&mut writer, vec![create_op("/before")]);
+        assert!(first[0].is_ok(), "{:?}", first[0]);
+        // max_page_count caps the database as a full file system would: SQLite answers
+        // SQLITE_FULL, the code ENOSPC maps to.
+        let pages: i64 = writer
+            .conn
+            .pragma_query_value(None, "page_count", |row| row.get(0))
+            .expect("page_count");
+        writer
+            .conn
+            .pragma_update(None, "max_page_count", pages + 4)
+            .expect("cap");
+        let answers = commit_batch(&mut writer, vec![big_create("/a"), big_create("/b")]);
+        for answer in &answers {
+            match answer {
+                Err(Error::StorageFull(message)) => {
+                    assert!(message.contains("not applied"), "{message}")
+                }
+                other => panic!("expected StorageFull, got {other:?}"),
+            }
+        }
+        assert_eq!(
+            writer.next_rev, 2,
+            "no revision was used by the failed batch"
+        );
+        assert!(rows::current(&writer.conn, "/a").expect("read").is_none());
+        writer
+            .conn
+            .pragma_update(None, "max_page_count", 1_000_000)
+            .expect("uncap");
+        let again = commit_batch(&mut writer, vec![big_create("/a")]);
+        let kv = again[0]
+            .as_ref()
+            .expect("writes succeed once space is back");
+        assert_eq!(kv.mod_revision, 2);
+        assert!(rows::current(&writer.conn, "/before")
+            .expect("read")
+            .is_some());
     }
 
     #[test]
