@@ -404,7 +404,7 @@ impl KindHooks for CustomResourceDefinition {
 
 #[cfg(test)]
 mod tests {
-    use super::super::super::apps::testing::{create, errors, update};
+    use super::super::apps::testing::{create, errors, update};
     use super::*;
     use serde_json::json;
 
