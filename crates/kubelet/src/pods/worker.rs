@@ -389,6 +389,20 @@ impl Worker {
             tracing::warn!(error = %e, "creating the pod's folders failed");
             return false;
         }
+        if let Some(problem) = self.shared.pause_problem.clone() {
+            // containerd would try to pull the built-in name from a registry that does not
+            // exist; unless someone imported the image since, say why at once.
+            let present = self.shared.cri.image_status(crate::pause::BUILTIN).await;
+            if !matches!(present, Ok(Some(_))) {
+                // The full story was logged once at start; the events carry it to the user.
+                self.sandbox_failed(
+                    pod,
+                    &"the built-in pause image is missing (see the agent's start-up error)",
+                    format!("Failed to create pod sandbox: {problem}"),
+                );
+                return false;
+            }
+        }
         let cfg = spec::sandbox_config(pod, attempt, &log_dir, &self.shared.dns);
         let started = Instant::now();
         match self.shared.cri.run_pod_sandbox(cfg).await {
@@ -403,31 +417,34 @@ impl Worker {
                 true
             }
             Err(e) => {
-                let retry_in = self.sandbox_backoff.failed(SystemTime::now());
-                tracing::warn!(pod = %pod_key(pod), error = %e, retry_in_s = retry_in.as_secs(), "creating the pod sandbox failed");
                 // Upstream's wording, with the gRPC status as the CRI client prints it.
-                let mut message = format!(
+                let message = format!(
                     "Failed to create pod sandbox: rpc error: code = {:?} desc = {}",
                     e.status.code(),
                     e.message()
                 );
-                if let Some(problem) = &self.shared.pause_problem {
-                    message.push_str(&format!(" ({problem})"));
-                }
-                self.shared
-                    .events
-                    .emit(pod, None, true, "FailedCreatePodSandBox", message);
-                for c in pod.spec.iter().flat_map(|s| s.containers.iter()) {
-                    self.errors.insert(
-                        c.name.clone(),
-                        Waiting {
-                            reason: "ContainerCreating".into(),
-                            message: String::new(),
-                        },
-                    );
-                }
+                self.sandbox_failed(pod, &e, message);
                 false
             }
+        }
+    }
+
+    /// A sandbox could not be created: one log line and one FailedCreatePodSandBox event for
+    /// this back-off step; the containers wait as ContainerCreating (as upstream shows them).
+    fn sandbox_failed(&mut self, pod: &Pod, error: &dyn std::fmt::Display, message: String) {
+        let retry_in = self.sandbox_backoff.failed(SystemTime::now());
+        tracing::warn!(pod = %pod_key(pod), error = %error, retry_in_s = retry_in.as_secs(), "creating the pod sandbox failed");
+        self.shared
+            .events
+            .emit(pod, None, true, "FailedCreatePodSandBox", message);
+        for c in pod.spec.iter().flat_map(|s| s.containers.iter()) {
+            self.errors.insert(
+                c.name.clone(),
+                Waiting {
+                    reason: "ContainerCreating".into(),
+                    message: String::new(),
+                },
+            );
         }
     }
 
