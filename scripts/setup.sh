@@ -16,9 +16,10 @@ step "system packages"
 step "building capstan (release; the first build takes several minutes on 2 cores)"
 cargo build --release --locked -p capstan
 BIN="$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')/release/capstan"
-# Installed stripped (the release build's line tables are most of its size); the debug info
-# stays beside it in capstan.debug, which gdb and addr2line find through the debuglink.
-DEBUG_DIR=/usr/local/lib/debug/usr/local/bin
+# Installed stripped (the release build's line tables are most of its size: 222 MB -> 43 MB).
+# The debug info is kept in a separate file where gdb and addr2line look for the file the
+# binary's debuglink names (/usr/lib/debug + the binary's folder).
+DEBUG_DIR=/usr/lib/debug/usr/local/bin
 mkdir -p "$DEBUG_DIR"
 objcopy --only-keep-debug "$BIN" "$DEBUG_DIR/capstan.debug"
 chmod 0644 "$DEBUG_DIR/capstan.debug"
