@@ -3,7 +3,6 @@
 # without any registry: docker-archive tarballs that `capstan images import` (or the agent's
 # air-gap folder) loads into containerd.
 #
-#   capstan.local/pause:3.10     the pod sandbox ("pause") image: sleeps until TERM
 #   capstan.test/busybox:1.0     busybox-static: sh, httpd, nc, wget, nslookup, ...
 #   capstan.test/httpd:1.0       busybox httpd serving /www on port 80 (hostname in index.html)
 #   capstan.test/extra:1.0       busybox again under another name, kept out of the air-gap
@@ -24,11 +23,11 @@ if ! file -L "$busybox" 2>/dev/null | grep -q "statically linked" && ! ldd "$bus
 fi
 
 # Bump when the image definitions below change.
-recipe_version=6
+recipe_version=7
 stamp="$out/.stamp"
 want="$recipe_version $(sha256sum "$busybox" | cut -d' ' -f1)"
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] \
-   && [ -f "$out/pause.tar" ] && [ -f "$out/busybox.tar" ] && [ -f "$out/httpd.tar" ] && [ -f "$out/extra.tar" ] \
+   && [ -f "$out/busybox.tar" ] && [ -f "$out/httpd.tar" ] && [ -f "$out/extra.tar" ] \
    && [ -f "$out/nginx.tar" ]; then
   echo "test images up to date in $out"
   exit 0
@@ -96,11 +95,6 @@ wait
 EOF
 chmod 755 "$work/httpd/bin/serve"
 image httpd capstan.test/httpd:1.0 "$work/httpd" '["/bin/serve"]' '{"80/tcp":{}}'
-
-rootfs "$work/pause"
-# The sandbox holds the pod's namespaces and must stop promptly on TERM.
-image pause capstan.local/pause:3.10 "$work/pause" \
-  '["/bin/sh","-c","trap \"exit 0\" TERM INT; while :; do sleep 3600 & wait $!; done"]'
 
 # nginx from Debian's packages, without installing them on the host.
 nginx_root="$work/nginx"

@@ -11,6 +11,7 @@ packages=(
   protobuf-compiler # protoc, for the CRI protos (k8s-cri) at build time
   containerd        # the node agent's container runtime (CRI v1)
   runc
+  catatonit         # static init; its pause mode is the agent's built-in pause image
   containernetworking-plugins  # bridge, host-local, portmap, loopback (/usr/lib/cni)
   iptables          # masquerade and hostPort rules the CNI plugins write
   nftables

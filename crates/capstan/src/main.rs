@@ -37,13 +37,26 @@ enum Command {
     Images(images_cmd::ImagesArgs),
 }
 
+/// Whether log lines get colours: only on a terminal (a file or a pipe gets plain text), and
+/// never when NO_COLOR is set to anything (no-color.org).
+fn log_colours(stderr_is_terminal: bool, no_color: Option<std::ffi::OsString>) -> bool {
+    stderr_is_terminal && no_color.is_none_or(|v| v.is_empty())
+}
+
+/// Logs go to stderr, as the kubelet's and k3s's do; stdout is for command output.
 fn init_logging(debug: bool) {
+    use std::io::IsTerminal;
     let default = if debug { "debug" } else { "info" };
     let filter = tracing_subscriber::EnvFilter::try_from_env("CAPSTAN_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_target(false)
+        .with_writer(std::io::stderr)
+        .with_ansi(log_colours(
+            std::io::stderr().is_terminal(),
+            std::env::var_os("NO_COLOR"),
+        ))
         .init();
 }
 
@@ -73,5 +86,21 @@ fn main() -> anyhow::Result<()> {
                 .build()?;
             rt.block_on(images_cmd::run(args))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::log_colours;
+
+    #[test]
+    fn colours_only_on_a_terminal_and_not_with_no_color() {
+        assert!(log_colours(true, None));
+        assert!(!log_colours(false, None), "a file or a pipe");
+        assert!(!log_colours(true, Some("1".into())));
+        assert!(
+            log_colours(true, Some("".into())),
+            "an empty NO_COLOR does not count"
+        );
     }
 }

@@ -21,7 +21,8 @@ pub struct NodeArgs {
     #[arg(long, env = "CAPSTAN_NODE_IP")]
     pub node_ip: Option<IpAddr>,
 
-    /// The pod sandbox image (must be present: import it or put it in the images folder).
+    /// The pod sandbox image. The default is built in: the agent assembles it from catatonit
+    /// when containerd lacks it. Any other name is pulled (or imported) like a pod's image.
     #[arg(
         long,
         env = "CAPSTAN_PAUSE_IMAGE",

@@ -214,15 +214,7 @@ impl Agent {
             &cfg.dir.join("images.imported"),
         )
         .await;
-        if cri
-            .image_status(&cfg.pause_image)
-            .await
-            .ok()
-            .flatten()
-            .is_none()
-        {
-            tracing::warn!(image = %cfg.pause_image, dir = %cfg.images_dir.display(), "the pause image is not present; put its tarball in the images folder (scripts/build-test-images.sh builds one)");
-        }
+        let pause_problem = provide_pause_image(&cfg, cri.as_ref(), &ctr, &socket).await;
         tracing::info!(node = %cfg.node_name, pod_cidr = %pod_cidr, runtime = %version, images_imported = imported, ready_in_ms = started.elapsed().as_millis() as u64, "node agent is ready");
 
         let metrics = Arc::new(Metrics::new());
@@ -279,6 +271,7 @@ impl Agent {
             metrics: metrics.clone(),
             events: crate::events::Recorder::start(client.clone(), cfg.node_name.clone()),
             services: service_informer(client.clone(), shutdown.clone()),
+            pause_problem,
         });
         if let Some(tls) = &cfg.tls {
             let addr =
@@ -290,6 +283,41 @@ impl Agent {
             s.stopped().await;
         }
         Ok(())
+    }
+}
+
+/// Makes the sandbox image available: the built-in one is assembled when containerd lacks it
+/// (see [`crate::pause`]); another name is left to containerd, which pulls it with the first
+/// sandbox. Returns, for the pods' events, why sandboxes cannot start, after logging it once.
+async fn provide_pause_image(
+    cfg: &Config,
+    cri: &dyn Cri,
+    ctr: &str,
+    socket: &std::path::Path,
+) -> Option<String> {
+    if cfg.pause_image != crate::pause::BUILTIN {
+        if cri
+            .image_status(&cfg.pause_image)
+            .await
+            .ok()
+            .flatten()
+            .is_none()
+        {
+            tracing::info!(image = %cfg.pause_image, "the pause image is not present; containerd pulls it for the first pod");
+        }
+        return None;
+    }
+    let started = Instant::now();
+    match crate::pause::ensure(cri, ctr, socket, &cfg.dir, crate::pause::CANDIDATES).await {
+        Ok(crate::pause::Provided::Present) => None,
+        Ok(crate::pause::Provided::Imported(binary)) => {
+            tracing::info!(image = crate::pause::BUILTIN, binary = %binary.display(), took_ms = started.elapsed().as_millis() as u64, "assembled and imported the built-in pause image");
+            None
+        }
+        Err(e) => {
+            tracing::error!("{e}; pods cannot start on this node");
+            Some(e.to_string())
+        }
     }
 }
 

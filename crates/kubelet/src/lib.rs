@@ -3,8 +3,9 @@
 //!
 //! Entry point: [`Agent::run`]. It registers the Node, starts (or adopts) containerd with a
 //! generated config and the CNI bridge network for the node's podCIDR, imports the air-gap
-//! images, then runs the node status and lease loops, the log server and the pod manager
-//! ([`pods::run`]), which keeps one state-machine worker per pod.
+//! images and, when containerd lacks it, the built-in pause image ([`pause`]), then runs the
+//! node status and lease loops, the log server and the pod manager ([`pods::run`]), which
+//! keeps one state-machine worker per pod.
 #![forbid(unsafe_code)]
 
 pub mod agent;
@@ -19,6 +20,7 @@ pub mod join;
 pub mod logs;
 pub mod metrics;
 pub mod node;
+pub mod pause;
 pub mod pods;
 pub mod registries;
 pub mod server;

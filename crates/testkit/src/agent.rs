@@ -1,6 +1,7 @@
 //! Servers with the node agent: real containerd, real containers. Each test cluster gets its
 //! own kubelet port, CNI bridge and pod network so several can run side by side, the test
-//! images (built once by scripts/build-test-images.sh) in its air-gap folder, and a clean-up
+//! images (built once by scripts/build-test-images.sh; the pause image is the agent's own) in
+//! its air-gap folder, and a clean-up
 //! that stops what it started even when a test fails half-way.
 
 use std::path::{Path, PathBuf};
@@ -57,6 +58,10 @@ impl AgentOpts {
     }
 }
 
+/// The tarballs every test agent gets in its air-gap folder. No pause image: the agent
+/// assembles its own (capstan.local/pause:3.10, from catatonit), so every test runs with it.
+pub const TEST_IMAGES: [&str; 2] = ["busybox.tar", "httpd.tar"];
+
 fn repo_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
@@ -92,7 +97,7 @@ impl Server {
         };
         let air_gap = s.data_dir().join("agent/images");
         std::fs::create_dir_all(&air_gap).expect("images folder");
-        for f in ["pause.tar", "busybox.tar", "httpd.tar"] {
+        for f in TEST_IMAGES {
             std::os::unix::fs::symlink(images.join(f), air_gap.join(f))
                 .expect("linking a test image");
         }
@@ -319,7 +324,7 @@ impl JoinedAgent {
         let data = dir.path().join("data");
         let air_gap = data.join("agent/images");
         std::fs::create_dir_all(&air_gap).expect("images folder");
-        for f in ["pause.tar", "busybox.tar", "httpd.tar"] {
+        for f in TEST_IMAGES {
             std::os::unix::fs::symlink(images.join(f), air_gap.join(f))
                 .expect("linking a test image");
         }

@@ -8,6 +8,7 @@ pub mod handler;
 pub mod observe;
 pub mod plan;
 pub mod probes;
+pub mod sandbox_backoff;
 pub mod spec;
 pub mod status;
 pub mod volumes;
@@ -52,6 +53,8 @@ pub struct Shared {
     pub events: crate::events::Recorder,
     /// Every Service, for service-link env vars (kept current by a reflector).
     pub services: kube::runtime::reflector::Store<k8s_openapi::api::core::v1::Service>,
+    /// Why the sandbox image could not be provided at start (told with every failed sandbox).
+    pub pause_problem: Option<String>,
 }
 
 struct Handle {

@@ -21,6 +21,7 @@ use super::handler::{self, Handler, Verdict};
 use super::observe::{self, CState, ExitedCache, Observed};
 use super::plan::{self, Action, KillReason, Waiting};
 use super::probes::ProbeSet;
+use super::sandbox_backoff::SandboxBackoff;
 use super::spec::{self, ContainerInputs};
 use super::status::{self, ProbeState};
 use super::volumes::{self, Objects};
@@ -56,6 +57,8 @@ struct Worker {
     done: bool,
     /// The back-off last reported per container (one BackOff event per back-off).
     backoff_noted: HashMap<String, String>,
+    /// Waits between failed sandbox creations.
+    sandbox_backoff: SandboxBackoff,
 }
 
 /// Runs the worker for pod `uid` until the pod is gone and cleaned up.
@@ -78,6 +81,7 @@ pub async fn run(
         service_env: None,
         done: false,
         backoff_noted: HashMap::new(),
+        sandbox_backoff: SandboxBackoff::default(),
     };
     let mut pending_retry = false;
     loop {
@@ -187,16 +191,21 @@ impl Worker {
             let b = self.shared.backoff.lock();
             plan::plan(pod, &obs, &verdicts, &b, now)
         };
-        if !p.actions.is_empty() && !retrying {
-            let progressed = self.execute(pod, &obs, p.actions.clone()).await;
+        let mut actions = p.actions.clone();
+        let sandbox_wait = self.sandbox_backoff.wait_until(now);
+        if sandbox_wait.is_some() {
+            actions.retain(|a| !matches!(a, Action::CreateSandbox { .. }));
+        }
+        if !actions.is_empty() && !retrying {
+            let progressed = self.execute(pod, &obs, actions.clone()).await;
             if progressed {
                 return Ok(None);
             }
-        } else if !p.actions.is_empty() {
+        } else if !actions.is_empty() {
             // Retrying after a failure: still try, but settle afterwards to avoid spinning.
-            self.execute(pod, &obs, p.actions.clone()).await;
+            self.execute(pod, &obs, actions.clone()).await;
         }
-        let obs = if p.actions.is_empty() {
+        let obs = if actions.is_empty() {
             obs
         } else {
             observe::observe(self.shared.cri.as_ref(), &self.uid, &mut self.cache).await?
@@ -233,8 +242,15 @@ impl Worker {
             waiting.insert(k.clone(), v.clone());
         }
         self.report(pod, &obs, &waiting, false).await?;
-        let failed = !self.errors.is_empty() || (!p.actions.is_empty());
+        let failed = !self.errors.is_empty() || (!actions.is_empty());
         let mut sleep = if failed { RETRY } else { RESYNC };
+        // Without a sandbox nothing else can progress: sleep until the next attempt (or a
+        // change of the pod) instead of retrying at the failed-step pace.
+        let sandbox_wait = sandbox_wait.or(self.sandbox_backoff.wait_until(SystemTime::now()));
+        if let Some(until) = sandbox_wait.filter(|_| obs.ready_sandbox().is_none()) {
+            sleep = until.duration_since(SystemTime::now()).unwrap_or_default()
+                + Duration::from_millis(50);
+        }
         if let Some(at) = p.wake_at {
             let d = at.duration_since(SystemTime::now()).unwrap_or_default()
                 + Duration::from_millis(50);
@@ -373,6 +389,20 @@ impl Worker {
             tracing::warn!(error = %e, "creating the pod's folders failed");
             return false;
         }
+        if let Some(problem) = self.shared.pause_problem.clone() {
+            // containerd would try to pull the built-in name from a registry that does not
+            // exist; unless someone imported the image since, say why at once.
+            let present = self.shared.cri.image_status(crate::pause::BUILTIN).await;
+            if !matches!(present, Ok(Some(_))) {
+                // The full story was logged once at start; the events carry it to the user.
+                self.sandbox_failed(
+                    pod,
+                    &"the built-in pause image is missing (see the agent's start-up error)",
+                    format!("Failed to create pod sandbox: {problem}"),
+                );
+                return false;
+            }
+        }
         let cfg = spec::sandbox_config(pod, attempt, &log_dir, &self.shared.dns);
         let started = Instant::now();
         match self.shared.cri.run_pod_sandbox(cfg).await {
@@ -383,28 +413,38 @@ impl Worker {
                     .observe(started.elapsed().as_secs_f64());
                 tracing::info!(pod = %pod_key(pod), sandbox = %short(&id), attempt, took_ms = started.elapsed().as_millis() as u64, "started pod sandbox");
                 self.errors.retain(|_, w| w.reason != "ContainerCreating");
+                self.sandbox_backoff.succeeded();
                 true
             }
             Err(e) => {
-                tracing::warn!(pod = %pod_key(pod), error = %e, "creating the pod sandbox failed");
-                self.shared.events.emit(
-                    pod,
-                    None,
-                    true,
-                    "FailedCreatePodSandBox",
-                    format!("Failed to create pod sandbox: {}", e.message()),
+                // Upstream's wording, with the gRPC status as the CRI client prints it.
+                let message = format!(
+                    "Failed to create pod sandbox: rpc error: code = {:?} desc = {}",
+                    e.status.code(),
+                    e.message()
                 );
-                for c in pod.spec.iter().flat_map(|s| s.containers.iter()) {
-                    self.errors.insert(
-                        c.name.clone(),
-                        Waiting {
-                            reason: "ContainerCreating".into(),
-                            message: String::new(),
-                        },
-                    );
-                }
+                self.sandbox_failed(pod, &e, message);
                 false
             }
+        }
+    }
+
+    /// A sandbox could not be created: one log line and one FailedCreatePodSandBox event for
+    /// this back-off step; the containers wait as ContainerCreating (as upstream shows them).
+    fn sandbox_failed(&mut self, pod: &Pod, error: &dyn std::fmt::Display, message: String) {
+        let retry_in = self.sandbox_backoff.failed(SystemTime::now());
+        tracing::warn!(pod = %pod_key(pod), error = %error, retry_in_s = retry_in.as_secs(), "creating the pod sandbox failed");
+        self.shared
+            .events
+            .emit(pod, None, true, "FailedCreatePodSandBox", message);
+        for c in pod.spec.iter().flat_map(|s| s.containers.iter()) {
+            self.errors.insert(
+                c.name.clone(),
+                Waiting {
+                    reason: "ContainerCreating".into(),
+                    message: String::new(),
+                },
+            );
         }
     }
 
