@@ -23,6 +23,13 @@ fi
 step "build"
 cargo build --workspace --all-targets
 
+step "lints (clippy, warnings are errors; the lint set is [workspace.lints] in Cargo.toml)"
+if cargo clippy --version >/dev/null 2>&1; then
+  cargo clippy --workspace --all-targets --quiet -- -D warnings
+else
+  echo "clippy is not installed; skipping the lint check"
+fi
+
 step "tests"
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --workspace --no-fail-fast --failure-output final

@@ -2,7 +2,7 @@
 //! server foundation: time to ready and memory, creates through the API, lists, watch
 //! delivery latency, and the SQLite store on its own. Run on demand; see BENCHMARKS.md.
 //! Progress goes to stderr, the summary table (or `--json`) to stdout.
-
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test and benchmark code: a failed step is the test failing
 #![forbid(unsafe_code)]
 
 mod client;

@@ -3,6 +3,7 @@
 //! that never reads, more watches than one user may hold. Each is refused or cut off within a
 //! bound while kubectl keeps working, and the server's memory (VmRSS and VmHWM of the server
 //! process) stays bounded.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test and benchmark code: a failed step is the test failing
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicUsize, Ordering};

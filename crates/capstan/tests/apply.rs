@@ -1,6 +1,7 @@
 //! `kubectl apply` (client- and server-side), `diff`, `edit`, `patch`, `set image`, `scale`,
 //! `label`/`annotate`, `rollout restart` and `explain` against a real server, with the stored
 //! objects and their managedFields as upstream leaves them.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test and benchmark code: a failed step is the test failing
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};

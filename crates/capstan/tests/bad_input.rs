@@ -1,5 +1,6 @@
 //! Every user mistake gets a Status with upstream's code, reason and an actionable message,
 //! and nothing a client sends takes the server down.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test and benchmark code: a failed step is the test failing
 
 use capstan_testkit::{http, Server};
 use serde_json::{json, Value};

@@ -1,5 +1,6 @@
 //! Client libraries nobody here wrote: kube-rs and the Python `kubernetes` package list, watch
 //! and create against a real server.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test and benchmark code: a failed step is the test failing
 
 use std::time::Duration;
 

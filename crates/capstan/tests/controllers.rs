@@ -6,6 +6,7 @@
 //!
 //! There are no nodes in these tests: a helper plays the kubelet's part by writing pods'
 //! status (Running, an IP, Ready) through the status subresource.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test and benchmark code: a failed step is the test failing
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};

@@ -1,4 +1,5 @@
 //! Acknowledged writes survive restarts and crashes; concurrent updates conflict as upstream.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test and benchmark code: a failed step is the test failing
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

@@ -2,6 +2,7 @@
 //! writes surviving a (simulated) power loss, certificates renewed before they expire, a CA with
 //! a missing half or a damaged database refused at start, and owner-only files whatever the
 //! umask. These tests mount file systems and loop devices, so they run as root (as CI does).
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test and benchmark code: a failed step is the test failing
 
 use std::collections::BTreeSet;
 use std::os::unix::fs::PermissionsExt;

@@ -1,5 +1,6 @@
 //! The everyday kubectl commands against a real server: version, discovery, create, get in
 //! every output form, label, annotate, replace, delete, and the user's example manifests.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test and benchmark code: a failed step is the test failing
 
 use std::time::Duration;
 

@@ -2,6 +2,7 @@
 //! dir with no pause image anywhere runs a pod (the agent assembles its own pause image), a
 //! sandbox that cannot be created is told in the pod's events with back-off, and the log
 //! written to a file carries no colour codes.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test and benchmark code: a failed step is the test failing
 
 use std::time::{Duration, Instant};
 

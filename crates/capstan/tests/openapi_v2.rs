@@ -2,6 +2,7 @@
 //! `kubectl get -o yaml` writes) are validated on the client against its protobuf form, so
 //! `create -f` and `apply -f` of them work under the default `--validate=strict`, report unknown
 //! fields and wrong types as upstream does, and a backup made with `get -o yaml` restores.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test and benchmark code: a failed step is the test failing
 
 use std::path::Path;
 use std::process::Command;

@@ -2,6 +2,7 @@
 //! configmap|secret|job|cronjob|service`, `autoscale`): each must succeed against the real
 //! server and store the object its JSON twin (`--dry-run=client -o json | kubectl create -f -`)
 //! stores.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test and benchmark code: a failed step is the test failing
 
 use capstan_testkit::{write_file, Server};
 use serde_json::Value;

@@ -2,6 +2,7 @@
 //! (resources, nodeSelector, node affinity, pod anti-affinity, taints, topology spread, host
 //! ports), cordon and uncordon, a pending pod scheduled when a fitting node joins (through
 //! `capstan agent --simulate`), and `kubectl get nodes` on simulated nodes.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test and benchmark code: a failed step is the test failing
 
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;

@@ -1,5 +1,6 @@
 //! `kubectl get` prints upstream's columns for every kind served: the server's Table output is
 //! what makes the familiar columns appear.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test and benchmark code: a failed step is the test failing
 
 use capstan_testkit::Server;
 use serde_json::json;

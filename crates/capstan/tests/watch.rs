@@ -1,5 +1,6 @@
 //! Watch semantics clients rely on: selector transitions, streaming lists ending with the
 //! initial-events-end bookmark, resuming from a resourceVersion, and 410 once history is gone.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test and benchmark code: a failed step is the test failing
 
 use std::time::Duration;
 

@@ -1,6 +1,7 @@
 //! What clients see on the wire, byte for byte where upstream's encoder fixes it: key order
 //! (kind, apiVersion, metadata), the trailing newline of every JSON response, Status bodies,
 //! what DELETE answers per kind, and the deprecated componentstatuses.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test and benchmark code: a failed step is the test failing
 
 use std::process::Command;
 use std::time::Duration;

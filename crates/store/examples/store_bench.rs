@@ -2,6 +2,7 @@
 //!
 //! `cargo run -p capstan-store --release --example store_bench [-- <creates> <callers> [<db path>]]`
 //! (defaults: 50000 creates, 16 callers, a temporary database).
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test and benchmark code: a failed step is the test failing
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -11,6 +11,7 @@
 //!     std::sync::Arc::new(MyBackend::new_empty().await) as std::sync::Arc<dyn capstan_store::Store>
 //! });
 //! ```
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test and benchmark code: a failed step is the test failing
 
 use std::any::Any;
 use std::future::Future;

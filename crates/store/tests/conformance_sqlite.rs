@@ -1,5 +1,6 @@
 //! The conformance suite against [`SqliteStore`] (one test per check), plus what only SQLite has:
 //! reopening a database file, watch replay from the log, lagging watchers, compaction of the log.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test and benchmark code: a failed step is the test failing
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

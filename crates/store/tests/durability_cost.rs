@@ -6,6 +6,7 @@
 //!
 //! The databases go to $TMPDIR (default /tmp): point it at the file system the server's data
 //! dir lives on, since the fsync cost is the disk's.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test and benchmark code: a failed step is the test failing
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

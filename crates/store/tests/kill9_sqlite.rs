@@ -1,6 +1,7 @@
 //! An answered write survives `kill -9`: a child process (this test binary, re-executed) creates
 //! keys from several tasks and prints each acknowledged key; the parent SIGKILLs it mid-burst,
 //! reopens the database and finds every acknowledged key.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test and benchmark code: a failed step is the test failing
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::PathBuf;

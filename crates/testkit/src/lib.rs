@@ -1,6 +1,7 @@
 //! Starts a real `capstan server` for a test (own data dir, free port, own kubectl cache) and
 //! runs the real kubectl against it. Acceptance tests use this; nothing here is mocked.
 //! [`Server::start_with_agent`] also runs the node agent with its own containerd (see [`agent`]).
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test and benchmark code: a failed step is the test failing
 
 pub mod agent;
 
