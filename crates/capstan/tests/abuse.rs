@@ -10,10 +10,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use capstan_testkit::{eventually, http, Server};
+use capstan_testkit::{assert_status, eventually, http, kube_client, Server};
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, Patch, PatchParams, PostParams};
-use kube::config::{KubeConfigOptions, Kubeconfig};
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -45,18 +44,6 @@ fn rss(s: &Server) -> u64 {
 
 fn peak_rss(s: &Server) -> u64 {
     proc_status_mib(s, "VmHWM")
-}
-
-fn assert_status(code: u16, body: &Value, want_code: u16, want_reason: &str, want_message: &str) {
-    assert_eq!(code, want_code, "{body}");
-    assert_eq!(body["kind"], "Status", "{body}");
-    assert_eq!(body["reason"], want_reason, "{body}");
-    assert_eq!(body["code"], want_code, "{body}");
-    let msg = body["message"].as_str().unwrap_or("");
-    assert!(
-        msg.contains(want_message),
-        "message {msg:?} should contain {want_message:?}"
-    );
 }
 
 fn kubectl_answers(s: &Server) {
@@ -367,14 +354,6 @@ fn half_open_connections_are_closed_at_the_header_and_handshake_timeouts() {
     kubectl_answers(&s);
 }
 
-async fn kube_client(s: &Server) -> kube::Client {
-    let kc = Kubeconfig::read_from(s.kubeconfig()).expect("kubeconfig");
-    let cfg = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
-        .await
-        .expect("config");
-    kube::Client::try_from(cfg).expect("client")
-}
-
 /// The garbage collector watches every resource, ConfigMaps included, from some time after
 /// start: without controllers, the watchers gauge counts only the test's watches.
 const NO_CONTROLLERS: [&str; 2] = ["--disable-controllers", "all"];
@@ -420,7 +399,7 @@ fn a_watcher_that_never_reads_is_dropped_at_its_timeout() {
     );
     // Far more events than socket buffers hold: 300 writes of a 64 kB ConfigMap (19 MB).
     let written = rt.block_on(async {
-        let cms: Api<ConfigMap> = Api::namespaced(kube_client(&s).await, "default");
+        let cms: Api<ConfigMap> = Api::namespaced(kube_client(s.kubeconfig()).await, "default");
         let cm: ConfigMap = serde_json::from_value(json!({
             "metadata": {"name": "flood"}, "data": {"k": "v".repeat(64 * 1024)}
         }))

@@ -909,12 +909,10 @@ async fn kube_rs_server_side_apply_creates_conflicts_and_forces() {
     use kube::api::{Api, Patch, PatchParams};
 
     let s = Server::start(BIN);
-    let kc = kube::config::Kubeconfig::read_from(s.kubeconfig()).expect("kubeconfig");
-    let cfg = kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
-        .await
-        .expect("config");
-    let cms: Api<ConfigMap> =
-        Api::namespaced(kube::Client::try_from(cfg).expect("client"), "default");
+    let cms: Api<ConfigMap> = Api::namespaced(
+        capstan_testkit::kube_client(s.kubeconfig()).await,
+        "default",
+    );
     let cm = |v: &str| json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "from-kube-rs"}, "data": {"k": v}});
 
     let created = cms

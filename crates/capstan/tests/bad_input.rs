@@ -2,23 +2,11 @@
 //! and nothing a client sends takes the server down.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test and benchmark code: a failed step is the test failing
 
-use capstan_testkit::{http, Server};
-use serde_json::{json, Value};
+use capstan_testkit::{assert_status, http, Server};
+use serde_json::json;
 
 const BIN: &str = env!("CARGO_BIN_EXE_capstan");
 const CMS: &str = "/api/v1/namespaces/default/configmaps";
-
-fn assert_status(code: u16, body: &Value, want_code: u16, want_reason: &str, want_message: &str) {
-    assert_eq!(code, want_code, "{body}");
-    assert_eq!(body["kind"], "Status", "{body}");
-    assert_eq!(body["reason"], want_reason, "{body}");
-    assert_eq!(body["code"], want_code, "{body}");
-    let msg = body["message"].as_str().unwrap_or("");
-    assert!(
-        msg.contains(want_message),
-        "message {msg:?} should contain {want_message:?}"
-    );
-}
 
 #[test]
 fn requests_without_credentials_are_401_except_health_and_version() {

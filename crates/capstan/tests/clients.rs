@@ -4,26 +4,17 @@
 
 use std::time::Duration;
 
-use capstan_testkit::Server;
+use capstan_testkit::{kube_client, Server};
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
 use kube::api::{Api, ListParams, PostParams, WatchEvent, WatchParams};
-use kube::config::{KubeConfigOptions, Kubeconfig};
 
 const BIN: &str = env!("CARGO_BIN_EXE_capstan");
-
-async fn kube_client(s: &Server) -> kube::Client {
-    let kc = Kubeconfig::read_from(s.kubeconfig()).expect("kubeconfig");
-    let cfg = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
-        .await
-        .expect("config");
-    kube::Client::try_from(cfg).expect("client")
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kube_rs_lists_watches_and_creates() {
     let s = Server::start(BIN);
-    let client = kube_client(&s).await;
+    let client = kube_client(s.kubeconfig()).await;
 
     let namespaces: Api<Namespace> = Api::all(client.clone());
     let names: Vec<String> = namespaces

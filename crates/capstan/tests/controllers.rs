@@ -13,24 +13,15 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use capstan_testkit::{eventually, examples_dir, write_file, Server};
+use capstan_testkit::{eventually, examples_dir, kube_client, write_file, Server};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, Patch, PatchParams};
-use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::runtime::watcher::{self, watcher, Event};
 use serde_json::{json, Value};
 
 const BIN: &str = env!("CARGO_BIN_EXE_capstan");
 const WAIT: Duration = Duration::from_secs(60);
-
-async fn kube_client(kubeconfig: std::path::PathBuf) -> kube::Client {
-    let kc = Kubeconfig::read_from(kubeconfig).expect("kubeconfig");
-    let cfg = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
-        .await
-        .expect("config");
-    kube::Client::try_from(cfg).expect("client")
-}
 
 fn is_ready(p: &Pod) -> bool {
     p.status

@@ -12,22 +12,13 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
-use capstan_testkit::Server;
+use capstan_testkit::{kube_client, Server};
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, Patch, PatchParams, PostParams};
-use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::runtime::watcher::{self, watcher, Event};
 use serde_json::json;
-
-async fn kube_client(s: &Server) -> kube::Client {
-    let kc = Kubeconfig::read_from(s.kubeconfig()).expect("kubeconfig");
-    let cfg = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
-        .await
-        .expect("config");
-    kube::Client::try_from(cfg).expect("client")
-}
 
 /// apiserver_request_total by (verb, resource), from /metrics.
 fn requests(s: &Server) -> BTreeMap<(String, String), f64> {
@@ -149,7 +140,7 @@ async fn controller_benchmark() {
         .unwrap_or_else(|_| env!("CARGO_BIN_EXE_capstan").to_string());
     // No scheduler: pods stay unbound, so what is counted is the controllers' work alone.
     let s = Server::start_with(&bin, &["--disable-scheduler"]);
-    let client = kube_client(&s).await;
+    let client = kube_client(s.kubeconfig()).await;
     let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
     let deps: Api<Deployment> = Api::namespaced(client.clone(), "default");
     // Let the controller manager win its lease and sync.

@@ -7,18 +7,9 @@ use std::time::Duration;
 use capstan_testkit::Server;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, ListParams, PostParams};
-use kube::config::{KubeConfigOptions, Kubeconfig};
 use serde_json::json;
 
 const BIN: &str = env!("CARGO_BIN_EXE_capstan");
-
-async fn client(s: &Server) -> kube::Client {
-    let kc = Kubeconfig::read_from(s.kubeconfig()).expect("kubeconfig");
-    let cfg = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
-        .await
-        .expect("config");
-    kube::Client::try_from(cfg).expect("client")
-}
 
 #[test]
 fn objects_survive_a_restart_with_the_same_credentials() {
@@ -71,7 +62,7 @@ fn every_acknowledged_create_survives_kill_9_during_a_burst() {
         .build()
         .expect("rt");
     let acked: Arc<Mutex<Vec<String>>> = Arc::default();
-    let c = rt.block_on(client(&s));
+    let c = rt.block_on(capstan_testkit::kube_client(s.kubeconfig()));
     let mut tasks = Vec::new();
     for w in 0..16 {
         let api: Api<ConfigMap> = Api::namespaced(c.clone(), "default");
@@ -100,7 +91,7 @@ fn every_acknowledged_create_survives_kill_9_during_a_burst() {
         acked.len()
     );
     s.start_again();
-    let c = rt.block_on(client(&s));
+    let c = rt.block_on(capstan_testkit::kube_client(s.kubeconfig()));
     let api: Api<ConfigMap> = Api::namespaced(c, "default");
     let stored: std::collections::HashSet<String> = rt
         .block_on(api.list(&ListParams::default()))

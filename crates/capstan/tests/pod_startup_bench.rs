@@ -16,22 +16,13 @@ use std::time::{Duration, Instant};
 
 use capstan_kubelet::cri::{api as pb, Cri, GrpcCri};
 use capstan_testkit::agent::{JoinedAgent, BUSYBOX};
-use capstan_testkit::{eventually, Server};
+use capstan_testkit::{eventually, kube_client, Server};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, DeleteParams, PostParams};
-use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::runtime::watcher::{self, watcher, Event};
 
 const PODS: usize = 30;
-
-async fn kube_client(s: &Server) -> kube::Client {
-    let kc = Kubeconfig::read_from(s.kubeconfig()).expect("kubeconfig");
-    let cfg = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
-        .await
-        .expect("config");
-    kube::Client::try_from(cfg).expect("client")
-}
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     let i = ((p / 100.0) * (sorted.len() as f64 - 1.0)).round() as usize;
@@ -134,7 +125,7 @@ async fn pod_startup_latency_against_the_cri_floor_and_idle_agent_rss() {
     let token = std::fs::read_to_string(s.data_dir().join("server/node-token")).expect("token");
     let agent = tokio::task::block_in_place(|| JoinedAgent::start(&bin, &s, token.trim()));
     let node = agent.opts.node_name.clone();
-    let client = kube_client(&s).await;
+    let client = kube_client(s.kubeconfig()).await;
     tokio::task::block_in_place(|| {
         eventually(Duration::from_secs(60), "the node to be Ready", || {
             let o = s.kubectl(&[

@@ -420,3 +420,33 @@ pub fn poll(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// A kube-rs client from a kubeconfig (a test server's `kubeconfig()`).
+pub async fn kube_client(kubeconfig: impl AsRef<Path>) -> kube::Client {
+    use kube::config::{KubeConfigOptions, Kubeconfig};
+    let kc = Kubeconfig::read_from(kubeconfig.as_ref()).expect("kubeconfig");
+    let cfg = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
+        .await
+        .expect("config");
+    kube::Client::try_from(cfg).expect("client")
+}
+
+/// Asserts that a response is the Kubernetes Status a client mistake should get: the HTTP
+/// code, `kind: Status` with the same code, the reason, and a message containing `want_message`.
+pub fn assert_status(
+    code: u16,
+    body: &serde_json::Value,
+    want_code: u16,
+    want_reason: &str,
+    want_message: &str,
+) {
+    assert_eq!(code, want_code, "{body}");
+    assert_eq!(body["kind"], "Status", "{body}");
+    assert_eq!(body["reason"], want_reason, "{body}");
+    assert_eq!(body["code"], want_code, "{body}");
+    let msg = body["message"].as_str().unwrap_or("");
+    assert!(
+        msg.contains(want_message),
+        "message {msg:?} should contain {want_message:?}"
+    );
+}
