@@ -11,8 +11,10 @@
 //! helpers: [`compactor::spawn_auto_compactor`] (periodic compaction) and
 //! [`bench::measure_create_throughput`] (the store's own write throughput).
 
+#[cfg(any(test, feature = "test-util"))]
 pub mod bench;
 pub mod compactor;
+#[cfg(any(test, feature = "test-util"))]
 pub mod conformance;
 pub mod sqlite;
 
