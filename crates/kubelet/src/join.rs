@@ -96,29 +96,14 @@ impl Credentials {
         serde_json::from_str(&std::fs::read_to_string(path).ok()?).ok()
     }
 
+    /// Saves the credentials owner-only, whole or not at all (they hold the node's token and
+    /// key).
     pub fn save(&self, path: &Path) -> Result<()> {
-        use std::io::Write;
-        use std::os::unix::fs::OpenOptionsExt;
-        let err = |source| Error::Store {
+        let json = serde_json::to_vec_pretty(self).unwrap_or_default();
+        capstan_runtime::files::write_private(path, &json).map_err(|source| Error::Store {
             path: path.to_path_buf(),
             source,
-        };
-        if let Some(d) = path.parent() {
-            std::fs::create_dir_all(d).map_err(err)?;
-        }
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(path)
-            .map_err(err)?;
-        f.write_all(
-            serde_json::to_string_pretty(self)
-                .unwrap_or_default()
-                .as_bytes(),
-        )
-        .map_err(err)
+        })
     }
 }
 

@@ -1,8 +1,8 @@
 //! What every in-process client of the Kubernetes API shares, written once: [`informer`]
 //! (list+watch into a shared cache with change handlers), [`queue`] (deduplicating work queue
 //! with per-key backoff), [`workers`] (a pool running a [`workers::Reconciler`] on a queue),
-//! [`events`] (the event recorder with client-go's correlation, spam filter and rate limits)
-//! and [`leader`] (Lease-based leader election).
+//! [`events`] (the event recorder with client-go's correlation, spam filter and rate limits),
+//! [`leader`] (Lease-based leader election) and [`files`] (owner-only, fsynced private files).
 //!
 //! Everything here is a plain kube-rs client: it would run against upstream Kubernetes as is.
 //! Pure helpers with no I/O that the API server needs too (label, field and node selectors,
@@ -10,6 +10,7 @@
 #![forbid(unsafe_code)]
 
 pub mod events;
+pub mod files;
 pub mod informer;
 pub mod leader;
 pub mod queue;
