@@ -250,10 +250,11 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         },
         ..SqliteConfig::default()
     };
-    let store: Arc<dyn Store> = Arc::new(
+    let sqlite = Arc::new(
         SqliteStore::open(&db_dir.join("state.db"), store_config)
             .context("opening the database")?,
     );
+    let store: Arc<dyn Store> = sqlite.clone();
     let _compactor = capstan_store::compactor::spawn_auto_compactor(
         &store,
         capstan_store::compactor::AutoCompaction {
@@ -362,6 +363,9 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let _ = serving.await;
     crate::node_agent::wait_stopped().await;
     drop(api);
+    // Finish the last batch and fold the WAL into the database, so a stopped server leaves one
+    // self-contained file (the WAL would have been replayed at the next start otherwise).
+    sqlite.close().await;
     tracing::info!("stopped");
     Ok(())
 }

@@ -137,4 +137,13 @@ fn sigterm_stops_the_server_gracefully() {
     s.ok(&["create", "configmap", "x"]);
     s.stop();
     assert!(s.log().contains("stopped"), "{}", s.log());
+    // The last batch was committed and the WAL folded into the database.
+    let wal = s.data_dir().join("server/db/state.db-wal");
+    let wal_len = std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0);
+    assert_eq!(
+        wal_len,
+        0,
+        "{} holds {wal_len} bytes after a clean stop",
+        wal.display()
+    );
 }
