@@ -35,10 +35,6 @@ fn ca_params() -> Result<CertificateParams, rcgen::Error> {
     Ok(p)
 }
 
-fn validity(p: &mut CertificateParams) {
-    crate::pki::expiry::leaf_validity(p);
-}
-
 impl NodeIssuer {
     /// Loads the CA from `tls_dir` (ca.crt, ca.key).
     pub fn load(tls_dir: &Path) -> Result<Self, PkiError> {
@@ -77,7 +73,7 @@ impl NodeIssuer {
             KeyUsagePurpose::DigitalSignature,
             KeyUsagePurpose::KeyEncipherment,
         ];
-        validity(&mut p);
+        crate::pki::expiry::leaf_validity(&mut p);
         self.sign(p)
     }
 
@@ -93,7 +89,7 @@ impl NodeIssuer {
             KeyUsagePurpose::DigitalSignature,
             KeyUsagePurpose::KeyEncipherment,
         ];
-        validity(&mut p);
+        crate::pki::expiry::leaf_validity(&mut p);
         self.sign(p)
     }
 }

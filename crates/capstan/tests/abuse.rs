@@ -277,7 +277,12 @@ fn half_open_connections_are_closed_at_the_header_and_handshake_timeouts() {
     let rt = runtime();
     let ready = Arc::new(AtomicUsize::new(0));
     let mut tls_tasks = Vec::new();
-    for _ in 0..TLS_CONNS {
+    // Half a request head (the blank line that ends it never comes), or after the handshake
+    // not a byte: no request head has begun.
+    let half_head: &'static [u8] = b"GET /api/v1/namespaces HTTP/1.1\r\nHost: 127.0.0.1\r\n";
+    let senders = std::iter::repeat_n(half_head, TLS_CONNS)
+        .chain(std::iter::repeat_n(&b""[..], SILENT_TLS_CONNS));
+    for sent in senders {
         let connector = connector.clone();
         let ready = ready.clone();
         tls_tasks.push(rt.spawn(async move {
@@ -286,25 +291,8 @@ fn half_open_connections_are_closed_at_the_header_and_handshake_timeouts() {
                 .connect(server_name(), tcp)
                 .await
                 .expect("TLS handshake");
-            // Half a request head: the blank line that ends it never comes.
-            tls.write_all(b"GET /api/v1/namespaces HTTP/1.1\r\nHost: 127.0.0.1\r\n")
-                .await
-                .expect("half a request");
+            tls.write_all(sent).await.expect("half a request");
             tls.flush().await.expect("flush");
-            ready.fetch_add(1, Ordering::SeqCst);
-            time_to_close(&mut tls, HEADER_TIMEOUT + MARGIN + MARGIN).await
-        }));
-    }
-    // Handshakes, and then not a byte: no request head has begun.
-    for _ in 0..SILENT_TLS_CONNS {
-        let connector = connector.clone();
-        let ready = ready.clone();
-        tls_tasks.push(rt.spawn(async move {
-            let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
-            let mut tls = connector
-                .connect(server_name(), tcp)
-                .await
-                .expect("TLS handshake");
             ready.fetch_add(1, Ordering::SeqCst);
             time_to_close(&mut tls, HEADER_TIMEOUT + MARGIN + MARGIN).await
         }));

@@ -37,16 +37,7 @@ impl Server {
 
     /// Like [`Server::start`] with extra server flags.
     pub fn start_with(bin: &str, extra: &[&str]) -> Self {
-        let mut s = Server {
-            bin: PathBuf::from(bin),
-            child: None,
-            dir: tempfile::tempdir().expect("tempdir"),
-            port: free_port(),
-            extra_args: extra.iter().map(|s| s.to_string()).collect(),
-            agent: None,
-        };
-        s.spawn();
-        s
+        Self::start_prepared(bin, extra, |_| ()).0
     }
 
     /// Like [`Server::start_with`], after `prepare` has run on the (not yet created) data dir,
