@@ -8,6 +8,7 @@ use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use capstan_testkit::agent::{BUSYBOX, HTTPD};
+use capstan_testkit::registry::Registry;
 use capstan_testkit::{eventually, Server};
 
 const BIN: &str = env!("CARGO_BIN_EXE_capstan");
@@ -803,13 +804,6 @@ fn images_follow_the_pull_policy_and_can_be_imported() {
     s.ok(&["delete", "pods", "--all", "--wait=true"]);
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("0.0.0.0:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
-
 /// A free port below the kernel's ephemeral range (32768-60999), which is where every test
 /// server's port comes from: a hostPort's DNAT rule covers 127.0.0.1 too, so a hostPort equal
 /// to a concurrently started test server's port would swallow that server's connections.
@@ -905,104 +899,12 @@ fn security_context_host_network_host_ports_and_lifecycle_hooks() {
     s.ok(&["delete", "pods", "--all", "--wait=true"]);
 }
 
-/// Debian's docker-registry on a loopback port, stopped when dropped.
-struct Registry {
-    child: std::process::Child,
-    port: u16,
-    _dir: tempfile::TempDir,
-}
-
-impl Registry {
-    fn start() -> Self {
-        Self::start_with_auth(None)
-    }
-
-    /// With `Some((user, password))`, pulls need those credentials (htpasswd, bcrypt).
-    fn start_with_auth(auth: Option<(&str, &str)>) -> Self {
-        let dir = tempfile::tempdir().expect("tmp");
-        let port = free_port();
-        let cfg = dir.path().join("config.yml");
-        let mut text = format!(
-            "version: 0.1\nlog: {{level: warn}}\nstorage:\n  filesystem: {{rootdirectory: {}}}\nhttp:\n  addr: 127.0.0.1:{port}\n",
-            dir.path().join("store").display()
-        );
-        if let Some((user, password)) = auth {
-            let out = std::process::Command::new("htpasswd")
-                .args(["-Bbn", user, password])
-                .output()
-                .expect("htpasswd (Debian package apache2-utils)");
-            let file = dir.path().join("htpasswd");
-            std::fs::write(&file, &out.stdout).expect("htpasswd file");
-            text.push_str(&format!(
-                "auth:\n  htpasswd:\n    realm: capstan\n    path: {}\n",
-                file.display()
-            ));
-        }
-        std::fs::write(&cfg, text).expect("registry config");
-        let child = std::process::Command::new("docker-registry")
-            .arg("serve")
-            .arg(&cfg)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("docker-registry (Debian package docker-registry)");
-        eventually(Duration::from_secs(10), "the registry to listen", || {
-            TcpStream::connect(("127.0.0.1", port)).ok().map(|_| ())
-        });
-        Self {
-            child,
-            port,
-            _dir: dir,
-        }
-    }
-
-    /// Pushes a docker-archive tarball as `repo:tag` with skopeo.
-    fn push(&self, tarball: &std::path::Path, reference: &str) {
-        self.push_as(tarball, reference, None)
-    }
-
-    fn push_as(&self, tarball: &std::path::Path, reference: &str, creds: Option<&str>) {
-        let mut cmd = std::process::Command::new("skopeo");
-        cmd.args(["copy", "--quiet", "--dest-tls-verify=false"]);
-        if let Some(c) = creds {
-            cmd.args(["--dest-creds", c]);
-        }
-        let st = cmd
-            .arg(format!("docker-archive:{}", tarball.display()))
-            .arg(format!("docker://127.0.0.1:{}/{reference}", self.port))
-            .status()
-            .expect("skopeo (Debian package skopeo)");
-        assert!(st.success(), "skopeo copy failed");
-    }
-}
-
-impl Drop for Registry {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 #[test]
 fn the_example_pod_runs_nginx_pulled_through_a_registry_mirror() {
     // The examples name `nginx` (docker.io/library/nginx:latest, pull policy Always): the pull
     // really happens, from a registry on loopback that registries.yaml makes docker.io's mirror.
-    let reg = Registry::start();
-    reg.push(
-        &capstan_testkit::agent::test_images().join("nginx.tar"),
-        "library/nginx:latest",
-    );
-    let cfg_dir = tempfile::tempdir().expect("tmp");
-    let registries = cfg_dir.path().join("registries.yaml");
-    std::fs::write(
-        &registries,
-        format!(
-            "mirrors:\n  docker.io:\n    endpoint:\n      - \"http://127.0.0.1:{}\"\n",
-            reg.port
-        ),
-    )
-    .expect("registries.yaml");
-    let s = Server::start_with_agent(BIN, &["--private-registry", &registries.to_string_lossy()]);
+    let mirror = Registry::docker_io_mirror_with_nginx();
+    let s = Server::start_with_agent(BIN, &["--private-registry", &mirror.registries_arg()]);
     let node = s.node_name();
     // The example as it is; its node is the only one here (nodeName spares the scheduler).
     let example = std::fs::read_to_string(capstan_testkit::examples_dir().join("pod.yaml"))

@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test and benchmark code: a failed step is the test failing
 
 pub mod agent;
+pub mod registry;
 
 use std::io::Write;
 use std::net::TcpListener;
