@@ -300,6 +300,7 @@ fn the_example_ingress_serves_every_pod_by_host_with_tls_errors_and_scale_down()
             }
         })
     };
+    let before = sent.load(Ordering::Relaxed);
     s.ok(&["scale", "deployment", "my-deployment", "--replicas=1"]);
     eventually(Duration::from_secs(120), "one pod left", || {
         let names = s.ok(&[
@@ -312,6 +313,7 @@ fn the_example_ingress_serves_every_pod_by_host_with_tls_errors_and_scale_down()
         ]);
         (names.split_whitespace().count() == 1).then_some(())
     });
+    let during = sent.load(Ordering::Relaxed) - before;
     // Requests go on after the pods are gone, all to the one left.
     let after = sent.load(Ordering::Relaxed) + 50;
     eventually(Duration::from_secs(60), "50 more requests", || {
@@ -320,6 +322,11 @@ fn the_example_ingress_serves_every_pod_by_host_with_tls_errors_and_scale_down()
     stop.store(true, Ordering::Relaxed);
     looper.join().expect("request loop");
     let failures = failures.lock().unwrap();
+    eprintln!(
+        "scale-down: {during} requests while 2 of 3 pods went, {} in all",
+        sent.load(Ordering::Relaxed)
+    );
+    assert!(during > 0, "no request was sent while the pods went");
     assert!(
         failures.is_empty(),
         "{} of {} requests failed while scaling down: {:?}",

@@ -46,11 +46,15 @@ impl Backend {
         Some(self.endpoints[i % self.endpoints.len()])
     }
 
-    /// The next endpoint other than `tried` (for the one retry after a connect error).
+    /// The endpoint after `tried` (for the one retry after a failure). It does not advance
+    /// the round robin, so a failing endpoint does not shift every later request onto it.
     pub fn pick_other(&self, tried: SocketAddr) -> Option<SocketAddr> {
-        (0..self.endpoints.len())
-            .filter_map(|_| self.pick())
-            .find(|a| *a != tried)
+        let n = self.endpoints.len();
+        match self.endpoints.iter().position(|a| *a == tried) {
+            Some(i) if n > 1 => Some(self.endpoints[(i + 1) % n]),
+            Some(_) => None,
+            None => self.pick(),
+        }
     }
 }
 

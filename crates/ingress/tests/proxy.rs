@@ -77,6 +77,10 @@ async fn refused() -> SocketAddr {
 
 /// The ingress on a loopback port, routing `host` to a Service whose endpoints are `eps`.
 async fn ingress(eps: &[SocketAddr]) -> SocketAddr {
+    ingress_with_metrics(eps).await.0
+}
+
+async fn ingress_with_metrics(eps: &[SocketAddr]) -> (SocketAddr, Arc<Metrics>) {
     let ing = serde_json::from_value(json!({
         "metadata": {"name": "i", "namespace": "default"},
         "spec": {"rules": [{"host": "app.test", "http": {"paths": [
@@ -108,9 +112,10 @@ async fn ingress(eps: &[SocketAddr]) -> SocketAddr {
         ));
     }
     let table = Table::build(&[Arc::new(ing)], &endpoints);
+    let metrics = Arc::new(Metrics::new());
     let proxy = Arc::new(Proxy::new(
         Arc::new(RwLock::new(Arc::new(table))),
-        Arc::new(Metrics::new()),
+        metrics.clone(),
     ));
     let (l, addr) = capstan_ingress::server::bind("127.0.0.1:0".parse().unwrap())
         .await
@@ -119,7 +124,7 @@ async fn ingress(eps: &[SocketAddr]) -> SocketAddr {
     let (tx, rx) = tokio::sync::watch::channel(false);
     std::mem::forget(tx);
     tokio::spawn(capstan_ingress::server::serve_http(l, proxy, rx));
-    addr
+    (addr, metrics)
 }
 
 async fn raw(addr: SocketAddr, request: &str) -> String {
@@ -211,7 +216,7 @@ async fn http2_without_tls_is_served() {
 async fn a_refused_endpoint_is_retried_on_another_and_alone_answers_502() {
     let up = upstream().await;
     let dead = refused().await;
-    let ing = ingress(&[dead, up]).await;
+    let (ing, metrics) = ingress_with_metrics(&[dead, up]).await;
     // Round robin starts somewhere; every GET must succeed whichever endpoint comes first.
     for _ in 0..6 {
         let out = raw(
@@ -221,6 +226,17 @@ async fn a_refused_endpoint_is_retried_on_another_and_alone_answers_502() {
         .await;
         assert!(out.starts_with("HTTP/1.1 200"), "{out}");
     }
+    // Half the requests met the refusing endpoint first; each was retried once.
+    assert_eq!(metrics.retries.get(), 3);
+    let text = metrics.render();
+    assert!(
+        text.contains("capstan_ingress_requests_total{code=\"200\"} 6"),
+        "{text}"
+    );
+    assert!(
+        text.contains("capstan_ingress_upstream_seconds_count 6"),
+        "{text}"
+    );
     let only_dead = ingress(&[dead]).await;
     let out = raw(
         only_dead,
