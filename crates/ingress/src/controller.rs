@@ -9,7 +9,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use capstan_runtime::events::Recorder;
-use capstan_runtime::informer::{Cache, Informer};
+use capstan_runtime::informer::{key_of, Cache, Informer};
 use k8s_openapi::api::core::v1::{Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
@@ -51,7 +51,14 @@ pub struct Outputs {
     pub metrics: Arc<Metrics>,
 }
 
-fn informer<K>(api: Api<K>, config: watcher::Config, wake: &Arc<Notify>) -> Informer<K>
+/// An informer waking the rebuild when a change concerns it (`relevant` on the old or new
+/// object).
+fn informer<K>(
+    api: Api<K>,
+    config: watcher::Config,
+    wake: &Arc<Notify>,
+    relevant: impl Fn(&K) -> bool + Send + Sync + 'static,
+) -> Informer<K>
 where
     K: kube::Resource
         + Clone
@@ -63,7 +70,11 @@ where
 {
     let mut inf = Informer::new(api, config);
     let wake = wake.clone();
-    inf.on_change(move |_| wake.notify_one());
+    inf.on_change(move |change| {
+        if change.objects().iter().any(|o| relevant(o)) {
+            wake.notify_one();
+        }
+    });
     inf
 }
 
@@ -75,16 +86,25 @@ pub async fn run(
     shutdown: watch::Receiver<bool>,
 ) {
     let wake = Arc::new(Notify::new());
+    let wanted = Arc::new(RwLock::new(Wanted::default()));
     let all = watcher::Config::default();
-    let ing = informer::<Ingress>(Api::all(client.clone()), all.clone(), &wake);
-    let cls = informer::<IngressClass>(Api::all(client.clone()), all.clone(), &wake);
-    let svc = informer::<Service>(Api::all(client.clone()), all.clone(), &wake);
-    let eps = informer::<EndpointSlice>(Api::all(client.clone()), all.clone(), &wake);
+    let ing = informer::<Ingress>(Api::all(client.clone()), all.clone(), &wake, |_| true);
+    let cls = informer::<IngressClass>(Api::all(client.clone()), all.clone(), &wake, |_| true);
+    let w = wanted.clone();
+    let svc = informer::<Service>(Api::all(client.clone()), all.clone(), &wake, move |s| {
+        w.read().services.contains(&key_of(s))
+    });
+    let w = wanted.clone();
+    let eps = informer::<EndpointSlice>(Api::all(client.clone()), all.clone(), &wake, move |s| {
+        slice_service(s).is_some_and(|k| w.read().services.contains(&k))
+    });
     // Only TLS Secrets can serve as certificates; the others are never held in memory.
+    let w = wanted.clone();
     let sec = informer::<Secret>(
         Api::all(client.clone()),
         watcher::Config::default().fields("type=kubernetes.io/tls"),
         &wake,
+        move |s| w.read().secrets.contains(&key_of(s)),
     );
     let caches = Caches {
         ingresses: ing.cache(),
@@ -106,6 +126,7 @@ pub async fn run(
     }
     let mut state = Rebuilder {
         client: client.clone(),
+        wanted,
         recorder: Recorder::new(client, "capstan-ingress"),
         node_ip: node_ip.to_string(),
         reported: BTreeSet::new(),
@@ -121,8 +142,62 @@ pub async fn run(
     }
 }
 
+/// The Services and Secrets the served Ingresses name: changes to other ones do not wake the
+/// rebuild, so a busy cluster's endpoint churn costs the ingress nothing.
+#[derive(Default)]
+pub struct Wanted {
+    /// `namespace/name` of Services.
+    services: HashSet<String>,
+    /// `namespace/name` of TLS Secrets.
+    secrets: HashSet<String>,
+}
+
+impl Wanted {
+    fn of(served: &[Arc<Ingress>]) -> Self {
+        let mut w = Wanted::default();
+        for ing in served {
+            let ns = ing.metadata.namespace.clone().unwrap_or_default();
+            let Some(spec) = ing.spec.as_ref() else {
+                continue;
+            };
+            let backends = spec.default_backend.iter().chain(
+                spec.rules
+                    .iter()
+                    .flatten()
+                    .filter_map(|r| r.http.as_ref())
+                    .flat_map(|h| h.paths.iter().map(|p| &p.backend)),
+            );
+            for b in backends {
+                if let Some(s) = &b.service {
+                    w.services.insert(format!("{ns}/{}", s.name));
+                }
+            }
+            for t in spec.tls.iter().flatten() {
+                if let Some(name) = t.secret_name.as_deref().filter(|n| !n.is_empty()) {
+                    w.secrets.insert(format!("{ns}/{name}"));
+                }
+            }
+        }
+        w
+    }
+}
+
+/// `namespace/name` of the Service an EndpointSlice belongs to.
+fn slice_service(slice: &EndpointSlice) -> Option<String> {
+    let svc = slice
+        .metadata
+        .labels
+        .as_ref()
+        .and_then(|l| l.get(crate::router::SERVICE_NAME_LABEL))?;
+    Some(format!(
+        "{}/{svc}",
+        slice.metadata.namespace.as_deref().unwrap_or_default()
+    ))
+}
+
 struct Rebuilder {
     client: kube::Client,
+    wanted: Arc<RwLock<Wanted>>,
     recorder: Recorder,
     node_ip: String,
     /// Problems already reported, so each becomes one Event (and again only after it was fixed).
@@ -141,7 +216,11 @@ impl Rebuilder {
             .into_iter()
             .filter(|i| class::serves(i, &classes))
             .collect();
-        let eps = self.endpoints(&served, c);
+        // Published before the caches are read: a change to a named object after this point
+        // wakes the next rebuild, one before it is in what this rebuild reads.
+        *self.wanted.write() = Wanted::of(&served);
+        let services = self.wanted.read().services.clone();
+        let eps = self.endpoints(&services, c);
         let mut table = Table::build(&served, &eps);
         let mut problems = std::mem::take(&mut table.problems);
         let certs = self.certificates(&served, &table, c, &mut problems);
@@ -160,42 +239,16 @@ impl Rebuilder {
         self.publish_status(&served);
     }
 
-    /// The Services the served Ingresses name, and their EndpointSlices.
-    fn endpoints(&self, served: &[Arc<Ingress>], c: &Caches) -> Endpoints {
-        let mut wanted = HashSet::new();
-        for ing in served {
-            let ns = ing.metadata.namespace.clone().unwrap_or_default();
-            let spec = ing.spec.as_ref();
-            let backends = spec
-                .and_then(|s| s.default_backend.as_ref())
-                .into_iter()
-                .chain(
-                    spec.and_then(|s| s.rules.as_ref())
-                        .into_iter()
-                        .flatten()
-                        .filter_map(|r| r.http.as_ref())
-                        .flat_map(|h| h.paths.iter().map(|p| &p.backend)),
-                );
-            for b in backends {
-                if let Some(s) = &b.service {
-                    wanted.insert(format!("{ns}/{}", s.name));
-                }
-            }
-        }
+    /// The named Services' objects and EndpointSlices.
+    fn endpoints(&self, wanted: &HashSet<String>, c: &Caches) -> Endpoints {
         let mut eps = Endpoints::default();
-        for key in &wanted {
+        for key in wanted {
             if let Some(s) = c.services.get(key) {
                 eps.services.insert(key.clone(), s);
             }
         }
         for slice in c.slices.list() {
-            let ns = slice.metadata.namespace.as_deref().unwrap_or_default();
-            let svc = slice
-                .metadata
-                .labels
-                .as_ref()
-                .and_then(|l| l.get(crate::router::SERVICE_NAME_LABEL));
-            if svc.is_some_and(|s| wanted.contains(&format!("{ns}/{s}"))) {
+            if slice_service(&slice).is_some_and(|k| wanted.contains(&k)) {
                 eps.add_slice(slice);
             }
         }
@@ -343,5 +396,38 @@ impl Rebuilder {
                 }
             });
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn only_the_services_and_secrets_ingresses_name_are_wanted() {
+        let ing: Ingress = serde_json::from_value(json!({
+            "metadata": {"name": "i", "namespace": "ns"},
+            "spec": {
+                "defaultBackend": {"service": {"name": "fallback", "port": {"number": 80}}},
+                "tls": [{"hosts": ["a.test"], "secretName": "a-tls"}, {"hosts": ["b.test"]}],
+                "rules": [{"host": "a.test", "http": {"paths": [
+                    {"path": "/", "pathType": "Prefix",
+                     "backend": {"service": {"name": "web", "port": {"name": "http"}}}}]}}],
+            },
+        }))
+        .expect("ingress");
+        let w = Wanted::of(&[Arc::new(ing)]);
+        let mut services: Vec<_> = w.services.iter().cloned().collect();
+        services.sort();
+        assert_eq!(services, vec!["ns/fallback", "ns/web"]);
+        assert_eq!(w.secrets.iter().collect::<Vec<_>>(), vec!["ns/a-tls"]);
+        let slice: EndpointSlice = serde_json::from_value(json!({
+            "metadata": {"name": "web-abc", "namespace": "ns",
+                         "labels": {"kubernetes.io/service-name": "web"}},
+            "addressType": "IPv4", "endpoints": [],
+        }))
+        .expect("slice");
+        assert_eq!(slice_service(&slice).as_deref(), Some("ns/web"));
     }
 }
