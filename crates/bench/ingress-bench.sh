@@ -5,8 +5,9 @@
 #   2. Debian's nginx on the host as a reverse proxy to the same pods (keep-alive upstream),
 #   3. straight to one pod,
 # against 3 nginx pods (the test image docker.io/library/nginx:latest), plus the idle memory the
-# ingress adds to the server process (RSS with the ingress on, minus RSS of a run with
-# --ingress-http-port 0 --ingress-https-port 0, both measured before any traffic).
+# ingress adds to a node agent (a `capstan agent` process joined to a `--disable-agent` server:
+# its RSS with the ingress on, minus its RSS in a run with --ingress-http-port 0
+# --ingress-https-port 0, both before any Ingress or traffic).
 #
 # Usage (as root, after scripts/packages.sh): crates/bench/ingress-bench.sh [path/to/capstan]
 #   DURATION=10s CONNECTIONS=64 THREADS=2 to change the load.
@@ -26,27 +27,28 @@ kubelet_port=10351
 images="$("$repo/scripts/build-test-images.sh" >&2 && echo /var/tmp/capstan-images)"
 work="$(mktemp -d /var/tmp/ingress-bench.XXXXXX)"
 server_pid=""
+agent_pid=""
 nginx_pid=""
 
-stop_server() {
-  if [ -n "$server_pid" ]; then
-    kill -TERM "$server_pid" 2>/dev/null || true
-    wait "$server_pid" 2>/dev/null || true
-    server_pid=""
+stop_pid() {
+  if [ -n "$1" ]; then
+    kill -TERM "$1" 2>/dev/null || true
+    wait "$1" 2>/dev/null || true
   fi
 }
 cleanup() {
   [ -n "$nginx_pid" ] && kill "$nginx_pid" 2>/dev/null || true
   # Containers outlive the agent (shims): let the agent remove the pods first.
-  if [ -n "$server_pid" ]; then
+  if [ -n "$agent_pid" ]; then
     kubectl delete deployment my-deployment --ignore-not-found >/dev/null 2>&1 || true
     for _ in $(seq 120); do
       [ -z "$(kubectl get pods -o name 2>/dev/null)" ] && break
       sleep 0.5
     done
   fi
-  stop_server
-  runc_root="$work/data/agent/containerd/state/runc-root/k8s.io"
+  stop_pid "$agent_pid"
+  stop_pid "$server_pid"
+  runc_root="$work/agent/agent/containerd/state/runc-root/k8s.io"
   if [ -d "$runc_root" ]; then
     for id in $(runc --root "$runc_root" list -q); do
       runc --root "$runc_root" kill --all "$id" KILL 2>/dev/null || true
@@ -59,33 +61,47 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# Starts the server with its agent; $1 = extra flags.
-start_server() {
-  mkdir -p "$work/data/agent/images"
-  ln -sf "$images/nginx.tar" "$work/data/agent/images/nginx.tar"
+"$bin" server --data-dir "$work/server" --https-listen-port "$api_port" --disable-agent \
+  --cluster-cidr "10.$octet.0.0/16" >>"$work/server.log" 2>&1 &
+server_pid=$!
+export KUBECONFIG="$work/server/kubeconfig.yaml"
+for _ in $(seq 120); do [ -s "$work/server/server/node-token" ] && kubectl get ns default >/dev/null 2>&1 && break; sleep 0.5; done
+
+# Starts the node agent; $1 = extra flags. Waits until the node is Ready.
+start_agent() {
+  mkdir -p "$work/agent/agent/images"
+  ln -sf "$images/nginx.tar" "$work/agent/agent/images/nginx.tar"
   # shellcheck disable=SC2086
-  "$bin" server --data-dir "$work/data" --https-listen-port "$api_port" \
-    --node-name "bench-$octet" --kubelet-port "$kubelet_port" --cni-bridge "cst$octet" \
-    --cluster-cidr "10.$octet.0.0/16" $1 >>"$work/server.log" 2>&1 &
-  server_pid=$!
-  export KUBECONFIG="$work/data/kubeconfig.yaml"
+  "$bin" agent --server "https://127.0.0.1:$api_port" --token "$(cat "$work/server/server/node-token")" \
+    --data-dir "$work/agent" --node-name "bench-$octet" --kubelet-port "$kubelet_port" \
+    --cni-bridge "cst$octet" $1 >>"$work/agent.log" 2>&1 &
+  agent_pid=$!
   for _ in $(seq 300); do
     kubectl get node "bench-$octet" -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}' 2>/dev/null | grep -q True && return 0
     sleep 0.5
   done
-  echo "the node did not become Ready; see $work/server.log" >&2
+  echo "the node did not become Ready; see $work/agent.log" >&2
   exit 1
 }
 
-rss_kib() { awk '/^VmRSS/ {print $2}' "/proc/$server_pid/status"; }
+# The agent's RSS: the median of 7 samples a second apart, after 15 s to settle.
+rss_kib() {
+  sleep 15
+  for _ in $(seq 7); do
+    awk '/^VmRSS/ {print $2}' "/proc/$agent_pid/status"
+    sleep 1
+  done | sort -n | sed -n 4p
+}
 
-# Idle memory without the ingress, then with it (settled for 10 s each, no traffic).
-start_server "--ingress-http-port 0 --ingress-https-port 0"
-sleep 10
+# A first start imports the images and assembles the pause image, which the later starts skip:
+# it is not measured.
+start_agent "--ingress-http-port 0 --ingress-https-port 0"
+stop_pid "$agent_pid"
+start_agent "--ingress-http-port 0 --ingress-https-port 0"
 rss_off=$(rss_kib)
-stop_server
-start_server "--ingress-http-port $http_port --ingress-https-port $https_port"
-sleep 10
+stop_pid "$agent_pid"
+# The node is still Ready from the first run; the settling time in rss_kib covers the start.
+start_agent "--ingress-http-port $http_port --ingress-https-port $https_port"
 rss_on=$(rss_kib)
 
 kubectl apply -f - >/dev/null <<EOF
@@ -163,4 +179,4 @@ echo "wrk -t$threads -c$conns -d$duration --latency, 3 nginx pods (one for direc
 run "capstan ingress" -H 'Host: myapp.example.com' "http://127.0.0.1:$http_port/"
 run "nginx reverse proxy" -H 'Host: myapp.example.com' "http://127.0.0.1:$nginx_port/"
 run "direct to a pod" "http://$first_ip:80/"
-echo "idle RSS of the server process: ${rss_off} KiB with the ingress off, ${rss_on} KiB on: +$((rss_on - rss_off)) KiB"
+echo "idle RSS of the node agent: ${rss_off} KiB with the ingress off, ${rss_on} KiB on: +$((rss_on - rss_off)) KiB"

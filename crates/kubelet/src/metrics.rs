@@ -94,3 +94,18 @@ impl Metrics {
         self.extra.write().push(Box::new(f));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn appended_metrics_come_before_the_one_eof_line() {
+        let m = Metrics::new();
+        m.append(|| "# TYPE other_total counter\nother_total 1\n".to_string());
+        let text = m.render();
+        assert!(text.contains("capstan_kubelet_running_pods"), "{text}");
+        assert!(text.ends_with("other_total 1\n# EOF\n"), "{text}");
+        assert_eq!(text.matches("# EOF").count(), 1);
+    }
+}
