@@ -1,4 +1,5 @@
-//! What exists from the first start: the default namespaces, the `default/kubernetes` Service
+//! What exists from the first start: the default namespaces, the `capstan` IngressClass, the
+//! `default/kubernetes` Service
 //! at the first service IP with Endpoints pointing at this API server, and the allocator's
 //! memory of every stored Service. Idempotent: safe on every start.
 
@@ -67,6 +68,20 @@ pub async fn run(reg: &Registry, advertise_ip: IpAddr, port: u16) -> ApiResult<(
         )
         .await?;
     }
+    // The built-in ingress's class (every node agent serves it), the default for Ingresses
+    // naming none. Created once: a user's later edits (e.g. unmarking it default) stay.
+    ensure(
+        reg,
+        "networking.k8s.io",
+        "ingressclasses",
+        None,
+        json!({
+            "apiVersion": "networking.k8s.io/v1", "kind": "IngressClass",
+            "metadata": {"name": "capstan", "annotations": {"ingressclass.kubernetes.io/is-default-class": "true"}},
+            "spec": {"controller": "capstan.io/ingress"},
+        }),
+    )
+    .await?;
     let cluster_ip = reg.services().config().service_ip(1).to_string();
     ensure(
         reg,

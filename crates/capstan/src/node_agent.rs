@@ -75,6 +75,15 @@ pub struct NodeArgs {
     /// Labels for the Node (repeatable, key=value).
     #[arg(long = "node-label", env = "CAPSTAN_NODE_LABEL", value_delimiter = ',')]
     pub node_labels: Vec<String>,
+
+    /// Port the built-in ingress serves plain HTTP (and h2c) on; 0 turns it off.
+    #[arg(long, env = "CAPSTAN_INGRESS_HTTP_PORT", default_value_t = 80)]
+    pub ingress_http_port: u16,
+
+    /// Port the built-in ingress serves HTTPS (TLS from the Ingresses' Secrets by SNI, HTTP/2
+    /// by ALPN) on; 0 turns it off.
+    #[arg(long, env = "CAPSTAN_INGRESS_HTTPS_PORT", default_value_t = 443)]
+    pub ingress_https_port: u16,
 }
 
 impl NodeArgs {
@@ -129,6 +138,8 @@ impl NodeArgs {
             container_log_max_files: self.container_log_max_files.max(2),
             dir,
             tls,
+            ingress_http_port: self.ingress_http_port,
+            ingress_https_port: self.ingress_https_port,
         }
     }
 }

@@ -58,6 +58,9 @@ pub struct Config {
     /// Serving certificate and key for the kubelet port, and the CA that signs API server
     /// client certificates.
     pub tls: Option<server::Tls>,
+    /// The built-in ingress's HTTP and HTTPS ports (0 turns one off).
+    pub ingress_http_port: u16,
+    pub ingress_https_port: u16,
 }
 
 /// Fatal start-up errors.
@@ -218,6 +221,7 @@ impl Agent {
         tracing::info!(node = %cfg.node_name, pod_cidr = %pod_cidr, runtime = %version, images_imported = imported, ready_in_ms = started.elapsed().as_millis() as u64, "node agent is ready");
 
         let metrics = Arc::new(Metrics::new());
+        start_ingress(&cfg, ip, &client, &metrics, &shutdown).await;
         let (readings_tx, readings_rx) = watch::channel(Readings {
             runtime_version: version.clone(),
             runtime_ready: true,
@@ -283,6 +287,32 @@ impl Agent {
             s.stopped().await;
         }
         Ok(())
+    }
+}
+
+/// Starts the built-in ingress on this node's ports; its metrics join the agent's. A port
+/// that cannot be bound is logged and leaves the node without ingress, not without pods.
+async fn start_ingress(
+    cfg: &Config,
+    ip: IpAddr,
+    client: &kube::Client,
+    metrics: &Arc<Metrics>,
+    shutdown: &watch::Receiver<bool>,
+) {
+    let ingress = capstan_ingress::Config {
+        node_ip: ip,
+        http_port: cfg.ingress_http_port,
+        https_port: cfg.ingress_https_port,
+    };
+    match capstan_ingress::start(ingress, client.clone(), shutdown.clone()).await {
+        Ok(Some(running)) => {
+            let m = running.metrics.clone();
+            metrics.append(move || m.render());
+        }
+        Ok(None) => {}
+        Err(e) => {
+            tracing::error!(error = %e, "the ingress cannot start; set --ingress-http-port / --ingress-https-port (0 turns one off)")
+        }
     }
 }
 

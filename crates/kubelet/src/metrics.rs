@@ -6,8 +6,13 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
+/// Renders another component's metrics (text exposition without `# EOF`).
+type Extra = Box<dyn Fn() -> String + Send + Sync>;
+
 pub struct Metrics {
     registry: Registry,
+    /// Components running in the agent that append their metrics (the ingress).
+    extra: parking_lot::RwLock<Vec<Extra>>,
     pub pods: Gauge,
     pub containers_started: Counter,
     pub status_updates: Counter,
@@ -59,6 +64,7 @@ impl Metrics {
         );
         Self {
             registry,
+            extra: Default::default(),
             pods,
             containers_started,
             status_updates,
@@ -71,6 +77,35 @@ impl Metrics {
     pub fn render(&self) -> String {
         let mut out = String::new();
         let _ = encode(&mut out, &self.registry);
+        let extra = self.extra.read();
+        if extra.is_empty() {
+            return out;
+        }
+        let mut out = out.strip_suffix("# EOF\n").unwrap_or(&out).to_string();
+        for f in extra.iter() {
+            out.push_str(&f());
+        }
+        out.push_str("# EOF\n");
         out
+    }
+
+    /// Adds another component's metrics to the exposition.
+    pub fn append(&self, f: impl Fn() -> String + Send + Sync + 'static) {
+        self.extra.write().push(Box::new(f));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn appended_metrics_come_before_the_one_eof_line() {
+        let m = Metrics::new();
+        m.append(|| "# TYPE other_total counter\nother_total 1\n".to_string());
+        let text = m.render();
+        assert!(text.contains("capstan_kubelet_running_pods"), "{text}");
+        assert!(text.ends_with("other_total 1\n# EOF\n"), "{text}");
+        assert_eq!(text.matches("# EOF").count(), 1);
     }
 }

@@ -24,6 +24,9 @@ pub struct AgentOpts {
     pub kubelet_port: u16,
     pub bridge: String,
     pub cluster_cidr: String,
+    /// The built-in ingress's ports.
+    pub ingress_http_port: u16,
+    pub ingress_https_port: u16,
 }
 
 impl Default for AgentOpts {
@@ -41,6 +44,8 @@ impl AgentOpts {
             kubelet_port: free_port(),
             bridge: format!("cst{octet}"),
             cluster_cidr: format!("10.{octet}.0.0/16"),
+            ingress_http_port: free_port(),
+            ingress_https_port: free_port(),
         }
     }
 
@@ -54,6 +59,10 @@ impl AgentOpts {
             self.bridge.clone(),
             "--cluster-cidr".into(),
             self.cluster_cidr.clone(),
+            "--ingress-http-port".into(),
+            self.ingress_http_port.to_string(),
+            "--ingress-https-port".into(),
+            self.ingress_https_port.to_string(),
         ]
     }
 }
@@ -346,6 +355,10 @@ impl JoinedAgent {
                 &opts.kubelet_port.to_string(),
                 "--cni-bridge",
                 &opts.bridge,
+                "--ingress-http-port",
+                &opts.ingress_http_port.to_string(),
+                "--ingress-https-port",
+                &opts.ingress_https_port.to_string(),
             ])
             .stdout(std::process::Stdio::from(log.try_clone().expect("log")))
             .stderr(std::process::Stdio::from(log))
