@@ -153,7 +153,7 @@ pub async fn run(
         client,
         publish::Published {
             cluster_ip: config.cluster_ip,
-            endpoint: bound,
+            endpoint: Some(bound),
             domain: config.domain.clone(),
         },
         shutdown.clone(),

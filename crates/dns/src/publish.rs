@@ -21,7 +21,7 @@ pub const SERVICE: &str = "kube-dns";
 pub const SLICE: &str = "kube-dns-capstan";
 pub const CONFIG_MAP: &str = "cluster-dns";
 /// The managed-by value of the EndpointSlice (not the EndpointSlice controller's).
-pub const MANAGED_BY: &str = "capstan.io/cluster-dns";
+pub const MANAGED_BY: &str = "cluster-dns.capstan.io";
 const FIELD_MANAGER: &str = "capstan-cluster-dns";
 /// How often the objects are checked again.
 pub const RECHECK: Duration = Duration::from_secs(30);
@@ -32,12 +32,12 @@ const RETRY: Duration = Duration::from_secs(2);
 #[derive(Clone, Debug)]
 pub struct Published {
     pub cluster_ip: IpAddr,
-    /// The address and port DNS listens on.
-    pub endpoint: SocketAddr,
+    /// The address and port DNS listens on; None when DNS is off (only the ConfigMap is kept).
+    pub endpoint: Option<SocketAddr>,
     pub domain: String,
 }
 
-pub fn service(p: &Published) -> Value {
+pub fn service(p: &Published, endpoint: SocketAddr) -> Value {
     json!({
         "apiVersion": "v1", "kind": "Service",
         "metadata": {"name": SERVICE, "namespace": NAMESPACE, "labels": {
@@ -49,15 +49,15 @@ pub fn service(p: &Published) -> Value {
             "type": "ClusterIP",
             "clusterIP": p.cluster_ip.to_string(),
             "ports": [
-                {"name": "dns", "port": 53, "protocol": "UDP", "targetPort": p.endpoint.port()},
-                {"name": "dns-tcp", "port": 53, "protocol": "TCP", "targetPort": p.endpoint.port()},
+                {"name": "dns", "port": 53, "protocol": "UDP", "targetPort": endpoint.port()},
+                {"name": "dns-tcp", "port": 53, "protocol": "TCP", "targetPort": endpoint.port()},
             ],
         },
     })
 }
 
-pub fn slice(p: &Published) -> Value {
-    let family = if p.endpoint.is_ipv4() { "IPv4" } else { "IPv6" };
+pub fn slice(endpoint: SocketAddr) -> Value {
+    let family = if endpoint.is_ipv4() { "IPv4" } else { "IPv6" };
     json!({
         "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
         "metadata": {"name": SLICE, "namespace": NAMESPACE, "labels": {
@@ -67,12 +67,12 @@ pub fn slice(p: &Published) -> Value {
         }},
         "addressType": family,
         "endpoints": [{
-            "addresses": [p.endpoint.ip().to_string()],
+            "addresses": [endpoint.ip().to_string()],
             "conditions": {"ready": true, "serving": true, "terminating": false},
         }],
         "ports": [
-            {"name": "dns", "port": p.endpoint.port(), "protocol": "UDP"},
-            {"name": "dns-tcp", "port": p.endpoint.port(), "protocol": "TCP"},
+            {"name": "dns", "port": endpoint.port(), "protocol": "UDP"},
+            {"name": "dns-tcp", "port": endpoint.port(), "protocol": "TCP"},
         ],
     })
 }
@@ -148,8 +148,22 @@ pub async fn sync(client: &kube::Client, p: &Published) -> Result<bool, Error> {
         config_map(p),
     )
     .await?;
-    wrote |= ensure(&services, SERVICE, "the kube-dns Service", service(p)).await?;
-    wrote |= ensure(&slices, SLICE, "the kube-dns EndpointSlice", slice(p)).await?;
+    if let Some(endpoint) = p.endpoint {
+        wrote |= ensure(
+            &services,
+            SERVICE,
+            "the kube-dns Service",
+            service(p, endpoint),
+        )
+        .await?;
+        wrote |= ensure(
+            &slices,
+            SLICE,
+            "the kube-dns EndpointSlice",
+            slice(endpoint),
+        )
+        .await?;
+    }
     Ok(wrote)
 }
 
@@ -158,7 +172,7 @@ pub async fn run(client: kube::Client, p: Published, mut shutdown: watch::Receiv
     loop {
         let wait = match sync(&client, &p).await {
             Ok(true) => {
-                tracing::info!(service = %p.cluster_ip, endpoint = %p.endpoint, "published the kube-dns Service and its EndpointSlice");
+                tracing::info!(service = %p.cluster_ip, endpoint = ?p.endpoint, "published the cluster DNS objects (kube-dns Service, EndpointSlice, cluster-dns ConfigMap)");
                 RECHECK
             }
             Ok(false) => RECHECK,
@@ -180,19 +194,20 @@ mod tests {
     fn published() -> Published {
         Published {
             cluster_ip: "10.43.0.10".parse().expect("ip"),
-            endpoint: "192.0.2.5:5353".parse().expect("addr"),
+            endpoint: Some("192.0.2.5:5353".parse().expect("addr")),
             domain: "cluster.local".into(),
         }
     }
 
     #[test]
     fn the_service_has_no_selector_and_targets_the_listening_port() {
-        let s = service(&published());
+        let at = "192.0.2.5:5353".parse().expect("addr");
+        let s = service(&published(), at);
         assert!(s["spec"].get("selector").is_none());
         assert_eq!(s["spec"]["clusterIP"], "10.43.0.10");
         assert_eq!(s["spec"]["ports"][0]["targetPort"], 5353);
         assert_eq!(s["metadata"]["labels"]["k8s-app"], "kube-dns");
-        let e = slice(&published());
+        let e = slice(at);
         assert_eq!(e["endpoints"][0]["addresses"][0], "192.0.2.5");
         assert_eq!(e["ports"][1]["protocol"], "TCP");
         assert_ne!(
