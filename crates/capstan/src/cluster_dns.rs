@@ -1,6 +1,7 @@
 //! Cluster DNS inside `capstan server` (crates/dns): its flags, where it listens (the advertise
 //! address), and what joined agents learn from it (the `kube-system/cluster-dns` ConfigMap).
 
+use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use clap::Args;
@@ -46,8 +47,9 @@ pub async fn start(
         .clone()
         .unwrap_or_else(|| DEFAULT_DOMAIN.into());
     let client = ctx.client_as("capstan-dns");
-    if args.dns.cluster_dns_port == 0 {
-        // Agents still learn the address and domain (a DNS server the user runs may serve it).
+    // Without DNS here (off, or its port taken), agents still learn the address and domain: a
+    // DNS server the user runs behind kube-dns may serve them.
+    let settings_only = |client: kube::Client, domain: String| {
         tokio::spawn(capstan_dns::publish::run(
             client,
             capstan_dns::publish::Published {
@@ -57,18 +59,22 @@ pub async fn start(
             },
             ctx.shutdown.clone(),
         ));
+    };
+    if args.dns.cluster_dns_port == 0 {
         tracing::info!("cluster DNS is disabled (--cluster-dns-port 0)");
+        settings_only(client, domain);
         return;
     }
     capstan_apiserver::metrics::add_exposition(capstan_dns::metrics::render_global);
     let config = capstan_dns::Config {
         listen: SocketAddr::new(advertise, args.dns.cluster_dns_port),
-        domain,
+        domain: domain.clone(),
         cluster_ip: IpAddr::V4(ip),
         upstreams: args.dns.dns_upstream.clone(),
     };
-    if let Err(e) = capstan_dns::run(client, config, ctx.shutdown.clone()).await {
+    if let Err(e) = capstan_dns::run(client.clone(), config, ctx.shutdown.clone()).await {
         tracing::error!(error = %e, "cluster DNS is not running");
+        settings_only(client, domain);
     }
 }
 
@@ -79,34 +85,45 @@ pub async fn learn(
     flags: &crate::node_agent::NodeArgs,
 ) -> (Vec<IpAddr>, String) {
     use k8s_openapi::api::core::v1::ConfigMap;
-    let published = if flags.cluster_dns.is_empty() || flags.cluster_domain.is_none() {
+    let mut published = BTreeMap::new();
+    if flags.cluster_dns.is_empty() || flags.cluster_domain.is_none() {
         let api: kube::Api<ConfigMap> =
             kube::Api::namespaced(client.clone(), capstan_dns::publish::NAMESPACE);
         match api.get_opt(capstan_dns::publish::CONFIG_MAP).await {
-            Ok(Some(cm)) => cm.data.unwrap_or_default(),
-            Ok(None) => Default::default(),
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot read the server's cluster DNS settings");
-                Default::default()
-            }
+            Ok(Some(cm)) => published = cm.data.unwrap_or_default(),
+            Ok(None) => {}
+            Err(e) => tracing::warn!(error = %e, "cannot read the server's cluster DNS settings"),
         }
+    }
+    let (ips, domain) = choose(
+        &flags.cluster_dns,
+        flags.cluster_domain.as_deref(),
+        &published,
+    );
+    if flags.cluster_dns.is_empty() && !published.contains_key("clusterDNS") {
+        tracing::warn!(fallback = %FALLBACK_IP, "the server publishes no cluster DNS address");
+    }
+    tracing::info!(cluster_dns = ?ips, cluster_domain = %domain, "cluster DNS settings");
+    (ips, domain)
+}
+
+/// Flags first, then the server's `cluster-dns` ConfigMap data, then the defaults.
+fn choose(
+    flag_ips: &[IpAddr],
+    flag_domain: Option<&str>,
+    published: &BTreeMap<String, String>,
+) -> (Vec<IpAddr>, String) {
+    let ips = if flag_ips.is_empty() {
+        let ip = published
+            .get("clusterDNS")
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(IpAddr::V4(FALLBACK_IP));
+        vec![ip]
     } else {
-        Default::default()
+        flag_ips.to_vec()
     };
-    let ips = if flags.cluster_dns.is_empty() {
-        match published.get("clusterDNS").and_then(|s| s.parse().ok()) {
-            Some(ip) => vec![ip],
-            None => {
-                tracing::warn!(fallback = %FALLBACK_IP, "the server publishes no cluster DNS address");
-                vec![IpAddr::V4(FALLBACK_IP)]
-            }
-        }
-    } else {
-        flags.cluster_dns.clone()
-    };
-    let domain = flags
-        .cluster_domain
-        .clone()
+    let domain = flag_domain
+        .map(str::to_string)
         .or_else(|| published.get("clusterDomain").cloned())
         .unwrap_or_else(|| DEFAULT_DOMAIN.into());
     (ips, domain)
@@ -128,5 +145,30 @@ mod tests {
         );
         assert_eq!(cluster_ip("192.168.7.0/29"), None);
         assert_eq!(cluster_ip("nonsense"), None);
+    }
+
+    #[test]
+    fn agents_take_flags_then_the_servers_settings_then_defaults() {
+        let published: BTreeMap<String, String> = [
+            ("clusterDNS".to_string(), "10.77.0.10".to_string()),
+            ("clusterDomain".to_string(), "corp.internal".to_string()),
+        ]
+        .into();
+        let flag: IpAddr = "10.1.0.10".parse().expect("ip");
+        assert_eq!(
+            choose(&[], None, &published),
+            (
+                vec!["10.77.0.10".parse().expect("ip")],
+                "corp.internal".into()
+            )
+        );
+        assert_eq!(
+            choose(&[flag], Some("x.local"), &published),
+            (vec![flag], "x.local".into())
+        );
+        assert_eq!(
+            choose(&[], None, &BTreeMap::new()),
+            (vec![IpAddr::V4(FALLBACK_IP)], DEFAULT_DOMAIN.into())
+        );
     }
 }
