@@ -23,8 +23,8 @@ packages=(
   mount             # mount, umount, losetup: the full-disk (tmpfs) and power-loss (loop device) tests
   e2fsprogs         # mkfs.ext4, for the power-loss test's loop device
   openssl           # reads the served certificate in the certificate renewal test
-  wrk               # the ingress benchmark's load generator (crates/bench/ingress-bench.sh)
-  nginx-light       # the ingress benchmark's reference reverse proxy
+  bind9-dnsutils    # dig, for the cluster DNS test
+  dnsperf           # the cluster DNS benchmark (an ignored test; BENCHMARKS.md)
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -10,6 +10,8 @@
 # --ingress-https-port 0, both before any Ingress or traffic).
 #
 # Usage (as root, after scripts/packages.sh): crates/bench/ingress-bench.sh [path/to/capstan]
+# Installs wrk and nginx-light when missing (not in packages.sh: Debian's nginx would start a
+# service on port 80, the ingress's own port, on a machine with systemd).
 #   DURATION=10s CONNECTIONS=64 THREADS=2 to change the load.
 set -euo pipefail
 
@@ -24,6 +26,18 @@ http_port=18080
 https_port=18443
 nginx_port=18081
 kubelet_port=10351
+missing=()
+for p in wrk nginx-light; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  # policy-rc.d answering 101 keeps the package's nginx service from starting on port 80.
+  printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d && chmod 755 /usr/sbin/policy-rc.d
+  trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+  rm -f /usr/sbin/policy-rc.d
+  trap - EXIT
+fi
 images="$("$repo/scripts/build-test-images.sh" >&2 && echo /var/tmp/capstan-images)"
 work="$(mktemp -d /var/tmp/ingress-bench.XXXXXX)"
 server_pid=""

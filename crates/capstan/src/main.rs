@@ -3,6 +3,7 @@
 
 mod agent;
 mod client;
+mod cluster_dns;
 mod components;
 mod hostinfo;
 mod images_cmd;
@@ -49,6 +50,12 @@ fn init_logging(debug: bool) {
     let default = if debug { "debug" } else { "info" };
     let filter = tracing_subscriber::EnvFilter::try_from_env("CAPSTAN_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    // hickory-server logs two info lines per DNS query; cluster DNS counts queries in /metrics.
+    let quiet_dns = !std::env::var("CAPSTAN_LOG").is_ok_and(|v| v.contains("hickory"));
+    let filter = match "hickory_server=warn".parse() {
+        Ok(d) if quiet_dns => filter.add_directive(d),
+        _ => filter,
+    };
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_target(false)

@@ -30,18 +30,15 @@ pub struct NodeArgs {
     )]
     pub pause_image: String,
 
-    /// The cluster DNS server pods with dnsPolicy ClusterFirst use.
-    #[arg(
-        long,
-        env = "CAPSTAN_CLUSTER_DNS",
-        default_value = "10.43.0.10",
-        value_delimiter = ','
-    )]
+    /// The cluster DNS server pods with dnsPolicy ClusterFirst use (default: the server's, the
+    /// 10th address of its --service-cidr; a joined agent learns it from its server).
+    #[arg(long, env = "CAPSTAN_CLUSTER_DNS", value_delimiter = ',')]
     pub cluster_dns: Vec<IpAddr>,
 
-    /// The cluster's DNS domain.
-    #[arg(long, env = "CAPSTAN_CLUSTER_DOMAIN", default_value = "cluster.local")]
-    pub cluster_domain: String,
+    /// The cluster's DNS domain, served by the server's cluster DNS (default cluster.local; a
+    /// joined agent learns it from its server).
+    #[arg(long, env = "CAPSTAN_CLUSTER_DOMAIN")]
+    pub cluster_domain: Option<String>,
 
     /// The kubelet port (logs for `kubectl logs`, metrics).
     #[arg(long, env = "CAPSTAN_KUBELET_PORT", default_value_t = 10250)]
@@ -120,7 +117,10 @@ impl NodeArgs {
             },
             pause_image: self.pause_image.clone(),
             cluster_dns: self.cluster_dns.clone(),
-            cluster_domain: self.cluster_domain.clone(),
+            cluster_domain: self
+                .cluster_domain
+                .clone()
+                .unwrap_or_else(|| crate::cluster_dns::DEFAULT_DOMAIN.into()),
             kubelet_port: self.kubelet_port,
             max_pods: self.max_pods,
             bridge: self.cni_bridge.clone(),
@@ -192,12 +192,18 @@ pub fn start_local(ctx: &crate::components::Context, args: &crate::server::Serve
             None
         }
     };
-    let cfg = args.node.config(
+    let mut cfg = args.node.config(
         &name,
         &ctx.data_dir,
         &[("node-role.kubernetes.io/control-plane", "true")],
         tls,
     );
+    if cfg.cluster_dns.is_empty() {
+        cfg.cluster_dns = crate::cluster_dns::cluster_ip(&args.service_cidr)
+            .map(IpAddr::V4)
+            .into_iter()
+            .collect();
+    }
     let h = spawn(cfg, ctx.client.clone(), ctx.shutdown.clone());
     if let Ok(mut v) = RUNNING.lock() {
         v.push(h);
@@ -337,7 +343,8 @@ pub async fn run_joined(args: &crate::agent::AgentArgs) -> anyhow::Result<()> {
         key_pem: creds.kubelet_key.clone(),
         client_ca_pem: creds.ca_cert.clone(),
     };
-    let cfg = args.node.config(&name, &args.data_dir, &[], Some(tls));
+    let mut cfg = args.node.config(&name, &args.data_dir, &[], Some(tls));
+    (cfg.cluster_dns, cfg.cluster_domain) = crate::cluster_dns::learn(&client, &args.node).await;
     let (tx, rx) = watch::channel(false);
     let mut task = spawn(cfg, client, rx);
     tokio::select! {

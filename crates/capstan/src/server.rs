@@ -62,6 +62,9 @@ pub struct ServerArgs {
     #[command(flatten)]
     pub node: crate::node_agent::NodeArgs,
 
+    #[command(flatten)]
+    pub dns: crate::cluster_dns::DnsArgs,
+
     /// Most watches one user may have open at once (429 TooManyRequests beyond); the server's
     /// own components are not counted.
     #[arg(long, env = "CAPSTAN_MAX_WATCHES_PER_USER", default_value_t = capstan_apiserver::watch_limit::DEFAULT_MAX_WATCHES_PER_USER)]
@@ -349,6 +352,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         health: api.registry.components().clone(),
     };
     components::start(&ctx, &args);
+    crate::cluster_dns::start(&ctx, &args, advertise).await;
     tracing::info!(
         address = %addr,
         kubeconfig = %kubeconfig_path.display(),
