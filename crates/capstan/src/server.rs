@@ -175,6 +175,9 @@ fn load_or_create_secret(
 }
 
 pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
+    if args.node.cleanup {
+        return args.node.cleanup();
+    }
     let started = Instant::now();
     let server_dir = args.data_dir.join("server");
     // Owner-only, whatever the umask: the folders hold the CA key, tokens and the database.

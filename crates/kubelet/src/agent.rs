@@ -58,6 +58,8 @@ pub struct Config {
     /// Serving certificate and key for the kubelet port, and the CA that signs API server
     /// client certificates.
     pub tls: Option<server::Tls>,
+    /// The service proxy's settings; None when another proxy serves this node.
+    pub proxy: Option<capstan_proxy::Settings>,
 }
 
 /// Fatal start-up errors.
@@ -155,6 +157,13 @@ impl Agent {
             source,
         })?;
         let node_obj = node::register(&client, &facts, shutdown.clone()).await?;
+        let (proxy_metrics, proxy_task) = match &cfg.proxy {
+            Some(settings) => {
+                let (m, task) = start_proxy(&client, settings, shutdown.clone());
+                (Some(m), Some(task))
+            }
+            None => (None, None),
+        };
         let pod_cidr = node_obj
             .spec
             .as_ref()
@@ -217,7 +226,11 @@ impl Agent {
         let pause_problem = provide_pause_image(&cfg, cri.as_ref(), &ctr, &socket).await;
         tracing::info!(node = %cfg.node_name, pod_cidr = %pod_cidr, runtime = %version, images_imported = imported, ready_in_ms = started.elapsed().as_millis() as u64, "node agent is ready");
 
-        let metrics = Arc::new(Metrics::new());
+        let mut metrics = Metrics::new();
+        if let Some(m) = proxy_metrics {
+            metrics = metrics.with_registry(m);
+        }
+        let metrics = Arc::new(metrics);
         let (readings_tx, readings_rx) = watch::channel(Readings {
             runtime_version: version.clone(),
             runtime_ready: true,
@@ -282,8 +295,35 @@ impl Agent {
         if let Some(s) = supervisor {
             s.stopped().await;
         }
+        if let Some(task) = proxy_task {
+            let _ = task.await;
+        }
         Ok(())
     }
+}
+
+/// Starts the service proxy (it needs only the API: Services work before containerd is up);
+/// returns its metrics registry for the kubelet port's `/metrics` and its task, which ends
+/// after it removed its table on shutdown.
+fn start_proxy(
+    client: &kube::Client,
+    settings: &capstan_proxy::Settings,
+    shutdown: watch::Receiver<bool>,
+) -> (
+    prometheus_client::registry::Registry,
+    tokio::task::JoinHandle<()>,
+) {
+    let metrics = capstan_proxy::Metrics::default();
+    let mut registry = prometheus_client::registry::Registry::with_prefix("capstan_proxy");
+    metrics.register(&mut registry);
+    let handle = tokio::spawn(capstan_proxy::run(
+        client.clone(),
+        settings.clone(),
+        Arc::new(capstan_proxy::NftCommand::default()),
+        metrics,
+        shutdown,
+    ));
+    (registry, handle)
 }
 
 /// Makes the sandbox image available: the built-in one is assembled when containerd lacks it

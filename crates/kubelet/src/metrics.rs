@@ -1,6 +1,6 @@
 //! The agent's Prometheus metrics, served at `/metrics` on the kubelet port.
 
-use prometheus_client::encoding::text::encode;
+use prometheus_client::encoding::text::{encode_eof, encode_registry};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
@@ -14,6 +14,8 @@ pub struct Metrics {
     pub probes: Counter,
     pub sandbox_seconds: Histogram,
     pub pod_start_seconds: Histogram,
+    /// Registries of components the agent runs (the service proxy), served on the same page.
+    extra: Vec<Registry>,
 }
 
 impl Default for Metrics {
@@ -65,12 +67,23 @@ impl Metrics {
             probes,
             sandbox_seconds,
             pod_start_seconds,
+            extra: Vec::new(),
         }
+    }
+
+    /// Serves `registry` (its own prefix) on this `/metrics` too.
+    pub fn with_registry(mut self, registry: Registry) -> Self {
+        self.extra.push(registry);
+        self
     }
 
     pub fn render(&self) -> String {
         let mut out = String::new();
-        let _ = encode(&mut out, &self.registry);
+        let _ = encode_registry(&mut out, &self.registry);
+        for r in &self.extra {
+            let _ = encode_registry(&mut out, r);
+        }
+        let _ = encode_eof(&mut out);
         out
     }
 }

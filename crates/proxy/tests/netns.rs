@@ -2,6 +2,7 @@
 //! generator writes must be accepted by the kernel, diffs must leave nothing behind, and a
 //! restart must adopt the table. The ignored `programming_latency_at_scale` is the benchmark
 //! recorded in BENCHMARKS.md.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed step is the test failing
 
 use std::collections::HashMap;
 use std::process::Command;
@@ -63,7 +64,7 @@ fn service(i: u32, node_port: bool, affinity: bool) -> Service {
             ..Default::default()
         }]),
         session_affinity: affinity.then(|| "ClientIP".into()),
-        session_affinity_config: affinity.then(|| SessionAffinityConfig {
+        session_affinity_config: affinity.then_some(SessionAffinityConfig {
             client_ip: Some(ClientIPConfig {
                 timeout_seconds: Some(60),
             }),
@@ -115,7 +116,7 @@ fn key(i: u32) -> String {
 }
 
 fn frag(svc: &Service, sl: Option<&EndpointSlice>) -> Fragment {
-    rules::fragment(svc, sl.into_iter(), &node())
+    rules::fragment(svc, sl, &node())
 }
 
 #[test]
