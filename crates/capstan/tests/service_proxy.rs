@@ -165,6 +165,30 @@ fn cluster_ip_and_node_port_reach_every_pod_from_the_host_and_from_pods() {
     });
     assert!(body.starts_with("hello from web-"), "{body}");
 
+    // A LoadBalancer gets the node's address as its ingress and answers there. Its port is
+    // the last of this cluster's NodePort range: test clusters share the host's address.
+    let range = s.agent.as_ref().unwrap().node_port_range.clone();
+    let lb_port = range.split('-').nth(1).unwrap().to_string();
+    s.apply(&format!(
+        "apiVersion: v1\nkind: Service\nmetadata:\n  name: lb\nspec:\n  type: LoadBalancer\n  selector: {{app: web}}\n  ports:\n  - port: {lb_port}\n    targetPort: 80\n"
+    ));
+    let node_addr = node_ip(&s);
+    eventually(Duration::from_secs(30), "the load-balancer ingress", || {
+        (jsonpath(
+            &s,
+            &["service", "lb"],
+            "{.status.loadBalancer.ingress[0].ip}",
+        ) == node_addr)
+            .then_some(())
+    });
+    let lb = format!("{node_addr}:{lb_port}");
+    let body = eventually(
+        Duration::from_secs(30),
+        "the LoadBalancer to answer",
+        || get(&lb).ok(),
+    );
+    assert!(body.starts_with("hello from web-"), "{body}");
+
     // ClientIP affinity: one client, one pod.
     wait_ready_endpoints(&s, "sticky", 3);
     let sticky = format!("{}:80", cluster_ip(&s, "sticky"));
