@@ -7,7 +7,8 @@
 //! - `local-…`: the same over this node's endpoints only (a traffic policy of Local).
 //! - `ext-…`: the entry for NodePorts, externalIPs and load-balancer IPs: marks for masquerade
 //!   (or, with externalTrafficPolicy Local, keeps the client address and uses local endpoints).
-//! - `ep-…__<ip>/<port>`: one endpoint: hairpin masquerade, affinity update, DNAT.
+//! - `ep-…__<ip>/<port>`: one endpoint, only with session affinity: hairpin masquerade,
+//!   affinity update, DNAT. Without affinity the Service chain DNATs through a numgen map.
 
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
@@ -155,7 +156,7 @@ fn add_port(out: &mut Fragment, p: &PortPlan, all: &[Endpoint], node: &NodeConte
         ),
     };
 
-    let mut used: BTreeMap<String, &Endpoint> = BTreeMap::new();
+    let mut used: BTreeMap<(Ipv4Addr, u16), &Endpoint> = BTreeMap::new();
     if !cluster_eps.is_empty() {
         spread(
             out,
@@ -178,21 +179,25 @@ fn add_port(out: &mut Fragment, p: &PortPlan, all: &[Endpoint], node: &NodeConte
             p,
         );
     }
-    for (ep_chain, e) in &used {
-        let mut rules = vec![format!("ip saddr {} jump {MARK_MASQ_CHAIN}", e.ip)];
-        if let Some(t) = p.affinity_seconds {
-            let set = affinity_set(ep_chain, t);
+    // Endpoint chains exist only for session affinity, which must remember per endpoint
+    // who went there: without it a Service is one chain, so the table has about as many
+    // chains as Service ports and nft (which reads every chain before each transaction)
+    // stays fast at 10,000 endpoints.
+    if let Some(t) = p.affinity_seconds {
+        for e in used.values() {
+            let ep_chain = endpoint_chain(&base, e);
+            let set = affinity_set(&ep_chain, t);
             out.sets.insert(
                 set.clone(),
                 format!("{{ type ipv4_addr; flags dynamic,timeout; timeout {t}s; }}"),
             );
-            rules.push(format!("update @{set} {{ ip saddr }}"));
+            let rules = vec![
+                format!("ip saddr {} jump {MARK_MASQ_CHAIN}", e.ip),
+                format!("update @{set} {{ ip saddr }}"),
+                format!("meta l4proto {} dnat to {}:{}", p.proto, e.ip, e.port),
+            ];
+            out.chains.insert(ep_chain, rules);
         }
-        rules.push(format!(
-            "meta l4proto {} dnat to {}:{}",
-            p.proto, e.ip, e.port
-        ));
-        out.chains.insert(ep_chain.clone(), rules);
     }
 
     // The ClusterIP.
@@ -283,11 +288,16 @@ fn add_port(out: &mut Fragment, p: &PortPlan, all: &[Endpoint], node: &NodeConte
     }
 }
 
-/// Writes `chain`: the masquerade rule for off-node clients of the ClusterIP, the affinity
-/// lookups, then a random pick among `eps`; records the endpoint chains it jumps to in `used`.
+/// Writes `chain`: the masquerade rule for off-node clients of the ClusterIP, then a random
+/// pick among `eps`; records the endpoints in `used`.
+///
+/// Without affinity the pick is a DNAT through a numgen map, and every connection from one of
+/// the Service's own endpoints is masqueraded (it may land on itself: hairpin; nft cannot
+/// compare the source with the chosen destination). With affinity, known clients go to their
+/// endpoint's chain first and new ones through a numgen verdict map to the endpoint chains.
 fn spread<'e>(
     out: &mut Fragment,
-    used: &mut BTreeMap<String, &'e Endpoint>,
+    used: &mut BTreeMap<(Ipv4Addr, u16), &'e Endpoint>,
     chain: &str,
     base: &str,
     masq_off_node: &str,
@@ -295,29 +305,61 @@ fn spread<'e>(
     p: &PortPlan,
 ) {
     let mut rules = vec![masq_off_node.to_string()];
-    let mut targets = Vec::with_capacity(eps.len());
     for e in eps {
-        let ep_chain = format!("ep-{base}__{}/{}", e.ip, e.port);
-        if let Some(t) = p.affinity_seconds {
+        used.insert((e.ip, e.port), e);
+    }
+    match p.affinity_seconds {
+        None => {
+            let mut sources: Vec<String> = eps.iter().map(|e| e.ip.to_string()).collect();
+            sources.dedup();
             rules.push(format!(
-                "ip saddr @{} goto {ep_chain}",
-                affinity_set(&ep_chain, t)
+                "ip saddr {{ {} }} jump {MARK_MASQ_CHAIN}",
+                sources.join(", ")
+            ));
+            if let [e] = eps {
+                rules.push(format!(
+                    "meta l4proto {} dnat to {}:{}",
+                    p.proto, e.ip, e.port
+                ));
+            } else {
+                let arms: Vec<String> = eps
+                    .iter()
+                    .enumerate()
+                    .map(|(i, e)| format!("{i} : {} . {}", e.ip, e.port))
+                    .collect();
+                rules.push(format!(
+                    "meta l4proto {} dnat ip to numgen random mod {} map {{ {} }}",
+                    p.proto,
+                    eps.len(),
+                    arms.join(", ")
+                ));
+            }
+        }
+        Some(t) => {
+            let targets: Vec<String> = eps.iter().map(|e| endpoint_chain(base, e)).collect();
+            for ep_chain in &targets {
+                rules.push(format!(
+                    "ip saddr @{} goto {ep_chain}",
+                    affinity_set(ep_chain, t)
+                ));
+            }
+            let arms: Vec<String> = targets
+                .iter()
+                .enumerate()
+                .map(|(i, t)| format!("{i} : goto {t}"))
+                .collect();
+            rules.push(format!(
+                "numgen random mod {} vmap {{ {} }}",
+                targets.len(),
+                arms.join(", ")
             ));
         }
-        targets.push(ep_chain.clone());
-        used.insert(ep_chain, e);
     }
-    let arms: Vec<String> = targets
-        .iter()
-        .enumerate()
-        .map(|(i, t)| format!("{i} : goto {t}"))
-        .collect();
-    rules.push(format!(
-        "numgen random mod {} vmap {{ {} }}",
-        targets.len(),
-        arms.join(", ")
-    ));
     out.chains.insert(chain.to_string(), rules);
+}
+
+fn endpoint_chain(base: &str, e: &Endpoint) -> String {
+    format!("ep-{base}__{}/{}", e.ip, e.port)
 }
 
 /// The affinity set of an endpoint chain (`ep-…` → `aff<seconds>-…`). The timeout is part of
@@ -409,25 +451,15 @@ mod tests {
                 .get(&(MapName::ServiceIps, "10.43.0.5 . tcp . 80".into())),
             Some(&"goto svc-default/web/tcp/80".to_string())
         );
-        let svc_rules = &f.chains["svc-default/web/tcp/80"];
         assert_eq!(
-            svc_rules[0],
-            "ip daddr 10.43.0.5 tcp dport 80 ip saddr != 10.42.0.0/24 jump mark-for-masquerade"
-        );
-        assert_eq!(
-            svc_rules[1],
-            "numgen random mod 2 vmap { 0 : goto ep-default/web/tcp/80__10.42.0.2/8080, 1 : goto ep-default/web/tcp/80__10.42.0.3/8080 }"
-        );
-        assert_eq!(
-            f.chains["ep-default/web/tcp/80__10.42.0.2/8080"],
+            f.chains["svc-default/web/tcp/80"],
             vec![
-                "ip saddr 10.42.0.2 jump mark-for-masquerade".to_string(),
-                "meta l4proto tcp dnat to 10.42.0.2:8080".to_string()
+                "ip daddr 10.43.0.5 tcp dport 80 ip saddr != 10.42.0.0/24 jump mark-for-masquerade",
+                "ip saddr { 10.42.0.2, 10.42.0.3 } jump mark-for-masquerade",
+                "meta l4proto tcp dnat ip to numgen random mod 2 map { 0 : 10.42.0.2 . 8080, 1 : 10.42.0.3 . 8080 }",
             ]
         );
-        assert!(!f
-            .chains
-            .contains_key("ep-default/web/tcp/80__10.42.0.4/8080"));
+        assert_eq!(f.chains.len(), 1, "no endpoint chains without affinity");
         assert!(f.sets.is_empty());
     }
 
@@ -503,7 +535,10 @@ mod tests {
             ext.last().map(String::as_str),
             Some("goto local-default/web/tcp/80")
         );
-        assert!(f.chains["local-default/web/tcp/80"][1].contains("mod 1"));
+        assert_eq!(
+            f.chains["local-default/web/tcp/80"][2],
+            "meta l4proto tcp dnat to 10.42.0.2:80"
+        );
         assert!(f
             .elements
             .contains_key(&(MapName::ServiceIps, "192.0.2.9 . tcp . 80".into())));
@@ -603,9 +638,9 @@ mod tests {
             },
         ]);
         let f = fragment(&s, [&sl], &node());
-        assert!(f.chains["ep-default/web/udp/53__10.42.0.9/5353"]
+        assert!(f.chains["svc-default/web/udp/53"]
             .contains(&"meta l4proto udp dnat to 10.42.0.9:5353".to_string()));
-        assert!(f.chains["ep-default/web/tcp/53__10.42.0.9/5354"]
+        assert!(f.chains["svc-default/web/tcp/53"]
             .contains(&"meta l4proto tcp dnat to 10.42.0.9:5354".to_string()));
         assert_eq!(f.udp_flows.len(), 1);
         assert!(f.udp_served.contains(&Frontend::Ip(
