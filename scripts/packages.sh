@@ -15,6 +15,7 @@ packages=(
   containernetworking-plugins  # bridge, host-local, portmap, loopback (/usr/lib/cni)
   iptables          # masquerade and hostPort rules the CNI plugins write
   nftables
+  conntrack         # the service proxy deletes stale UDP conntrack entries
   iproute2
   busybox-static    # the test images (scripts/build-test-images.sh)
   docker-registry   # a registry on loopback for the registry-mirror test

@@ -8,11 +8,24 @@ use clap::Args;
 #[derive(Args, Debug, Clone)]
 pub struct AgentArgs {
     /// The server to join, e.g. https://10.0.0.1:6443.
-    #[arg(long, env = "CAPSTAN_URL")]
+    #[arg(
+        long,
+        env = "CAPSTAN_URL",
+        required_unless_present = "cleanup",
+        default_value = "",
+        hide_default_value = true
+    )]
     pub server: String,
 
     /// The cluster's join token (the server keeps it in <data-dir>/server/token).
-    #[arg(long, env = "CAPSTAN_TOKEN", hide_env_values = true)]
+    #[arg(
+        long,
+        env = "CAPSTAN_TOKEN",
+        hide_env_values = true,
+        required_unless_present = "cleanup",
+        default_value = "",
+        hide_default_value = true
+    )]
     pub token: String,
 
     /// Folder for the agent's state.
@@ -40,6 +53,9 @@ pub struct AgentArgs {
 }
 
 pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
+    if args.node.cleanup {
+        return args.node.cleanup();
+    }
     if args.simulate > 0 {
         return crate::simulate::run_agent(&args).await;
     }

@@ -81,6 +81,18 @@ pub struct NodeArgs {
     /// by ALPN) on; 0 turns it off.
     #[arg(long, env = "CAPSTAN_INGRESS_HTTPS_PORT", default_value_t = 443)]
     pub ingress_https_port: u16,
+    /// The nftables table (`ip <name>`) the service proxy owns; clusters sharing one host
+    /// need one each.
+    #[arg(long, env = "CAPSTAN_PROXY_TABLE", default_value = capstan_proxy::DEFAULT_TABLE)]
+    pub proxy_table: String,
+
+    /// Do not run the service proxy on this node (another proxy serves its Services).
+    #[arg(long, env = "CAPSTAN_DISABLE_PROXY")]
+    pub disable_proxy: bool,
+
+    /// Delete the service proxy's nftables table (see --proxy-table) and exit.
+    #[arg(long)]
+    pub cleanup: bool,
 }
 
 impl NodeArgs {
@@ -140,9 +152,31 @@ impl NodeArgs {
             tls,
             ingress_http_port: self.ingress_http_port,
             ingress_https_port: self.ingress_https_port,
+            proxy: (!self.disable_proxy).then(|| capstan_proxy::Settings {
+                table: self.proxy_table.clone(),
+                node_name: name.to_string(),
+                min_sync_interval: PROXY_MIN_SYNC_INTERVAL,
+            }),
         }
     }
+
+    /// `--cleanup`: deletes the service proxy's table.
+    pub fn cleanup(&self) -> anyhow::Result<()> {
+        match capstan_proxy::cleanup(&self.proxy_table) {
+            Ok(true) => {
+                tracing::info!(table = %self.proxy_table, "deleted the service proxy's nftables table")
+            }
+            Ok(false) => {
+                tracing::info!(table = %self.proxy_table, "no nftables table of the service proxy to delete")
+            }
+            Err(e) => anyhow::bail!("deleting nftables table ip {}: {e}", self.proxy_table),
+        }
+        Ok(())
+    }
 }
+
+/// The service proxy syncs at most this often; a change after a quiet spell is synced at once.
+const PROXY_MIN_SYNC_INTERVAL: std::time::Duration = std::time::Duration::from_millis(50);
 
 fn which(bin: &str) -> Option<String> {
     for d in [

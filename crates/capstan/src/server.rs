@@ -71,7 +71,8 @@ pub struct ServerArgs {
     pub max_watches_per_user: usize,
 
     /// Controllers not to run, comma-separated: replicaset, replicationcontroller, deployment,
-    /// garbagecollector, namespace, endpoints, endpointslice, serviceaccount; `all` for none.
+    /// garbagecollector, namespace, endpoints, endpointslice, serviceaccount, servicelb; `all`
+    /// for none.
     #[arg(long, env = "CAPSTAN_DISABLE_CONTROLLERS", value_delimiter = ',')]
     pub disable_controllers: Vec<String>,
 
@@ -178,6 +179,9 @@ fn load_or_create_secret(
 }
 
 pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
+    if args.node.cleanup {
+        return args.node.cleanup();
+    }
     let started = Instant::now();
     let server_dir = args.data_dir.join("server");
     // Owner-only, whatever the umask: the folders hold the CA key, tokens and the database.

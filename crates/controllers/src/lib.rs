@@ -17,6 +17,7 @@ pub mod owner;
 pub mod pods;
 pub mod replicaset;
 pub mod serviceaccount;
+pub mod servicelb;
 pub mod status;
 
 pub use manager::{start, Config, CONTROLLERS};

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::core::v1::{
-    Endpoints, Namespace, Pod, ReplicationController, Service, ServiceAccount,
+    Endpoints, Namespace, Node, Pod, ReplicationController, Service, ServiceAccount,
 };
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::runtime::watcher;
@@ -25,6 +25,7 @@ use crate::metrics;
 use crate::namespace::NamespaceController;
 use crate::replicaset::ReplicaController;
 use crate::serviceaccount::ServiceAccountController;
+use crate::servicelb::ServiceLbController;
 use capstan_runtime::leader::{LeaderElector, RENEW_DEADLINE, RETRY_PERIOD};
 use capstan_runtime::{run_workers, sleep_or_shutdown, Informer};
 
@@ -38,6 +39,7 @@ pub const CONTROLLERS: &[&str] = &[
     "endpoints",
     "endpointslice",
     "serviceaccount",
+    "servicelb",
 ];
 
 /// Where the lease lives.
@@ -155,6 +157,7 @@ async fn run_controllers(client: Client, config: Config, shutdown: watch::Receiv
     );
     let mut nss = informer(Api::<Namespace>::all(client.clone()));
     let mut sas = informer(Api::<ServiceAccount>::all(client.clone()));
+    let mut nodes = informer(Api::<Node>::all(client.clone()));
 
     let mut workers: Vec<JoinHandle<()>> = Vec::new();
     let mut starters: Vec<Starter> = Vec::new();
@@ -203,6 +206,11 @@ async fn run_controllers(client: Client, config: Config, shutdown: watch::Receiv
         2,
         ServiceAccountController::new(client.clone(), &mut nss, &mut sas)
     );
+    controller!(
+        "servicelb",
+        2,
+        ServiceLbController::new(client.clone(), &mut svcs, &mut nodes)
+    );
 
     // Start the informers controllers use, and wait for their first lists.
     let mut ready = Vec::new();
@@ -215,7 +223,7 @@ async fn run_controllers(client: Client, config: Config, shutdown: watch::Receiv
             }
         )*};
     }
-    run!(pods, rss, rcs, deps, svcs, eps, slices, nss, sas);
+    run!(pods, rss, rcs, deps, svcs, eps, slices, nss, sas, nodes);
     let mut s = shutdown.clone();
     tokio::select! {
         _ = futures::future::join_all(ready) => {}

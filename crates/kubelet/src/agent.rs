@@ -61,6 +61,8 @@ pub struct Config {
     /// The built-in ingress's HTTP and HTTPS ports (0 turns one off).
     pub ingress_http_port: u16,
     pub ingress_https_port: u16,
+    /// The service proxy's settings; None when another proxy serves this node.
+    pub proxy: Option<capstan_proxy::Settings>,
 }
 
 /// Fatal start-up errors.
@@ -158,6 +160,13 @@ impl Agent {
             source,
         })?;
         let node_obj = node::register(&client, &facts, shutdown.clone()).await?;
+        let (proxy_metrics, proxy_task) = match &cfg.proxy {
+            Some(settings) => {
+                let (m, task) = start_proxy(&client, settings, shutdown.clone());
+                (Some(m), Some(task))
+            }
+            None => (None, None),
+        };
         let pod_cidr = node_obj
             .spec
             .as_ref()
@@ -221,6 +230,9 @@ impl Agent {
         tracing::info!(node = %cfg.node_name, pod_cidr = %pod_cidr, runtime = %version, images_imported = imported, ready_in_ms = started.elapsed().as_millis() as u64, "node agent is ready");
 
         let metrics = Arc::new(Metrics::new());
+        if let Some(m) = proxy_metrics {
+            metrics.append_registry(m);
+        }
         start_ingress(&cfg, ip, &client, &metrics, &shutdown).await;
         let (readings_tx, readings_rx) = watch::channel(Readings {
             runtime_version: version.clone(),
@@ -286,6 +298,9 @@ impl Agent {
         if let Some(s) = supervisor {
             s.stopped().await;
         }
+        if let Some(task) = proxy_task {
+            let _ = task.await;
+        }
         Ok(())
     }
 }
@@ -314,6 +329,30 @@ async fn start_ingress(
             tracing::error!(error = %e, "the ingress cannot start; set --ingress-http-port / --ingress-https-port (0 turns one off)")
         }
     }
+}
+
+/// Starts the service proxy (it needs only the API: Services work before containerd is up);
+/// returns its metrics registry for the kubelet port's `/metrics` and its task, which ends
+/// after it removed its table on shutdown.
+fn start_proxy(
+    client: &kube::Client,
+    settings: &capstan_proxy::Settings,
+    shutdown: watch::Receiver<bool>,
+) -> (
+    prometheus_client::registry::Registry,
+    tokio::task::JoinHandle<()>,
+) {
+    let metrics = capstan_proxy::Metrics::default();
+    let mut registry = prometheus_client::registry::Registry::with_prefix("capstan_proxy");
+    metrics.register(&mut registry);
+    let handle = tokio::spawn(capstan_proxy::run(
+        client.clone(),
+        settings.clone(),
+        Arc::new(capstan_proxy::NftCommand::default()),
+        metrics,
+        shutdown,
+    ));
+    (registry, handle)
 }
 
 /// Makes the sandbox image available: the built-in one is assembled when containerd lacks it

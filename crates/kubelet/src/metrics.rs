@@ -1,6 +1,6 @@
 //! The agent's Prometheus metrics, served at `/metrics` on the kubelet port.
 
-use prometheus_client::encoding::text::encode;
+use prometheus_client::encoding::text::{encode_eof, encode_registry};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
@@ -74,18 +74,22 @@ impl Metrics {
         }
     }
 
+    /// Serves another component's `registry` (its own prefix) on this `/metrics` too.
+    pub fn append_registry(&self, registry: Registry) {
+        self.append(move || {
+            let mut out = String::new();
+            let _ = encode_registry(&mut out, &registry);
+            out
+        });
+    }
+
     pub fn render(&self) -> String {
         let mut out = String::new();
-        let _ = encode(&mut out, &self.registry);
-        let extra = self.extra.read();
-        if extra.is_empty() {
-            return out;
-        }
-        let mut out = out.strip_suffix("# EOF\n").unwrap_or(&out).to_string();
-        for f in extra.iter() {
+        let _ = encode_registry(&mut out, &self.registry);
+        for f in self.extra.read().iter() {
             out.push_str(&f());
         }
-        out.push_str("# EOF\n");
+        let _ = encode_eof(&mut out);
         out
     }
 

@@ -27,6 +27,14 @@ pub struct AgentOpts {
     /// The built-in ingress's ports.
     pub ingress_http_port: u16,
     pub ingress_https_port: u16,
+    /// The cluster's Service range: parallel test clusters share the host's network
+    /// namespace, so each one's ClusterIPs must be its own.
+    pub service_cidr: String,
+    /// The cluster's NodePort range: every test cluster's NodePorts answer on the same host
+    /// addresses.
+    pub node_port_range: String,
+    /// The service proxy's nftables table.
+    pub proxy_table: String,
 }
 
 impl Default for AgentOpts {
@@ -39,13 +47,18 @@ impl AgentOpts {
     /// Fresh, unused names, port and network for one more agent.
     pub fn new() -> Self {
         let octet = claim_network_octet();
+        // 80 NodePorts per octet, 20000-31999: below the kernel's ephemeral ports (32768-).
+        let first_node_port = 20_000 + (octet - 100) * 80;
         Self {
             node_name: format!("node-{octet}"),
             kubelet_port: free_port(),
             bridge: format!("cst{octet}"),
-            cluster_cidr: format!("10.{octet}.0.0/16"),
             ingress_http_port: free_port(),
             ingress_https_port: free_port(),
+            cluster_cidr: format!("10.{octet}.0.0/17"),
+            service_cidr: format!("10.{octet}.128.0/17"),
+            node_port_range: format!("{first_node_port}-{}", first_node_port + 79),
+            proxy_table: format!("capstan{octet}"),
         }
     }
 
@@ -63,7 +76,25 @@ impl AgentOpts {
             self.ingress_http_port.to_string(),
             "--ingress-https-port".into(),
             self.ingress_https_port.to_string(),
+            "--service-cidr".into(),
+            self.service_cidr.clone(),
+            "--service-node-port-range".into(),
+            self.node_port_range.clone(),
+            "--proxy-table".into(),
+            self.proxy_table.clone(),
         ]
+    }
+
+    /// The `n`th address of the cluster's Service range (1: the `kubernetes` Service).
+    pub fn service_ip(&self, n: u32) -> String {
+        let base = self
+            .service_cidr
+            .split('/')
+            .next()
+            .and_then(|ip| ip.parse::<std::net::Ipv4Addr>().ok())
+            .map(u32::from)
+            .unwrap_or(0);
+        std::net::Ipv4Addr::from(base + n).to_string()
     }
 }
 
@@ -232,6 +263,10 @@ pub fn cleanup(data_dir: &Path, a: &AgentOpts) {
         let _ = Command::new("umount").arg("-l").arg(p).status();
     }
     let _ = Command::new("ip").args(["link", "del", &a.bridge]).output();
+    // A server killed before its clean stop leaves its service proxy's table.
+    let _ = Command::new("nft")
+        .args(["delete", "table", "ip", &a.proxy_table])
+        .output();
 }
 
 /// Removes the NAT rules the CNI bridge (masquerade) and portmap (hostPort DNAT) plugins added
@@ -285,7 +320,7 @@ fn remove_nat_rules_of(ids: &[String]) {
     }
 }
 
-/// Claims a /16 (10.100-10.249) for one test cluster's pods and bridge, exclusively among the
+/// Claims a /16 (10.100-10.249) for one test cluster's pods, Services and bridge, exclusively among the
 /// test processes running at the same time: two clusters on the same bridge would hand out the
 /// same pod addresses, and one's clean-up would delete the other's bridge. The claim is a lock
 /// on a file per octet, held until the process exits.
@@ -359,6 +394,8 @@ impl JoinedAgent {
                 &opts.ingress_http_port.to_string(),
                 "--ingress-https-port",
                 &opts.ingress_https_port.to_string(),
+                "--proxy-table",
+                &opts.proxy_table,
             ])
             .stdout(std::process::Stdio::from(log.try_clone().expect("log")))
             .stderr(std::process::Stdio::from(log))

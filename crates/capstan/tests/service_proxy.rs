@@ -1,0 +1,379 @@
+//! The service proxy on real containers and the real nft: ClusterIP and NodePort spread over
+//! every pod, pods reaching a Service and themselves through it (hairpin), ClientIP affinity,
+//! an endpoint-less Service refusing at once, a scale-down under load losing no request,
+//! a deleted Service leaving nothing in the table, and the table's life cycle (clean stop,
+//! `--cleanup`, adoption after a crash).
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed step is the test failing
+
+use std::collections::BTreeSet;
+use std::io::{ErrorKind, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use capstan_testkit::agent::{BUSYBOX, HTTPD};
+use capstan_testkit::{eventually, Server};
+
+const BIN: &str = env!("CARGO_BIN_EXE_capstan");
+
+fn table(s: &Server) -> String {
+    s.agent.as_ref().expect("agent").proxy_table.clone()
+}
+
+/// `nft -j list table ip <table>`, or None when there is no such table.
+fn nft_table(name: &str) -> Option<String> {
+    let out = Command::new("nft")
+        .args(["-j", "list", "table", "ip", name])
+        .output()
+        .expect("nft");
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// GET / over HTTP/1.0; the body when the answer is 200, else the error.
+fn get(addr: &str) -> Result<String, std::io::Error> {
+    let addr: SocketAddr = addr.parse().expect("address");
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(3))?;
+    s.set_read_timeout(Some(Duration::from_secs(3)))?;
+    s.write_all(b"GET / HTTP/1.0\r\n\r\n")?;
+    let mut out = String::new();
+    s.read_to_string(&mut out)?;
+    if !out.starts_with("HTTP/1.") || !out.lines().next().unwrap_or("").contains(" 200") {
+        return Err(std::io::Error::other(format!("bad answer: {out:?}")));
+    }
+    Ok(out
+        .split("\r\n\r\n")
+        .nth(1)
+        .unwrap_or("")
+        .trim()
+        .to_string())
+}
+
+fn jsonpath(s: &Server, what: &[&str], path: &str) -> String {
+    let mut args = vec!["get"];
+    args.extend_from_slice(what);
+    let jp = format!("jsonpath={path}");
+    args.extend_from_slice(&["-o", &jp]);
+    String::from_utf8_lossy(&s.kubectl(&args).stdout).into_owned()
+}
+
+fn deployment(name: &str, replicas: u32) -> String {
+    format!(
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: {name}\nspec:\n  replicas: {replicas}\n  selector:\n    matchLabels: {{app: {name}}}\n  template:\n    metadata:\n      labels: {{app: {name}}}\n    spec:\n      terminationGracePeriodSeconds: 10\n      containers:\n      - name: web\n        image: {HTTPD}\n        lifecycle:\n          preStop:\n            exec: {{command: [sleep, '3']}}\n"
+    )
+}
+
+fn service(name: &str, app: &str, extra_spec: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: Service\nmetadata:\n  name: {name}\nspec:\n  selector: {{app: {app}}}\n  ports:\n  - port: 80\n    targetPort: 80\n{extra_spec}"
+    )
+}
+
+fn cluster_ip(s: &Server, svc: &str) -> String {
+    jsonpath(s, &["service", svc], "{.spec.clusterIP}")
+}
+
+/// Waits until the Service has `n` ready endpoints.
+fn wait_ready_endpoints(s: &Server, svc: &str, n: usize) {
+    eventually(
+        Duration::from_secs(90),
+        &format!("{n} ready endpoints of {svc}"),
+        || {
+            let ready = jsonpath(
+                s,
+                &[
+                    "endpointslices",
+                    "-l",
+                    &format!("kubernetes.io/service-name={svc}"),
+                ],
+                "{.items[*].endpoints[?(@.conditions.ready==true)].addresses[0]}",
+            );
+            (ready.split_whitespace().count() == n).then_some(())
+        },
+    );
+}
+
+fn node_ip(s: &Server) -> String {
+    jsonpath(
+        s,
+        &["node", &s.node_name()],
+        "{.status.addresses[?(@.type==\"InternalIP\")].address}",
+    )
+}
+
+/// A pod that runs `script` once; its logs once it finished.
+fn run_client_pod(s: &Server, name: &str, labels: &str, script: &str) -> String {
+    let manifest = format!(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\n  labels: {{{labels}}}\nspec:\n  restartPolicy: Never\n  terminationGracePeriodSeconds: 1\n  containers:\n  - name: c\n    image: {BUSYBOX}\n    command: [sh, -c, {script:?}]\n"
+    );
+    s.apply(&manifest);
+    eventually(
+        Duration::from_secs(90),
+        &format!("pod {name} to finish"),
+        || {
+            let phase = jsonpath(s, &["pod", name], "{.status.phase}");
+            (phase == "Succeeded" || phase == "Failed").then_some(())
+        },
+    );
+    s.ok(&["logs", name])
+}
+
+#[test]
+fn cluster_ip_and_node_port_reach_every_pod_from_the_host_and_from_pods() {
+    let s = Server::start_with_agent(BIN, &[]);
+    s.apply(&deployment("web", 3));
+    s.apply(&service("web", "web", "  type: NodePort\n"));
+    s.apply(&service(
+        "sticky",
+        "web",
+        "  sessionAffinity: ClientIP\n  sessionAffinityConfig: {clientIP: {timeoutSeconds: 300}}\n",
+    ));
+    wait_ready_endpoints(&s, "web", 3);
+    let ip = cluster_ip(&s, "web");
+    let range = s.agent.as_ref().unwrap().service_cidr.clone();
+    let prefix: String = range.split('.').take(2).collect::<Vec<_>>().join(".");
+    assert!(
+        ip.starts_with(&format!("{prefix}.")),
+        "{ip} is in this cluster's {range}"
+    );
+
+    // From the host: the ClusterIP spreads over all three pods.
+    let target = format!("{ip}:80");
+    eventually(Duration::from_secs(30), "the ClusterIP to answer", || {
+        get(&target).ok()
+    });
+    let mut seen = BTreeSet::new();
+    for _ in 0..60 {
+        let body = get(&target).expect("every request through the ClusterIP answers");
+        seen.insert(body);
+    }
+    let pods: BTreeSet<String> =
+        jsonpath(&s, &["pods", "-l", "app=web"], "{.items[*].metadata.name}")
+            .split_whitespace()
+            .map(|p| format!("hello from {p}"))
+            .collect();
+    assert_eq!(seen, pods, "60 requests reach each of the 3 pods");
+
+    // The NodePort answers on the node's address.
+    let node_port = jsonpath(&s, &["service", "web"], "{.spec.ports[0].nodePort}");
+    let np = format!("{}:{node_port}", node_ip(&s));
+    let body = eventually(Duration::from_secs(30), "the NodePort to answer", || {
+        get(&np).ok()
+    });
+    assert!(body.starts_with("hello from web-"), "{body}");
+
+    // A LoadBalancer gets the node's address as its ingress and answers there. Its port is
+    // the last of this cluster's NodePort range: test clusters share the host's address.
+    let range = s.agent.as_ref().unwrap().node_port_range.clone();
+    let lb_port = range.split('-').nth(1).unwrap().to_string();
+    s.apply(&format!(
+        "apiVersion: v1\nkind: Service\nmetadata:\n  name: lb\nspec:\n  type: LoadBalancer\n  selector: {{app: web}}\n  ports:\n  - port: {lb_port}\n    targetPort: 80\n"
+    ));
+    let node_addr = node_ip(&s);
+    eventually(Duration::from_secs(30), "the load-balancer ingress", || {
+        (jsonpath(
+            &s,
+            &["service", "lb"],
+            "{.status.loadBalancer.ingress[0].ip}",
+        ) == node_addr)
+            .then_some(())
+    });
+    let lb = format!("{node_addr}:{lb_port}");
+    let body = eventually(
+        Duration::from_secs(30),
+        "the LoadBalancer to answer",
+        || get(&lb).ok(),
+    );
+    assert!(body.starts_with("hello from web-"), "{body}");
+
+    // ClientIP affinity: one client, one pod.
+    wait_ready_endpoints(&s, "sticky", 3);
+    let sticky = format!("{}:80", cluster_ip(&s, "sticky"));
+    eventually(
+        Duration::from_secs(30),
+        "the sticky Service to answer",
+        || get(&sticky).ok(),
+    );
+    let picked: BTreeSet<String> = (0..20)
+        .map(|_| get(&sticky).expect("sticky answers"))
+        .collect();
+    assert_eq!(
+        picked.len(),
+        1,
+        "ClientIP affinity sends one client to one pod: {picked:?}"
+    );
+
+    // From a pod, by ClusterIP (busybox wget -T crashes: `timeout` bounds each try).
+    let logs = run_client_pod(
+        &s,
+        "client",
+        "app: client",
+        &format!("for i in $(seq 1 30); do timeout 5 wget -q -O- http://{ip}/ && exit 0; sleep 1; done; exit 1"),
+    );
+    assert!(logs.contains("hello from web-"), "{logs}");
+
+    // Hairpin: a pod reaching itself through its own Service.
+    s.apply(&service("self", "self", ""));
+    let self_ip = cluster_ip(&s, "self");
+    let logs = run_client_pod(
+        &s,
+        "self",
+        "app: self",
+        &format!(
+            "mkdir -p /www && echo hello from myself > /www/index.html && httpd -p 80 -h /www && \
+             for i in $(seq 1 60); do timeout 5 wget -q -O- http://{self_ip}/ && exit 0; sleep 1; done; exit 1"
+        ),
+    );
+    assert!(logs.contains("hello from myself"), "hairpin: {logs}");
+
+    // Deleting the Service removes every rule of it.
+    let t = table(&s);
+    assert!(nft_table(&t).unwrap_or_default().contains("default/web/"));
+    s.ok(&["delete", "service", "web"]);
+    eventually(Duration::from_secs(20), "the Service's rules to go", || {
+        let listing = nft_table(&t).expect("the table stays");
+        (!listing.contains("default/web/") && !listing.contains(&format!("\"{ip}\""))).then_some(())
+    });
+    assert!(nft_table(&t)
+        .unwrap_or_default()
+        .contains("default/sticky/"));
+}
+
+#[test]
+fn no_endpoints_refuse_at_once_scale_down_loses_nothing_and_the_table_lives_with_the_agent() {
+    let mut s = Server::start_with_agent(BIN, &[]);
+    let t = table(&s);
+
+    // A Service without endpoints refuses connections at once (RST), it does not hang.
+    s.apply(&service("nobody", "nobody", ""));
+    let nobody_ip = cluster_ip(&s, "nobody");
+    let empty = format!("{nobody_ip}:80");
+    eventually(
+        Duration::from_secs(30),
+        "the empty Service to be programmed",
+        || {
+            nft_table(&t)
+                .filter(|l| l.contains(&format!("\"{nobody_ip}\"")))
+                .map(|_| ())
+        },
+    );
+    let started = Instant::now();
+    let err = get(&empty).expect_err("nothing answers");
+    assert_eq!(err.kind(), ErrorKind::ConnectionRefused, "{err}");
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "refused in {:?}",
+        started.elapsed()
+    );
+
+    // Scale-down under a loop of requests: terminating pods leave the Service first.
+    s.apply(&deployment("web", 3));
+    s.apply(&service("web", "web", ""));
+    wait_ready_endpoints(&s, "web", 3);
+    let target = format!("{}:80", cluster_ip(&s, "web"));
+    eventually(Duration::from_secs(30), "the ClusterIP to answer", || {
+        get(&target).ok()
+    });
+    let stop = Arc::new(AtomicBool::new(false));
+    let (ok, failed) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let errors = Arc::new(parking_lot_free::Errors::default());
+    let looper = {
+        let (stop, ok, failed, errors, target) = (
+            stop.clone(),
+            ok.clone(),
+            failed.clone(),
+            errors.clone(),
+            target.clone(),
+        );
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::SeqCst) {
+                match get(&target) {
+                    Ok(_) => ok.fetch_add(1, Ordering::SeqCst),
+                    Err(e) => {
+                        errors.push(e.to_string());
+                        failed.fetch_add(1, Ordering::SeqCst)
+                    }
+                };
+            }
+        })
+    };
+    s.ok(&["scale", "deployment", "web", "--replicas=1"]);
+    eventually(Duration::from_secs(90), "2 pods to be gone", || {
+        let names = jsonpath(&s, &["pods", "-l", "app=web"], "{.items[*].metadata.name}");
+        (names.split_whitespace().count() == 1).then_some(())
+    });
+    let before = ok.load(Ordering::SeqCst);
+    eventually(
+        Duration::from_secs(10),
+        "more requests after the scale-down",
+        || (ok.load(Ordering::SeqCst) > before + 20).then_some(()),
+    );
+    stop.store(true, Ordering::SeqCst);
+    looper.join().unwrap();
+    assert_eq!(
+        failed.load(Ordering::SeqCst),
+        0,
+        "{} requests answered; failures: {:?}",
+        ok.load(Ordering::SeqCst),
+        errors.take()
+    );
+
+    // A crash leaves the table (and the Service keeps working); a restart adopts it.
+    s.kill9();
+    assert!(nft_table(&t).is_some(), "a crash leaves the table");
+    get(&target).expect("Services keep working while the agent is down");
+    s.start_again();
+    s.wait_node_ready();
+    eventually(
+        Duration::from_secs(30),
+        "the adopted table to serve",
+        || get(&target).ok(),
+    );
+    assert!(s.log().contains("service proxy synced"), "{}", s.log());
+
+    // A clean stop removes the table; --cleanup removes one a crash left.
+    s.stop();
+    assert!(nft_table(&t).is_none(), "SIGTERM removes the table");
+    s.start_again();
+    s.wait_node_ready();
+    eventually(Duration::from_secs(30), "the table to be back", || {
+        nft_table(&t)
+    });
+    s.kill9();
+    let out = Command::new(BIN)
+        .args(["agent", "--cleanup", "--proxy-table", &t])
+        .output()
+        .expect("capstan agent --cleanup");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(nft_table(&t).is_none(), "--cleanup removes the table");
+}
+
+/// A tiny shared error list (std only).
+mod parking_lot_free {
+    #[derive(Default)]
+    pub struct Errors(std::sync::Mutex<Vec<String>>);
+
+    impl Errors {
+        pub fn push(&self, e: String) {
+            if let Ok(mut v) = self.0.lock() {
+                if v.len() < 10 {
+                    v.push(e);
+                }
+            }
+        }
+
+        pub fn take(&self) -> Vec<String> {
+            self.0
+                .lock()
+                .map(|mut v| std::mem::take(&mut *v))
+                .unwrap_or_default()
+        }
+    }
+}
