@@ -7,10 +7,11 @@
 //! its own, as separate machines would be) and the host's routing table is not touched.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed step is the test failing
 
+use std::net::TcpListener;
 use std::time::Duration;
 
 use capstan_testkit::agent::{BUSYBOX, HTTPD};
-use capstan_testkit::cluster::Cluster;
+use capstan_testkit::cluster::{Cluster, ClusterOpts};
 
 const BIN: &str = env!("CARGO_BIN_EXE_capstan");
 
@@ -143,6 +144,28 @@ fn pods_on_two_nodes_reach_each_other_by_pod_ip_keeping_their_source_address() {
         .trim_end_matches(']');
     assert_eq!(seen, client_ip, "the source address httpd saw:\n{logs}");
 
+    // Leaving the cluster CIDR (here: to the host's bridge address), a pod's traffic is
+    // masqueraded to its node's address.
+    let outside = TcpListener::bind((c.bridge_ip(), 0)).expect("listening on the bridge");
+    outside.set_nonblocking(true).expect("nonblocking");
+    let port = outside.local_addr().expect("addr").port();
+    let bridge_ip = c.bridge_ip();
+    c.apply(&pod_on(
+        "outbound",
+        &a,
+        &format!("  containers:\n  - name: c\n    image: {BUSYBOX}\n    command: [sh, -c, 'until echo hi | timeout 5 nc {bridge_ip} {port}; do sleep 1; done; sleep 3600']\n"),
+    ));
+    let peer = c.eventually(
+        Duration::from_secs(60),
+        "a connection from the outbound pod",
+        || outside.accept().ok().map(|(_, peer)| peer.ip()),
+    );
+    assert_eq!(
+        peer,
+        std::net::IpAddr::V4(ip_a),
+        "the source of a pod's connection out of the cluster"
+    );
+
     // Node B goes (its agent stops, its Node is deleted): A drops the route to B's pods.
     c.stop_agent(&b);
     c.ok(&["delete", "node", &b]);
@@ -153,4 +176,55 @@ fn pods_on_two_nodes_reach_each_other_by_pod_ip_keeping_their_source_address() {
     );
     let left = c.exec_ok(&a, &["ip", "-4", "route", "show", &cidr_b]);
     assert_eq!(left.trim(), "", "a route to {cidr_b} is left on {a}");
+}
+
+/// The server's own node (in the host namespace, its address on the bed's bridge) and a joined
+/// node route each other's pods the same way.
+#[test]
+fn the_servers_own_node_and_a_joined_node_reach_each_others_pods() {
+    let c = Cluster::start_with(
+        BIN,
+        ClusterOpts {
+            agents: 1,
+            server_agent: true,
+            ..Default::default()
+        },
+    );
+    let names = c.node_names();
+    let (own, joined) = (names[0].clone(), names[1].clone());
+    let cidr_joined = c.pod_cidr(&joined);
+    let via = c.node(&joined).ip;
+    // The server's node programs the host's table, only inside this cluster's CIDR.
+    c.eventually(
+        Duration::from_secs(30),
+        "the host routing the joined node's pods",
+        || {
+            let out = std::process::Command::new("ip")
+                .args(["-4", "route", "show", "proto", "77"])
+                .output()
+                .expect("ip route");
+            String::from_utf8_lossy(&out.stdout)
+                .contains(&format!("{cidr_joined} via {via} "))
+                .then_some(())
+        },
+    );
+
+    c.apply(&pod_on(
+        "web",
+        &own,
+        &format!("  containers:\n  - name: web\n    image: {HTTPD}\n"),
+    ));
+    let web_ip = running_ip(&c, "web");
+    c.apply(&pod_on(
+        "client",
+        &joined,
+        &format!("  containers:\n  - name: client\n    image: {BUSYBOX}\n    command: [sh, -c, 'until timeout 5 wget -q -O /tmp/web http://{web_ip}/; do sleep 1; done; cat /tmp/web; sleep 3600']\n"),
+    ));
+    running_ip(&c, "client");
+    let logs = c.eventually(Duration::from_secs(60), "the client's fetched page", || {
+        let out = c.kubectl(&["logs", "client"]);
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        (!text.is_empty()).then_some(text)
+    });
+    assert_eq!(logs, "hello from web\n");
 }

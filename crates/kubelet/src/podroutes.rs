@@ -271,6 +271,13 @@ struct Syncer {
     cluster_cidr: Cidr,
     metrics: Arc<Metrics>,
     warned: BTreeSet<Unroutable>,
+    /// Destinations where a route capstan did not add stands in the way (warned once).
+    conflicts: BTreeSet<RouteKey>,
+}
+
+/// The kernel's answer was this errno.
+fn is_errno(e: &rtnetlink::Error, kind: std::io::ErrorKind) -> bool {
+    matches!(e, rtnetlink::Error::NetlinkError(m) if m.to_io().kind() == kind)
 }
 
 impl Syncer {
@@ -299,12 +306,15 @@ impl Syncer {
         self.warned = unroutable;
         let (del, add) = plan(&current, &wanted);
         let mut failed = false;
+        self.conflicts.retain(|k| wanted.contains_key(k));
         for r in &del {
             match self.handle.route().del(message(r)).execute().await {
                 Ok(()) => {
                     tracing::info!(pod_cidr = %r.dst, via = %r.via, "removed the route to a node's pods");
                     self.metrics.pod_route_changes.inc();
                 }
+                // Gone already (someone else deleted it): what this pass wanted.
+                Err(e) if is_errno(&e, std::io::ErrorKind::NotFound) => {}
                 Err(e) => {
                     tracing::warn!(pod_cidr = %r.dst, via = %r.via, error = %e, "removing a pod route failed");
                     self.metrics.pod_route_errors.inc();
@@ -312,22 +322,33 @@ impl Syncer {
                 }
             }
         }
+        let mut not_added = 0;
         for r in &add {
             match self.handle.route().add(message(r)).execute().await {
                 Ok(()) => {
                     tracing::info!(pod_cidr = %r.dst, via = %r.via, "added a route to a node's pods");
                     self.metrics.pod_route_changes.inc();
+                    self.conflicts.remove(&key(&r.dst));
+                }
+                // A route to that network that capstan did not add (another network plugin's,
+                // or the admin's): left alone, reported once; resyncs try again.
+                Err(e) if is_errno(&e, std::io::ErrorKind::AlreadyExists) => {
+                    if self.conflicts.insert(key(&r.dst)) {
+                        tracing::warn!(pod_cidr = %r.dst, via = %r.via, "a route to this podCIDR exists that capstan did not add; leaving it, so that node's pods may be unreachable from here");
+                        self.metrics.pod_route_errors.inc();
+                    }
                 }
                 Err(e) => {
-                    // EEXIST: a route to that network that capstan did not add (another
-                    // network plugin's, or the admin's); it is left alone.
                     tracing::warn!(pod_cidr = %r.dst, via = %r.via, error = %e, "adding a pod route failed");
                     self.metrics.pod_route_errors.inc();
                     failed = true;
+                    not_added += 1;
                 }
             }
         }
-        let programmed = current.len() - del.len() + add.len();
+        let programmed = wanted
+            .len()
+            .saturating_sub(self.conflicts.len() + not_added);
         self.metrics.pod_routes.set(programmed as i64);
         failed
     }
@@ -385,6 +406,7 @@ pub async fn run(
         cluster_cidr,
         metrics,
         warned: BTreeSet::new(),
+        conflicts: BTreeSet::new(),
     };
     loop {
         let failed = syncer.sync(&cache.list()).await;
