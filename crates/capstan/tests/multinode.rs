@@ -228,3 +228,59 @@ fn the_servers_own_node_and_a_joined_node_reach_each_others_pods() {
     });
     assert_eq!(logs, "hello from web\n");
 }
+
+/// The bed's node failure helpers, and routes that outlive a node's agent: node B loses power
+/// (agent, containerd and containers killed) while a route on A is deleted by hand; A puts
+/// the route back, and B started again runs pods that A's pods reach.
+#[test]
+fn a_node_powered_off_and_started_again_is_reachable_and_lost_routes_come_back() {
+    let mut c = Cluster::start(BIN);
+    let names = c.node_names();
+    let (a, b) = (names[0].clone(), names[1].clone());
+    let cidr_b = c.pod_cidr(&b);
+    let via = format!("{cidr_b} via {} ", c.node(&b).ip);
+    c.eventually(Duration::from_secs(30), "A routing B's pods", || {
+        pod_routes(&c, &a).contains(&via).then_some(())
+    });
+    c.apply(&pod_on(
+        "before",
+        &b,
+        &format!(
+            "  containers:\n  - name: c\n    image: {BUSYBOX}\n    command: [sleep, '3600']\n"
+        ),
+    ));
+    running_ip(&c, "before");
+
+    c.power_off(&b);
+    assert!(!c.node(&b).is_running());
+    // Nothing of B runs any more: its kubelet port is closed.
+    let kubelet_b = format!("https://{}:10250/", c.node(&b).ip);
+    let out = c.exec_in(&a, &["curl", "-sk", "-m", "3", &kubelet_b]);
+    assert!(!out.status.success(), "B's kubelet still answers");
+    // A route lost on A (deleted by hand) is put back by the periodic check.
+    c.exec_ok(&a, &["ip", "route", "del", &cidr_b]);
+    c.eventually(
+        Duration::from_secs(60),
+        "A to restore the route to B's pods",
+        || pod_routes(&c, &a).contains(&via).then_some(()),
+    );
+
+    c.start_agent(&b);
+    c.apply(&pod_on(
+        "after",
+        &b,
+        &format!("  containers:\n  - name: web\n    image: {HTTPD}\n"),
+    ));
+    let web_ip = running_ip(&c, "after");
+    c.apply(&pod_on(
+        "client",
+        &a,
+        &format!("  containers:\n  - name: client\n    image: {BUSYBOX}\n    command: [sh, -c, 'until timeout 5 wget -q -O /tmp/web http://{web_ip}/; do sleep 1; done; cat /tmp/web; sleep 3600']\n"),
+    ));
+    let logs = c.eventually(Duration::from_secs(60), "the client's fetched page", || {
+        let out = c.kubectl(&["logs", "client"]);
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        (!text.is_empty()).then_some(text)
+    });
+    assert_eq!(logs, "hello from after\n");
+}

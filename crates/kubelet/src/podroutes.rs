@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use capstan_api::net::Cidr;
-use capstan_runtime::informer::Informer;
+use capstan_runtime::informer::{Change, Informer};
 use futures::TryStreamExt;
 use k8s_openapi::api::core::v1::Node;
 use kube::runtime::watcher;
@@ -392,7 +392,16 @@ pub async fn run(
     let changed = Arc::new(Notify::new());
     let mut informer = Informer::<Node>::new(kube::Api::all(client), watcher::Config::default());
     let tell = changed.clone();
-    informer.on_change(move |_| tell.notify_one());
+    // Status heartbeats change nothing routes depend on: only a podCIDR or address does.
+    informer.on_change(move |c| {
+        let relevant = match c {
+            Change::Updated { old, new } => pod_cidr_and_ip(old) != pod_cidr_and_ip(new),
+            Change::Added(_) | Change::Deleted(_) => true,
+        };
+        if relevant {
+            tell.notify_one();
+        }
+    });
     let cache = informer.cache();
     tokio::spawn(informer.run(shutdown.clone()));
     tokio::select! {
