@@ -36,6 +36,11 @@ pub struct AgentArgs {
     #[arg(long, env = "CAPSTAN_NODE_NAME")]
     pub node_name: Option<String>,
 
+    /// The cluster's pod range, as the server's --cluster-cidr: pod traffic to it is not
+    /// masqueraded, and other nodes' podCIDRs in it are routed via their InternalIP.
+    #[arg(long, env = "CAPSTAN_CLUSTER_CIDR", default_value = "10.42.0.0/16")]
+    pub cluster_cidr: String,
+
     /// Register this many simulated nodes instead of running containers.
     #[arg(long, env = "CAPSTAN_SIMULATE", default_value_t = 0)]
     pub simulate: u32,

@@ -96,11 +96,13 @@ pub struct NodeArgs {
 }
 
 impl NodeArgs {
-    /// The agent's settings for a node called `name` keeping state in `data_dir`.
+    /// The agent's settings for a node called `name` keeping state in `data_dir`, in a
+    /// cluster whose pods are in `cluster_cidr`.
     pub fn config(
         &self,
         name: &str,
         data_dir: &Path,
+        cluster_cidr: &str,
         extra_labels: &[(&str, &str)],
         tls: Option<capstan_kubelet::server::Tls>,
     ) -> Config {
@@ -136,6 +138,7 @@ impl NodeArgs {
             kubelet_port: self.kubelet_port,
             max_pods: self.max_pods,
             bridge: self.cni_bridge.clone(),
+            cluster_cidr: cluster_cidr.to_string(),
             registries_file: self
                 .private_registry
                 .clone()
@@ -229,6 +232,7 @@ pub fn start_local(ctx: &crate::components::Context, args: &crate::server::Serve
     let mut cfg = args.node.config(
         &name,
         &ctx.data_dir,
+        &args.cluster_cidr,
         &[("node-role.kubernetes.io/control-plane", "true")],
         tls,
     );
@@ -377,7 +381,9 @@ pub async fn run_joined(args: &crate::agent::AgentArgs) -> anyhow::Result<()> {
         key_pem: creds.kubelet_key.clone(),
         client_ca_pem: creds.ca_cert.clone(),
     };
-    let mut cfg = args.node.config(&name, &args.data_dir, &[], Some(tls));
+    let mut cfg = args
+        .node
+        .config(&name, &args.data_dir, &args.cluster_cidr, &[], Some(tls));
     (cfg.cluster_dns, cfg.cluster_domain) = crate::cluster_dns::learn(&client, &args.node).await;
     let (tx, rx) = watch::channel(false);
     let mut task = spawn(cfg, client, rx);

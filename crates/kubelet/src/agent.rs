@@ -47,6 +47,9 @@ pub struct Config {
     pub max_pods: u32,
     /// The CNI bridge's name.
     pub bridge: String,
+    /// The cluster's pod range (every node's podCIDR lies in it): traffic to it keeps the
+    /// pod's address; other nodes' podCIDRs in it are routed (crate::podroutes).
+    pub cluster_cidr: String,
     pub registries_file: PathBuf,
     /// Image tarballs imported at start (unchanged ones skipped).
     pub images_dir: PathBuf,
@@ -78,6 +81,8 @@ pub enum Error {
     Registries(#[from] crate::registries::Error),
     #[error(transparent)]
     Server(#[from] server::Error),
+    #[error("--cluster-cidr: {0}")]
+    ClusterCidr(#[from] capstan_api::net::CidrError),
     #[error("the container runtime is not ready after {0:?}: {1}")]
     RuntimeNotReady(Duration, String),
 }
@@ -142,6 +147,7 @@ impl Agent {
         shutdown: watch::Receiver<bool>,
     ) -> Result<(), Error> {
         let started = Instant::now();
+        let cluster_cidr = capstan_api::net::Cidr::parse(&cfg.cluster_cidr)?;
         let ip = cfg
             .node_ip
             .or_else(|| primary_ipv4().map(IpAddr::V4))
@@ -187,6 +193,7 @@ impl Agent {
                         &cfg.bridge,
                         &cni_dir.join("ipam"),
                     )?;
+                    install_masquerade(&cfg.bridge, &pod_cidr, cluster_cidr);
                     let settings = containerd::Settings {
                         dir: cfg.dir.join("containerd"),
                         pause_image: cfg.pause_image.clone(),
@@ -234,6 +241,13 @@ impl Agent {
             metrics.append_registry(m);
         }
         start_ingress(&cfg, ip, &client, &metrics, &shutdown).await;
+        tokio::spawn(crate::podroutes::run(
+            client.clone(),
+            cfg.node_name.clone(),
+            cluster_cidr,
+            metrics.clone(),
+            shutdown.clone(),
+        ));
         let (readings_tx, readings_rx) = watch::channel(Readings {
             runtime_version: version.clone(),
             runtime_ready: true,
@@ -353,6 +367,23 @@ fn start_proxy(
         shutdown,
     ));
     (registry, handle)
+}
+
+/// Source NAT for pods leaving the cluster (see [`crate::masquerade`]). A failure is logged,
+/// not fatal: pods still reach each other, only not the outside.
+fn install_masquerade(bridge: &str, pod_cidr: &str, cluster_cidr: capstan_api::net::Cidr) {
+    let Ok(pod) = capstan_api::net::Cidr::parse(pod_cidr) else {
+        return; // cni::write_config has refused it already
+    };
+    if !cluster_cidr.contains(pod.network()) {
+        tracing::warn!(pod_cidr = %pod, cluster_cidr = %cluster_cidr, "the node's podCIDR is outside --cluster-cidr: give the agent the server's --cluster-cidr (all pod traffic leaving this node is masqueraded)");
+    }
+    match crate::masquerade::install(bridge, pod, cluster_cidr) {
+        Ok(table) => {
+            tracing::info!(table = %table, pod_cidr = %pod, cluster_cidr = %cluster_cidr, "pods' traffic leaving the cluster is masqueraded")
+        }
+        Err(e) => tracing::error!(error = %e, "pods cannot reach addresses outside the cluster"),
+    }
 }
 
 /// Makes the sandbox image available: the built-in one is assembled when containerd lacks it

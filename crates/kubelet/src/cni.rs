@@ -40,7 +40,9 @@ pub fn conflist(pod_cidr: &str, bridge: &str, ipam_dir: &Path) -> Result<serde_j
                 "type": "bridge",
                 "bridge": bridge,
                 "isGateway": true,
-                "ipMasq": true,
+                // Pods' source NAT is the agent's (crate::masquerade): the plugin's would
+                // also hide pod addresses from other nodes' pods.
+                "ipMasq": false,
                 "hairpinMode": true,
                 "ipam": {
                     "type": "host-local",
@@ -87,6 +89,7 @@ mod tests {
         assert_eq!(ipam["ranges"][0][0]["subnet"], "10.42.3.0/24");
         assert_eq!(ipam["ranges"][0][0]["gateway"], "10.42.3.1");
         assert_eq!(c["plugins"][1]["type"], "portmap");
+        assert_eq!(c["plugins"][0]["ipMasq"], false);
         assert!(conflist("10.42.3.0", "cni0", Path::new("/x/ipam")).is_err());
     }
 }

@@ -19,6 +19,9 @@ pub struct Metrics {
     pub probes: Counter,
     pub sandbox_seconds: Histogram,
     pub pod_start_seconds: Histogram,
+    pub pod_routes: Gauge,
+    pub pod_route_changes: Counter,
+    pub pod_route_errors: Counter,
 }
 
 impl Default for Metrics {
@@ -62,6 +65,24 @@ impl Metrics {
             "Pod start latency, first sync to all containers started",
             pod_start_seconds.clone(),
         );
+        let pod_routes = Gauge::default();
+        let pod_route_changes = Counter::default();
+        let pod_route_errors = Counter::default();
+        registry.register(
+            "pod_routes",
+            "Routes to other nodes' podCIDRs programmed on this node",
+            pod_routes.clone(),
+        );
+        registry.register(
+            "pod_route_changes",
+            "Pod routes added or removed",
+            pod_route_changes.clone(),
+        );
+        registry.register(
+            "pod_route_errors",
+            "Failed reads or changes of the pod routes",
+            pod_route_errors.clone(),
+        );
         Self {
             registry,
             extra: Default::default(),
@@ -71,6 +92,9 @@ impl Metrics {
             probes,
             sandbox_seconds,
             pod_start_seconds,
+            pod_routes,
+            pod_route_changes,
+            pod_route_errors,
         }
     }
 

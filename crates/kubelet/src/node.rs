@@ -54,7 +54,10 @@ pub async fn register(
 ) -> Result<Node, Error> {
     let api: Api<Node> = Api::all(client.clone());
     let mut labels = facts.labels.clone();
-    labels.insert("kubernetes.io/hostname".into(), facts.hostname.clone());
+    // The node name, as k3s's --node-name (the kubelet's hostname override): agents sharing
+    // one machine (the multi-node test bed) must not share this label, which nodeSelectors
+    // and topology spreading key on.
+    labels.insert("kubernetes.io/hostname".into(), facts.name.clone());
     labels.insert("kubernetes.io/os".into(), "linux".into());
     labels.insert("kubernetes.io/arch".into(), go_arch().into());
     labels.insert("beta.kubernetes.io/os".into(), "linux".into());

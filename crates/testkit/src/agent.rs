@@ -134,6 +134,7 @@ impl Server {
             port: free_port(),
             extra_args: extra.iter().map(|s| s.to_string()).collect(),
             agent: Some(AgentOpts::new()),
+            bind_address: "127.0.0.1".into(),
         };
         let air_gap = s.data_dir().join("agent/images");
         std::fs::create_dir_all(&air_gap).expect("images folder");
@@ -203,9 +204,33 @@ impl Server {
 }
 
 /// Kills what a test cluster's agent left behind (containers, shims, containerd), unmounts
-/// its file systems, removes its bridge and its pods' NAT rules. Processes are found by the
-/// data dir in their command line and ended by pid.
+/// its file systems, removes its bridge, its pods' NAT rules and its masquerade table.
+/// Processes are found by the data dir in their command line and ended by pid.
 pub fn cleanup(data_dir: &Path, a: &AgentOpts) {
+    stop_leftovers(data_dir);
+    let _ = Command::new("ip").args(["link", "del", &a.bridge]).output();
+    let _ = Command::new("nft")
+        .args(["delete", "table", "ip", &masquerade_table(&a.bridge)])
+        .output();
+    // A server killed before its clean stop leaves its service proxy's table.
+    let _ = Command::new("nft")
+        .args(["delete", "table", "ip", &a.proxy_table])
+        .output();
+}
+
+/// The agent's masquerade table for pods on `bridge` (as `capstan_kubelet::masquerade`
+/// names it; the testkit does not link the agent).
+pub fn masquerade_table(bridge: &str) -> String {
+    let safe: String = bridge
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect();
+    format!("capstan_masq_{safe}")
+}
+
+/// The part of [`cleanup`] that does not depend on the network namespace: containers, the
+/// processes whose command line names `data_dir`, and mounts under it.
+pub fn stop_leftovers(data_dir: &Path) {
     let runc_root = data_dir.join("agent/containerd/state/runc-root/k8s.io");
     if runc_root.exists() {
         let out = Command::new("runc")
@@ -262,11 +287,6 @@ pub fn cleanup(data_dir: &Path, a: &AgentOpts) {
     for p in points {
         let _ = Command::new("umount").arg("-l").arg(p).status();
     }
-    let _ = Command::new("ip").args(["link", "del", &a.bridge]).output();
-    // A server killed before its clean stop leaves its service proxy's table.
-    let _ = Command::new("nft")
-        .args(["delete", "table", "ip", &a.proxy_table])
-        .output();
 }
 
 /// Removes the NAT rules the CNI bridge (masquerade) and portmap (hostPort DNAT) plugins added
@@ -324,7 +344,7 @@ fn remove_nat_rules_of(ids: &[String]) {
 /// test processes running at the same time: two clusters on the same bridge would hand out the
 /// same pod addresses, and one's clean-up would delete the other's bridge. The claim is a lock
 /// on a file per octet, held until the process exits.
-fn claim_network_octet() -> u32 {
+pub(crate) fn claim_network_octet() -> u32 {
     static N: AtomicU32 = AtomicU32::new(0);
     static HELD: std::sync::Mutex<Vec<std::fs::File>> = std::sync::Mutex::new(Vec::new());
     let dir = std::env::temp_dir().join("capstan-test-networks");

@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test and benchmark code: a failed step is the test failing
 
 pub mod agent;
+pub mod cluster;
 pub mod registry;
 
 use std::io::Write;
@@ -21,6 +22,8 @@ pub struct Server {
     pub extra_args: Vec<String>,
     /// Set when the server runs its node agent (real containers).
     pub agent: Option<agent::AgentOpts>,
+    /// `--bind-address` (127.0.0.1 unless a test bed needs the server on another address).
+    pub bind_address: String,
 }
 
 fn free_port() -> u16 {
@@ -56,6 +59,7 @@ impl Server {
             port: free_port(),
             extra_args: extra.iter().map(|s| s.to_string()).collect(),
             agent: None,
+            bind_address: "127.0.0.1".into(),
         };
         let prepared = prepare(&s.data_dir());
         s.spawn();
@@ -93,7 +97,7 @@ impl Server {
             .arg("--https-listen-port")
             .arg(self.port.to_string())
             .arg("--bind-address")
-            .arg("127.0.0.1")
+            .arg(&self.bind_address)
             .args(match &self.agent {
                 Some(a) => a.server_args(),
                 None => vec!["--disable-agent".to_string()],
