@@ -36,26 +36,6 @@ fn pod_on(name: &str, node: &str, body: &str) -> String {
     )
 }
 
-/// The pod's IP once it is Running.
-fn running_ip(c: &Cluster, pod: &str) -> String {
-    c.eventually(
-        Duration::from_secs(90),
-        &format!("pod {pod} Running with an IP"),
-        || {
-            let out = c.kubectl(&[
-                "get",
-                "pod",
-                pod,
-                "-o",
-                "jsonpath={.status.phase} {.status.podIP}",
-            ]);
-            let text = String::from_utf8_lossy(&out.stdout).into_owned();
-            let (phase, ip) = text.split_once(' ')?;
-            (phase == "Running" && !ip.is_empty()).then(|| ip.to_string())
-        },
-    )
-}
-
 /// The capstan routes (`proto 77`) in node `name`'s namespace.
 fn pod_routes(c: &Cluster, name: &str) -> String {
     c.exec_ok(name, &["ip", "-4", "route", "show", "proto", "77"])
@@ -105,17 +85,23 @@ fn pods_on_two_nodes_reach_each_other_by_pod_ip_keeping_their_source_address() {
         &b,
         &format!("  containers:\n  - name: web\n    image: {HTTPD}\n"),
     ));
-    let whoami = WHOAMI;
     c.apply(&pod_on(
         "whoami",
         &b,
         &format!(
             "  containers:\n  - name: whoami\n    image: {BUSYBOX}\n    command: [sh, -c, '{}']\n",
-            whoami.replace('\'', "''")
+            WHOAMI.replace('\'', "''")
         ),
     ));
-    let web_ip = running_ip(&c, "web");
-    let whoami_ip = running_ip(&c, "whoami");
+    let web_ip = c.pod_ip("web");
+    let whoami_ip = c.pod_ip("whoami");
+    // Node A itself (not a pod) reaches B's pods too.
+    let page = c.eventually(
+        Duration::from_secs(30),
+        "node A fetching from B's pod",
+        || c.curl_in(&a, &format!("http://{web_ip}/")),
+    );
+    assert_eq!(page, "hello from web\n");
     assert!(
         web_ip.starts_with(cidr_b.trim_end_matches("0/24")),
         "{web_ip} in {cidr_b}"
@@ -133,20 +119,12 @@ fn pods_on_two_nodes_reach_each_other_by_pod_ip_keeping_their_source_address() {
         &a,
         &format!("  containers:\n  - name: client\n    image: {BUSYBOX}\n    command: [sh, -c, '{script}']\n"),
     ));
-    let client_ip = running_ip(&c, "client");
+    let client_ip = c.pod_ip("client");
     assert!(
         client_ip.starts_with(cidr_a.trim_end_matches("0/24")),
         "{client_ip} in {cidr_a}"
     );
-    let logs = c.eventually(
-        Duration::from_secs(60),
-        "the client's fetched pages",
-        || {
-            let out = c.kubectl(&["logs", "client"]);
-            let text = String::from_utf8_lossy(&out.stdout).into_owned();
-            text.contains("client ").then_some(text)
-        },
-    );
+    let logs = c.logs_containing("client", "client ");
     assert!(logs.contains("hello from web"), "{logs}");
     // No NAT between nodes: the server pod saw the client pod's own address.
     assert_eq!(
@@ -225,18 +203,14 @@ fn the_servers_own_node_and_a_joined_node_reach_each_others_pods() {
         &own,
         &format!("  containers:\n  - name: web\n    image: {HTTPD}\n"),
     ));
-    let web_ip = running_ip(&c, "web");
+    let web_ip = c.pod_ip("web");
     c.apply(&pod_on(
         "client",
         &joined,
         &format!("  containers:\n  - name: client\n    image: {BUSYBOX}\n    command: [sh, -c, 'until timeout 5 wget -q -O /tmp/web http://{web_ip}/; do sleep 1; done; cat /tmp/web; sleep 3600']\n"),
     ));
-    running_ip(&c, "client");
-    let logs = c.eventually(Duration::from_secs(60), "the client's fetched page", || {
-        let out = c.kubectl(&["logs", "client"]);
-        let text = String::from_utf8_lossy(&out.stdout).into_owned();
-        (!text.is_empty()).then_some(text)
-    });
+    c.pod_ip("client");
+    let logs = c.logs_containing("client", "hello from");
     assert_eq!(logs, "hello from web\n");
 }
 
@@ -260,7 +234,7 @@ fn a_node_powered_off_and_started_again_is_reachable_and_lost_routes_come_back()
             "  containers:\n  - name: c\n    image: {BUSYBOX}\n    command: [sleep, '3600']\n"
         ),
     ));
-    running_ip(&c, "before");
+    c.pod_ip("before");
 
     c.power_off(&b);
     assert!(!c.node(&b).is_running());
@@ -282,17 +256,13 @@ fn a_node_powered_off_and_started_again_is_reachable_and_lost_routes_come_back()
         &b,
         &format!("  containers:\n  - name: web\n    image: {HTTPD}\n"),
     ));
-    let web_ip = running_ip(&c, "after");
+    let web_ip = c.pod_ip("after");
     c.apply(&pod_on(
         "client",
         &a,
         &format!("  containers:\n  - name: client\n    image: {BUSYBOX}\n    command: [sh, -c, 'until timeout 5 wget -q -O /tmp/web http://{web_ip}/; do sleep 1; done; cat /tmp/web; sleep 3600']\n"),
     ));
-    let logs = c.eventually(Duration::from_secs(60), "the client's fetched page", || {
-        let out = c.kubectl(&["logs", "client"]);
-        let text = String::from_utf8_lossy(&out.stdout).into_owned();
-        (!text.is_empty()).then_some(text)
-    });
+    let logs = c.logs_containing("client", "hello from");
     assert_eq!(logs, "hello from after\n");
 }
 
@@ -338,18 +308,14 @@ fn a_node_on_another_subnet_is_reached_through_vxlan() {
             WHOAMI.replace('\'', "''")
         ),
     ));
-    let whoami_ip = running_ip(&c, "whoami");
+    let whoami_ip = c.pod_ip("whoami");
     c.apply(&pod_on(
         "client",
         &near,
         &format!("  containers:\n  - name: client\n    image: {BUSYBOX}\n    command: [sh, -c, 'until timeout 5 wget -q -O /tmp/ip http://{whoami_ip}:8080/cgi-bin/ip; do sleep 1; done; cat /tmp/ip; sleep 3600']\n"),
     ));
-    let client_ip = running_ip(&c, "client");
-    let logs = c.eventually(Duration::from_secs(60), "the client's answer", || {
-        let out = c.kubectl(&["logs", "client"]);
-        let text = String::from_utf8_lossy(&out.stdout).into_owned();
-        text.contains("client ").then_some(text)
-    });
+    let client_ip = c.pod_ip("client");
+    let logs = c.logs_containing("client", "client ");
     assert_eq!(whoami_client(&logs), client_ip, "{logs}");
 
     c.stop_agent(&far);

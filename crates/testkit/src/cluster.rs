@@ -493,6 +493,49 @@ impl Cluster {
         }
     }
 
+    /// Waits (90 s) until `pod` (in the default namespace) is Running; returns its IP.
+    pub fn pod_ip(&self, pod: &str) -> String {
+        self.eventually(
+            Duration::from_secs(90),
+            &format!("pod {pod} Running with an IP"),
+            || {
+                let out = self.server.kubectl(&[
+                    "get",
+                    "pod",
+                    pod,
+                    "-o",
+                    "jsonpath={.status.phase} {.status.podIP}",
+                ]);
+                let text = String::from_utf8_lossy(&out.stdout).into_owned();
+                let (phase, ip) = text.split_once(' ')?;
+                (phase == "Running" && !ip.is_empty()).then(|| ip.to_string())
+            },
+        )
+    }
+
+    /// Waits (60 s) until `kubectl logs POD` contains `needle` (the path from the server to
+    /// the pod's node's kubelet); returns the whole log.
+    pub fn logs_containing(&self, pod: &str, needle: &str) -> String {
+        self.eventually(
+            Duration::from_secs(60),
+            &format!("{needle:?} in the logs of {pod}"),
+            || {
+                let out = self.server.kubectl(&["logs", pod]);
+                let text = String::from_utf8_lossy(&out.stdout).into_owned();
+                text.contains(needle).then_some(text)
+            },
+        )
+    }
+
+    /// GET `url` with curl from inside node `name`'s namespace (as a process on that node, not
+    /// in a pod); the body when it answered 2xx within 5 s.
+    pub fn curl_in(&self, name: &str, url: &str) -> Option<String> {
+        let out = self.exec_in(name, &["curl", "-sf", "-m", "5", url]);
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
     /// The podCIDR the server assigned to `name`.
     pub fn pod_cidr(&self, name: &str) -> String {
         self.server
