@@ -15,11 +15,15 @@
 //! that the host routes to: nodes that share no link, reached through VXLAN.
 //!
 //! Agents enter only the network namespace (`nsenter --net`): they share the host's mounts and
-//! cgroups as agents on separate machines would have their own. The host does not forward
-//! (nothing leaves the bed): the namespaces reach each other through
-//! the bridge and the server on the bridge address. Everything is removed on drop, also after a
-//! failed test: agents and what they started, namespaces (and with them the veths, the agents'
-//! routes and nftables tables), the bridge.
+//! cgroups (`ip netns exec` would remount /sys without the cgroup file system runc needs). The
+//! namespaces reach each other over the bridge and the server on the bridge address; their
+//! default route points at the host, which has no route out for the bed's addresses, so
+//! nothing leaves the machine. Bridged traffic passes the host's iptables FORWARD chain
+//! (br_netfilter): the bed needs it to accept, as on CI (Docker's DROP policy would cut it).
+//! The server listens on 0.0.0.0 (kubectl uses 127.0.0.1, the agents the bridge address).
+//! Everything is removed on drop, also after a failed test: agents and what they started,
+//! namespaces (and with them the veths, the agents' routes, VXLAN devices and nftables
+//! tables), the bridges.
 
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
