@@ -15,30 +15,24 @@ use capstan_testkit::cluster::{Cluster, ClusterOpts};
 
 const BIN: &str = env!("CARGO_BIN_EXE_capstan");
 
+/// A busybox httpd whose CGI /cgi-bin/ip answers `client <the caller's address>`.
+const WHOAMI: &str = "mkdir -p /www/cgi-bin && printf '#!/bin/sh\\necho Content-Type: text/plain\\necho\\necho \"client $REMOTE_ADDR\"\\n' > /www/cgi-bin/ip && chmod +x /www/cgi-bin/ip && exec httpd -f -p 8080 -h /www";
+
+/// The address in a WHOAMI answer (busybox httpd listens on IPv6 too and writes IPv4 clients
+/// as [::ffff:a.b.c.d]).
+fn whoami_client(text: &str) -> String {
+    text.lines()
+        .find_map(|l| l.strip_prefix("client "))
+        .unwrap_or_default()
+        .trim_start_matches("[::ffff:")
+        .trim_end_matches(']')
+        .to_string()
+}
+
 fn pod_on(name: &str, node: &str, body: &str) -> String {
     format!(
         "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\nspec:\n  nodeSelector:\n    \
          kubernetes.io/hostname: {node}\n  terminationGracePeriodSeconds: 2\n{body}"
-    )
-}
-
-/// The pod's IP once it is Running.
-fn running_ip(c: &Cluster, pod: &str) -> String {
-    c.eventually(
-        Duration::from_secs(90),
-        &format!("pod {pod} Running with an IP"),
-        || {
-            let out = c.kubectl(&[
-                "get",
-                "pod",
-                pod,
-                "-o",
-                "jsonpath={.status.phase} {.status.podIP}",
-            ]);
-            let text = String::from_utf8_lossy(&out.stdout).into_owned();
-            let (phase, ip) = text.split_once(' ')?;
-            (phase == "Running" && !ip.is_empty()).then(|| ip.to_string())
-        },
     )
 }
 
@@ -91,17 +85,23 @@ fn pods_on_two_nodes_reach_each_other_by_pod_ip_keeping_their_source_address() {
         &b,
         &format!("  containers:\n  - name: web\n    image: {HTTPD}\n"),
     ));
-    let whoami = "mkdir -p /www/cgi-bin && printf '#!/bin/sh\\necho Content-Type: text/plain\\necho\\necho \"client $REMOTE_ADDR\"\\n' > /www/cgi-bin/ip && chmod +x /www/cgi-bin/ip && exec httpd -f -p 8080 -h /www";
     c.apply(&pod_on(
         "whoami",
         &b,
         &format!(
             "  containers:\n  - name: whoami\n    image: {BUSYBOX}\n    command: [sh, -c, '{}']\n",
-            whoami.replace('\'', "''")
+            WHOAMI.replace('\'', "''")
         ),
     ));
-    let web_ip = running_ip(&c, "web");
-    let whoami_ip = running_ip(&c, "whoami");
+    let web_ip = c.pod_ip("web");
+    let whoami_ip = c.pod_ip("whoami");
+    // Node A itself (not a pod) reaches B's pods too.
+    let page = c.eventually(
+        Duration::from_secs(30),
+        "node A fetching from B's pod",
+        || c.curl_in(&a, &format!("http://{web_ip}/")),
+    );
+    assert_eq!(page, "hello from web\n");
     assert!(
         web_ip.starts_with(cidr_b.trim_end_matches("0/24")),
         "{web_ip} in {cidr_b}"
@@ -119,30 +119,19 @@ fn pods_on_two_nodes_reach_each_other_by_pod_ip_keeping_their_source_address() {
         &a,
         &format!("  containers:\n  - name: client\n    image: {BUSYBOX}\n    command: [sh, -c, '{script}']\n"),
     ));
-    let client_ip = running_ip(&c, "client");
+    let client_ip = c.pod_ip("client");
     assert!(
         client_ip.starts_with(cidr_a.trim_end_matches("0/24")),
         "{client_ip} in {cidr_a}"
     );
-    let logs = c.eventually(
-        Duration::from_secs(60),
-        "the client's fetched pages",
-        || {
-            let out = c.kubectl(&["logs", "client"]);
-            let text = String::from_utf8_lossy(&out.stdout).into_owned();
-            text.contains("client ").then_some(text)
-        },
-    );
+    let logs = c.logs_containing("client", "client ");
     assert!(logs.contains("hello from web"), "{logs}");
-    // No NAT between nodes: the server pod saw the client pod's own address (busybox httpd
-    // listens on IPv6 too and writes IPv4 clients as [::ffff:a.b.c.d]).
-    let seen = logs
-        .lines()
-        .find_map(|l| l.strip_prefix("client "))
-        .unwrap_or_default()
-        .trim_start_matches("[::ffff:")
-        .trim_end_matches(']');
-    assert_eq!(seen, client_ip, "the source address httpd saw:\n{logs}");
+    // No NAT between nodes: the server pod saw the client pod's own address.
+    assert_eq!(
+        whoami_client(&logs),
+        client_ip,
+        "the source address httpd saw:\n{logs}"
+    );
 
     // Leaving the cluster CIDR (here: to the host's bridge address), a pod's traffic is
     // masqueraded to its node's address.
@@ -214,18 +203,14 @@ fn the_servers_own_node_and_a_joined_node_reach_each_others_pods() {
         &own,
         &format!("  containers:\n  - name: web\n    image: {HTTPD}\n"),
     ));
-    let web_ip = running_ip(&c, "web");
+    let web_ip = c.pod_ip("web");
     c.apply(&pod_on(
         "client",
         &joined,
         &format!("  containers:\n  - name: client\n    image: {BUSYBOX}\n    command: [sh, -c, 'until timeout 5 wget -q -O /tmp/web http://{web_ip}/; do sleep 1; done; cat /tmp/web; sleep 3600']\n"),
     ));
-    running_ip(&c, "client");
-    let logs = c.eventually(Duration::from_secs(60), "the client's fetched page", || {
-        let out = c.kubectl(&["logs", "client"]);
-        let text = String::from_utf8_lossy(&out.stdout).into_owned();
-        (!text.is_empty()).then_some(text)
-    });
+    c.pod_ip("client");
+    let logs = c.logs_containing("client", "hello from");
     assert_eq!(logs, "hello from web\n");
 }
 
@@ -249,7 +234,7 @@ fn a_node_powered_off_and_started_again_is_reachable_and_lost_routes_come_back()
             "  containers:\n  - name: c\n    image: {BUSYBOX}\n    command: [sleep, '3600']\n"
         ),
     ));
-    running_ip(&c, "before");
+    c.pod_ip("before");
 
     c.power_off(&b);
     assert!(!c.node(&b).is_running());
@@ -271,16 +256,77 @@ fn a_node_powered_off_and_started_again_is_reachable_and_lost_routes_come_back()
         &b,
         &format!("  containers:\n  - name: web\n    image: {HTTPD}\n"),
     ));
-    let web_ip = running_ip(&c, "after");
+    let web_ip = c.pod_ip("after");
     c.apply(&pod_on(
         "client",
         &a,
         &format!("  containers:\n  - name: client\n    image: {BUSYBOX}\n    command: [sh, -c, 'until timeout 5 wget -q -O /tmp/web http://{web_ip}/; do sleep 1; done; cat /tmp/web; sleep 3600']\n"),
     ));
-    let logs = c.eventually(Duration::from_secs(60), "the client's fetched page", || {
-        let out = c.kubectl(&["logs", "client"]);
-        let text = String::from_utf8_lossy(&out.stdout).into_owned();
-        (!text.is_empty()).then_some(text)
-    });
+    let logs = c.logs_containing("client", "hello from");
     assert_eq!(logs, "hello from after\n");
+}
+
+/// A node on another subnet (no shared link: the host routes between the two) is reached
+/// through VXLAN: each side publishes its device's MAC, routes the other's podCIDR over it,
+/// pods keep their addresses, and the peer goes with its Node.
+#[test]
+fn a_node_on_another_subnet_is_reached_through_vxlan() {
+    let mut c = Cluster::start_with(
+        BIN,
+        ClusterOpts {
+            agents: 1,
+            far_agents: 1,
+            ..Default::default()
+        },
+    );
+    let names = c.node_names();
+    let (near, far) = (names[0].clone(), names[1].clone());
+    let (cidr_near, cidr_far) = (c.pod_cidr(&near), c.pod_cidr(&far));
+    let net = |cidr: &str| cidr.trim_end_matches("/24").to_string();
+    for (node, other) in [(&near, &cidr_far), (&far, &cidr_near)] {
+        let want = format!("{other} via {} dev capstan.vxlan ", net(other));
+        c.eventually(
+            Duration::from_secs(30),
+            &format!("{node} routing {other} over VXLAN"),
+            || pod_routes(&c, node).contains(&want).then_some(()),
+        );
+        let mac = c.ok(&[
+            "get",
+            "node",
+            node,
+            "-o",
+            "jsonpath={.metadata.annotations.capstan\\.io/vxlan-mac}",
+        ]);
+        assert_eq!(mac.len(), 17, "{node}'s published MAC: {mac:?}");
+    }
+
+    c.apply(&pod_on(
+        "whoami",
+        &far,
+        &format!(
+            "  containers:\n  - name: whoami\n    image: {BUSYBOX}\n    command: [sh, -c, '{}']\n",
+            WHOAMI.replace('\'', "''")
+        ),
+    ));
+    let whoami_ip = c.pod_ip("whoami");
+    c.apply(&pod_on(
+        "client",
+        &near,
+        &format!("  containers:\n  - name: client\n    image: {BUSYBOX}\n    command: [sh, -c, 'until timeout 5 wget -q -O /tmp/ip http://{whoami_ip}:8080/cgi-bin/ip; do sleep 1; done; cat /tmp/ip; sleep 3600']\n"),
+    ));
+    let client_ip = c.pod_ip("client");
+    let logs = c.logs_containing("client", "client ");
+    assert_eq!(whoami_client(&logs), client_ip, "{logs}");
+
+    c.stop_agent(&far);
+    c.ok(&["delete", "node", &far]);
+    c.eventually(
+        Duration::from_secs(30),
+        "the near node to drop the VXLAN peer",
+        || {
+            let routes = pod_routes(&c, &near);
+            let neigh = c.exec_ok(&near, &["ip", "neigh", "show", "dev", "capstan.vxlan"]);
+            (!routes.contains(&cidr_far) && !neigh.contains(&net(&cidr_far))).then_some(())
+        },
+    );
 }

@@ -27,5 +27,6 @@ pub mod pods;
 pub mod registries;
 pub mod server;
 pub mod util;
+pub mod vxlan;
 
 pub use agent::{Agent, Config, RuntimeEndpoint};

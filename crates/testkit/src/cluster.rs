@@ -11,12 +11,19 @@
 //!                    agent node-<o>-1                       agent node-<o>-2
 //! ```
 //!
+//! `far_agents` puts more agents on a second subnet (172.30.<octet>.0/24, bridge `cstf<octet>`)
+//! that the host routes to: nodes that share no link, reached through VXLAN.
+//!
 //! Agents enter only the network namespace (`nsenter --net`): they share the host's mounts and
-//! cgroups as agents on separate machines would have their own. The host does not forward
-//! (nothing leaves the bed): the namespaces reach each other through
-//! the bridge and the server on the bridge address. Everything is removed on drop, also after a
-//! failed test: agents and what they started, namespaces (and with them the veths, the agents'
-//! routes and nftables tables), the bridge.
+//! cgroups (`ip netns exec` would remount /sys without the cgroup file system runc needs). The
+//! namespaces reach each other over the bridge and the server on the bridge address; their
+//! default route points at the host, which has no route out for the bed's addresses, so
+//! nothing leaves the machine. Bridged traffic passes the host's iptables FORWARD chain
+//! (br_netfilter): the bed needs it to accept, as on CI (Docker's DROP policy would cut it).
+//! The server listens on 0.0.0.0 (kubectl uses 127.0.0.1, the agents the bridge address).
+//! Everything is removed on drop, also after a failed test: agents and what they started,
+//! namespaces (and with them the veths, the agents' routes, VXLAN devices and nftables
+//! tables), the bridges.
 
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
@@ -34,6 +41,10 @@ pub struct ClusterOpts {
     /// Whether the server runs its own node agent too (in the host namespace, node IP on the
     /// bridge; its pods are then reachable from the other nodes like theirs).
     pub server_agent: bool,
+    /// More `capstan agent`s on a second subnet (172.30.<octet>.0/24 on bridge
+    /// `cstf<octet>`), which the host routes to and from the first: the nodes there share no
+    /// link with the others (VXLAN). The host's IPv4 forwarding is turned on for them.
+    pub far_agents: usize,
     /// More server flags.
     pub server_args: Vec<String>,
 }
@@ -43,6 +54,7 @@ impl Default for ClusterOpts {
         Self {
             agents: 2,
             server_agent: false,
+            far_agents: 0,
             server_args: Vec::new(),
         }
     }
@@ -134,8 +146,16 @@ fn signal(pid: u32, sig: &str) {
 
 /// The bed's addresses and links in the host namespace; removed on drop.
 struct BedNetwork {
-    bridge: String,
+    bridges: Vec<String>,
     namespaces: Vec<String>,
+}
+
+/// Where one joined node sits: its bridge, that bridge's address and its own.
+struct Placement {
+    netns: String,
+    bridge: String,
+    gateway: Ipv4Addr,
+    ip: Ipv4Addr,
 }
 
 impl BedNetwork {
@@ -143,9 +163,9 @@ impl BedNetwork {
         for ns in &self.namespaces {
             let _ = Command::new("ip").args(["netns", "del", ns]).output();
         }
-        let _ = Command::new("ip")
-            .args(["link", "del", &self.bridge])
-            .output();
+        for b in &self.bridges {
+            let _ = Command::new("ip").args(["link", "del", b]).output();
+        }
     }
 }
 
@@ -192,37 +212,67 @@ impl Cluster {
     }
 
     pub fn start_with(bin: &str, opts: ClusterOpts) -> Self {
+        // The server's agent would make a VXLAN device in the host's namespace for far nodes,
+        // which no clean-up could tell from another bed's.
+        assert!(
+            !(opts.server_agent && opts.far_agents > 0),
+            "far_agents need a server without its own agent"
+        );
         let octet = claim_network_octet();
         let bridge = format!("cstb{octet}");
+        let far_bridge = format!("cstf{octet}");
         let gateway = Self::bridge_ip_of(octet);
-        let namespaces: Vec<String> = (1..=opts.agents)
-            .map(|i| format!("cst-{octet}-{i}"))
+        let far_gateway = Ipv4Addr::new(172, 30, octet as u8, 1);
+        let placements: Vec<Placement> = (1..=opts.agents + opts.far_agents)
+            .map(|i| {
+                let far = i > opts.agents;
+                Placement {
+                    netns: format!("cst-{octet}-{i}"),
+                    bridge: if far { &far_bridge } else { &bridge }.clone(),
+                    gateway: if far { far_gateway } else { gateway },
+                    ip: if far {
+                        Ipv4Addr::new(172, 30, octet as u8, 10 + i as u8)
+                    } else {
+                        Self::node_ip_of(octet, i)
+                    },
+                }
+            })
             .collect();
+        let mut bridges = vec![(bridge.clone(), gateway)];
+        if opts.far_agents > 0 {
+            bridges.push((far_bridge.clone(), far_gateway));
+        }
         let net = BedNetwork {
-            bridge: bridge.clone(),
-            namespaces: namespaces.clone(),
+            bridges: bridges.iter().map(|(b, _)| b.clone()).collect(),
+            namespaces: placements.iter().map(|p| p.netns.clone()).collect(),
         };
         // A test process killed half-way leaves its links behind; the octet is ours now.
         net.remove();
-        ip(&["link", "add", &bridge, "type", "bridge"]);
-        ip(&["addr", "add", &format!("{gateway}/24"), "dev", &bridge]);
-        ip(&["link", "set", &bridge, "up"]);
-        for (i, ns) in namespaces.iter().enumerate() {
+        for (b, addr) in &bridges {
+            ip(&["link", "add", b, "type", "bridge"]);
+            ip(&["addr", "add", &format!("{addr}/24"), "dev", b]);
+            ip(&["link", "set", b, "up"]);
+        }
+        if opts.far_agents > 0 {
+            std::fs::write("/proc/sys/net/ipv4/ip_forward", "1")
+                .expect("turning on IPv4 forwarding between the bed's subnets");
+        }
+        for (i, p) in placements.iter().enumerate() {
+            let ns = p.netns.as_str();
             let veth = format!("cst{octet}v{}", i + 1);
-            let node_ip = Self::node_ip_of(octet, i + 1);
             let _ = Command::new("ip").args(["link", "del", &veth]).output();
             ip(&["netns", "add", ns]);
             ip(&[
                 "link", "add", &veth, "type", "veth", "peer", "name", "eth0", "netns", ns,
             ]);
-            ip(&["link", "set", &veth, "master", &bridge, "up"]);
+            ip(&["link", "set", &veth, "master", &p.bridge, "up"]);
             ip(&["-n", ns, "link", "set", "lo", "up"]);
             ip(&[
                 "-n",
                 ns,
                 "addr",
                 "add",
-                &format!("{node_ip}/24"),
+                &format!("{}/24", p.ip),
                 "dev",
                 "eth0",
             ]);
@@ -234,7 +284,7 @@ impl Cluster {
                 "add",
                 "default",
                 "via",
-                &gateway.to_string(),
+                &p.gateway.to_string(),
             ]);
         }
 
@@ -276,12 +326,12 @@ impl Cluster {
             .trim()
             .to_string();
         let url = format!("https://{gateway}:{}", server.port);
-        let nodes = namespaces
+        let nodes = placements
             .iter()
             .enumerate()
-            .map(|(i, ns)| {
+            .map(|(i, p)| {
                 let name = format!("node-{octet}-{}", i + 1);
-                let ip = Self::node_ip_of(octet, i + 1);
+                let ip = p.ip;
                 let dir = tempfile::tempdir().expect("tempdir");
                 let data = dir.path().join("data");
                 link_test_images(&data);
@@ -308,7 +358,7 @@ impl Cluster {
                 ];
                 let mut n = Node {
                     name,
-                    netns: ns.clone(),
+                    netns: p.netns.clone(),
                     ip,
                     dir,
                     args,
@@ -342,8 +392,9 @@ impl Cluster {
         Self::bridge_ip_of(self.octet)
     }
 
+    /// The bridge of the bed's (first) subnet.
     pub fn bridge(&self) -> &str {
-        &self.net.bridge
+        &self.net.bridges[0]
     }
 
     /// The cluster CIDR nodes' podCIDRs come from.
@@ -444,6 +495,49 @@ impl Cluster {
             }
             std::thread::sleep(Duration::from_millis(100));
         }
+    }
+
+    /// Waits (90 s) until `pod` (in the default namespace) is Running; returns its IP.
+    pub fn pod_ip(&self, pod: &str) -> String {
+        self.eventually(
+            Duration::from_secs(90),
+            &format!("pod {pod} Running with an IP"),
+            || {
+                let out = self.server.kubectl(&[
+                    "get",
+                    "pod",
+                    pod,
+                    "-o",
+                    "jsonpath={.status.phase} {.status.podIP}",
+                ]);
+                let text = String::from_utf8_lossy(&out.stdout).into_owned();
+                let (phase, ip) = text.split_once(' ')?;
+                (phase == "Running" && !ip.is_empty()).then(|| ip.to_string())
+            },
+        )
+    }
+
+    /// Waits (60 s) until `kubectl logs POD` contains `needle` (the path from the server to
+    /// the pod's node's kubelet); returns the whole log.
+    pub fn logs_containing(&self, pod: &str, needle: &str) -> String {
+        self.eventually(
+            Duration::from_secs(60),
+            &format!("{needle:?} in the logs of {pod}"),
+            || {
+                let out = self.server.kubectl(&["logs", pod]);
+                let text = String::from_utf8_lossy(&out.stdout).into_owned();
+                text.contains(needle).then_some(text)
+            },
+        )
+    }
+
+    /// GET `url` with curl from inside node `name`'s namespace (as a process on that node, not
+    /// in a pod); the body when it answered 2xx within 5 s.
+    pub fn curl_in(&self, name: &str, url: &str) -> Option<String> {
+        let out = self.exec_in(name, &["curl", "-sf", "-m", "5", url]);
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
     }
 
     /// The podCIDR the server assigned to `name`.
