@@ -10,6 +10,7 @@
 // only, so its size is not worth boxing every error for.
 #![allow(clippy::result_large_err)]
 
+pub mod admission;
 pub mod allocator;
 pub mod auth;
 pub mod bootstrap;

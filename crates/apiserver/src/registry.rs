@@ -381,6 +381,7 @@ impl Registry {
             &mut obj,
             (!opts.fields_tracked).then(|| opts.manager()),
         );
+        crate::admission::on_create(self.store.as_ref(), info, &mut obj).await?;
         let mut errs = self.validate_new(info, &obj);
         if !errs.is_empty() {
             return Err(ApiError::invalid(info, &name, &errs));

@@ -46,7 +46,11 @@ impl Default for AgentOpts {
 impl AgentOpts {
     /// Fresh, unused names, port and network for one more agent.
     pub fn new() -> Self {
-        let octet = claim_network_octet();
+        Self::for_octet(claim_network_octet())
+    }
+
+    /// The names, ports and networks of the test cluster that claimed `octet`.
+    pub fn for_octet(octet: u32) -> Self {
         // 80 NodePorts per octet, 20000-31999: below the kernel's ephemeral ports (32768-).
         let first_node_port = 20_000 + (octet - 100) * 80;
         Self {

@@ -192,7 +192,7 @@ pub struct Cluster {
     pub nodes: Vec<Node>,
     pub server: Server,
     net: BedNetwork,
-    /// The claimed octet: bridge subnet 172.31.<octet>.0/24, cluster CIDR 10.<octet>.0.0/16.
+    /// The claimed octet: bridge subnet 172.31.<octet>.0/24, cluster CIDR 10.<octet>.0.0/17, Services 10.<octet>.128.0/17 (as [`AgentOpts::for_octet`]).
     pub octet: u32,
 }
 
@@ -288,7 +288,9 @@ impl Cluster {
             ]);
         }
 
-        let cluster_cidr = format!("10.{octet}.0.0/16");
+        // The bed's networks, ports and proxy table, as a one-node test cluster's.
+        let base = AgentOpts::for_octet(octet);
+        let cluster_cidr = base.cluster_cidr.clone();
         let gw = gateway.to_string();
         let mut extra: Vec<String> = vec![
             "--advertise-address".into(),
@@ -298,13 +300,18 @@ impl Cluster {
         ];
         let server_agent = opts.server_agent.then(|| AgentOpts {
             node_name: format!("node-{octet}-0"),
-            kubelet_port: free_port(),
-            bridge: format!("cst{octet}"),
-            cluster_cidr: cluster_cidr.clone(),
+            ..base.clone()
         });
         match &server_agent {
             Some(_) => extra.extend(["--node-ip".into(), gw.clone()]),
-            None => extra.extend(["--cluster-cidr".into(), cluster_cidr.clone()]),
+            None => extra.extend([
+                "--cluster-cidr".into(),
+                cluster_cidr.clone(),
+                "--service-cidr".into(),
+                base.service_cidr.clone(),
+                "--service-node-port-range".into(),
+                base.node_port_range.clone(),
+            ]),
         }
         extra.extend(opts.server_args.iter().cloned());
         let mut server = Server {
@@ -399,7 +406,7 @@ impl Cluster {
 
     /// The cluster CIDR nodes' podCIDRs come from.
     pub fn cluster_cidr(&self) -> String {
-        format!("10.{}.0.0/16", self.octet)
+        AgentOpts::for_octet(self.octet).cluster_cidr
     }
 
     /// Every node name: the server's own first (when it has an agent), then the joined ones.

@@ -5,6 +5,7 @@
 
 pub mod agent;
 pub mod cluster;
+pub mod fake_dns;
 pub mod registry;
 
 use std::io::Write;
@@ -31,6 +32,14 @@ fn free_port() -> u16 {
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .expect("no free port on 127.0.0.1")
+}
+
+/// A UDP port nobody holds (the cluster DNS listens on UDP and TCP).
+fn free_udp_port() -> u16 {
+    std::net::UdpSocket::bind("0.0.0.0:0")
+        .and_then(|s| s.local_addr())
+        .map(|a| a.port())
+        .expect("no free UDP port")
 }
 
 impl Server {
@@ -90,6 +99,12 @@ impl Server {
             .open(self.log_path())
             .expect("log file");
         let _ = std::fs::remove_file(self.kubeconfig());
+        if !self.extra_args.iter().any(|a| a == "--cluster-dns-port") {
+            // Test servers share the host's addresses: each gets a DNS port of its own (kept in
+            // extra_args, so a restart serves the same one).
+            self.extra_args
+                .extend(["--cluster-dns-port".into(), free_udp_port().to_string()]);
+        }
         let child = Command::new(&self.bin)
             .arg("server")
             .arg("--data-dir")
