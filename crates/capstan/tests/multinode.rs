@@ -1,7 +1,8 @@
 //! Several nodes on one machine (testkit's `Cluster`: each agent in its own network namespace
 //! on a bridge of the test's own): pods on different nodes reach each other by pod IP through
 //! the host-gw routes the agents keep, with their own source addresses, and a node that goes
-//! takes its route with it.
+//! takes its route with it; a Service found by name (cluster DNS) and a NodePort lead to a pod
+//! that lives only on another node.
 //!
 //! The server runs without its own agent: both nodes are then alike (each in a namespace of
 //! its own, as separate machines would be) and the host's routing table is not touched.
@@ -329,4 +330,49 @@ fn a_node_on_another_subnet_is_reached_through_vxlan() {
             (!routes.contains(&cidr_far) && !neigh.contains(&net(&cidr_far))).then_some(())
         },
     );
+}
+
+#[test]
+fn services_by_name_and_node_ports_reach_pods_that_live_on_another_node() {
+    let c = Cluster::start(BIN);
+    let names = c.node_names();
+    let (a, b) = (names[0].clone(), names[1].clone());
+    // The only backend lives on node B; the Service is reached from node A.
+    c.apply(&format!(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: web\n  labels: {{app: web}}\nspec:\n  \
+         nodeSelector: {{kubernetes.io/hostname: {b}}}\n  terminationGracePeriodSeconds: 2\n  \
+         containers:\n  - {{name: web, image: \"{HTTPD}\"}}\n---\n\
+         apiVersion: v1\nkind: Service\nmetadata: {{name: web}}\nspec:\n  selector: {{app: web}}\n  \
+         ports: [{{port: 80}}]\n---\n\
+         apiVersion: v1\nkind: Service\nmetadata: {{name: web-np}}\nspec:\n  type: NodePort\n  \
+         selector: {{app: web}}\n  ports: [{{port: 80}}]\n"
+    ));
+    c.pod_ip("web");
+
+    // A pod on A finds the Service by its short name (cluster DNS, on the server) and fetches.
+    let script =
+        "until timeout 5 wget -q -O /tmp/o http://web/; do sleep 1; done; cat /tmp/o; sleep 3600";
+    c.apply(&pod_on(
+        "client",
+        &a,
+        &format!("  containers:\n  - name: client\n    image: {BUSYBOX}\n    command: [sh, -c, '{script}']\n"),
+    ));
+    let logs = c.logs_containing("client", "hello from web");
+    assert!(logs.contains("hello from web"), "{logs}");
+
+    // Node A's NodePort leads to the pod on B.
+    let port = c.ok(&[
+        "get",
+        "service",
+        "web-np",
+        "-o",
+        "jsonpath={.spec.ports[0].nodePort}",
+    ]);
+    let url = format!("http://{}:{port}/", c.node(&a).ip);
+    let page = c.eventually(
+        Duration::from_secs(30),
+        "node A's NodePort answering",
+        || c.curl_in(&a, &url),
+    );
+    assert_eq!(page, "hello from web\n");
 }
