@@ -30,6 +30,15 @@ pub fn cluster_ip(service_cidr: &str) -> Option<Ipv4Addr> {
     (c.size() > 11).then(|| Ipv4Addr::from(u32::from(c.network()) + 10))
 }
 
+/// Checks the flags cluster DNS takes, so that a mistake stops the start with a message.
+pub fn validate(args: &crate::server::ServerArgs) -> anyhow::Result<()> {
+    if let Some(domain) = &args.node.cluster_domain {
+        capstan_dns::Zone::new(domain, Vec::new())
+            .map_err(|e| anyhow::anyhow!("--cluster-domain: {e}"))?;
+    }
+    Ok(())
+}
+
 /// Starts cluster DNS unless disabled; a port that cannot be bound is logged and the server
 /// goes on without DNS (pods then fail to resolve, which their own logs show).
 pub async fn start(

@@ -194,6 +194,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         node_ports: parse_port_range(&args.service_node_port_range)
             .context("--service-node-port-range")?,
     };
+    crate::cluster_dns::validate(&args)?;
 
     let advertise = args
         .advertise_address

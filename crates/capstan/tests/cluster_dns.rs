@@ -367,3 +367,22 @@ endpoints:
     let r = dig.ask("many.default.svc.cluster.local", "A", &["+noedns"]);
     assert_eq!(r.answers.len(), 60);
 }
+
+#[test]
+fn an_invalid_cluster_domain_stops_the_start_with_a_message() {
+    let dir = tempfile::tempdir().expect("dir");
+    let out = Command::new(BIN)
+        .args(["server", "--disable-agent", "--bind-address", "127.0.0.1"])
+        .args(["--https-listen-port", &free_dns_port().to_string()])
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .args(["--cluster-domain", "bad..domain"])
+        .output()
+        .expect("capstan server");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--cluster-domain") && err.contains("bad..domain"),
+        "{err}"
+    );
+}

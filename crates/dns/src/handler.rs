@@ -182,13 +182,13 @@ impl Handler {
         };
         let mut metadata = message.metadata;
         metadata.id = request.metadata.id;
-        let edns = request.edns.as_ref().and(message.edns.clone());
+        // Our own OPT record (the client's size limit), not the upstream's options.
         Reply {
             metadata,
             answers: message.answers,
             authority: message.authorities,
             additionals: message.additionals,
-            edns,
+            edns: response_edns(request),
         }
     }
 
