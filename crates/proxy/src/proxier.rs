@@ -154,7 +154,13 @@ fn stale_udp_entries(old: &Fragment, new: &Fragment) -> Vec<Vec<String>> {
     let mut out = Vec::new();
     for flow in old.udp_flows.difference(&new.udp_flows) {
         let mut args = frontend_args(&flow.frontend);
-        args.extend(["--dst-nat".to_string(), flow.endpoint.to_string()]);
+        // The reply side of a DNATed flow comes from the endpoint.
+        args.extend([
+            "--reply-src".to_string(),
+            flow.endpoint.to_string(),
+            "--reply-port-src".to_string(),
+            flow.endpoint_port.to_string(),
+        ]);
         out.push(args);
     }
     for f in new.udp_served.difference(&old.udp_served) {
@@ -220,6 +226,7 @@ mod tests {
         f.udp_flows.insert(UdpFlow {
             frontend: Frontend::Ip("10.43.0.1".parse().expect("ip"), 53),
             endpoint: ip.parse().expect("ip"),
+            endpoint_port: 5353,
         });
         f
     }
@@ -264,8 +271,10 @@ mod tests {
                 "10.43.0.1",
                 "--orig-port-dst",
                 "53",
-                "--dst-nat",
-                "10.1.0.1"
+                "--reply-src",
+                "10.1.0.1",
+                "--reply-port-src",
+                "5353"
             ]
             .into_iter()
             .map(String::from)
