@@ -244,8 +244,18 @@ fn cluster_ip_and_node_port_reach_every_pod_from_the_host_and_from_pods() {
 
 #[test]
 fn no_endpoints_refuse_at_once_scale_down_loses_nothing_and_the_table_lives_with_the_agent() {
-    let mut s = Server::start_with_agent(BIN, &[]);
+    // Listening on every address, so that the `kubernetes` Service's endpoint (the host's
+    // address) reaches the API server.
+    let mut s = Server::start_with_agent(BIN, &["--bind-address", "0.0.0.0"]);
     let t = table(&s);
+
+    // The `kubernetes` Service reaches the API server (its EndpointSlice is the server's own).
+    let api = format!("{}:443", s.agent.as_ref().unwrap().service_ip(1));
+    eventually(
+        Duration::from_secs(30),
+        "the kubernetes Service to connect",
+        || TcpStream::connect_timeout(&api.parse().unwrap(), Duration::from_secs(2)).ok(),
+    );
 
     // A Service without endpoints refuses connections at once (RST), it does not hang.
     s.apply(&service("nobody", "nobody", ""));

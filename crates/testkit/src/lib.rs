@@ -91,8 +91,13 @@ impl Server {
             .arg(self.data_dir())
             .arg("--https-listen-port")
             .arg(self.port.to_string())
-            .arg("--bind-address")
-            .arg("127.0.0.1")
+            // Loopback unless the test binds elsewhere itself.
+            .args(
+                (!self.extra_args.iter().any(|a| a == "--bind-address"))
+                    .then_some(["--bind-address", "127.0.0.1"])
+                    .into_iter()
+                    .flatten(),
+            )
             .args(match &self.agent {
                 Some(a) => a.server_args(),
                 None => vec!["--disable-agent".to_string()],
