@@ -109,6 +109,11 @@ impl Proxier {
         })
     }
 
+    /// Forgets what the table holds (it was changed behind our back): the next sync adopts it.
+    pub fn invalidate(&mut self) {
+        self.adopted = false;
+    }
+
     /// Deletes the table (clean stop).
     pub fn remove_table(&mut self) -> nft::Result<bool> {
         self.programmed.clear();
@@ -208,6 +213,9 @@ mod tests {
             Ok(None)
         }
         fn delete_table(&self, _: &str) -> nft::Result<bool> {
+            Ok(true)
+        }
+        fn table_exists(&self, _: &str) -> nft::Result<bool> {
             Ok(true)
         }
         fn conntrack_delete(&self, _: &[String]) -> nft::Result<usize> {

@@ -26,6 +26,9 @@ use crate::rules::{self, NodeContext};
 const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
 /// The wait before a sync after nft rejected one.
 const RETRY_AFTER: Duration = Duration::from_secs(1);
+/// How often an idle proxy checks that its table is still there (someone may have run
+/// `capstan agent --cleanup` or `nft flush ruleset`); a missing table is programmed again.
+const TABLE_CHECK_INTERVAL: Duration = Duration::from_secs(30);
 
 /// The proxy's settings (node agent flags).
 #[derive(Clone, Debug)]
@@ -143,15 +146,29 @@ pub async fn run(
     let mut last_sync: Option<Instant> = None;
     let mut retry_at: Option<Instant> = None;
     let mut node_ctx = view.node_context();
+    let mut table_check = tokio::time::interval(TABLE_CHECK_INTERVAL);
+    table_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let idle = {
             let d = dirty.lock();
             d.services.is_empty() && !d.all
         } && proxier.as_ref().is_some_and(|p| !p.needs_full_sync());
         if idle {
-            tokio::select! {
-                _ = wake.notified() => {}
+            let check = tokio::select! {
+                _ = wake.notified() => false,
+                _ = table_check.tick() => true,
                 _ = shutdown.wait_for(|v| *v) => break,
+            };
+            if check {
+                let (nf, table) = (nf.clone(), settings.table.clone());
+                let exists = tokio::task::spawn_blocking(move || nf.table_exists(&table)).await;
+                if let Ok(Ok(false)) = exists {
+                    tracing::warn!(table = %settings.table, "the service proxy's nftables table is gone; programming it again");
+                    if let Some(p) = proxier.as_mut() {
+                        p.invalidate();
+                    }
+                }
+                continue;
             }
         }
         // Coalesce: at most one sync per interval (a failed one waits RETRY_AFTER).
