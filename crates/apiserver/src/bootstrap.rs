@@ -118,5 +118,29 @@ pub async fn run(reg: &Registry, advertise_ip: IpAddr, port: u16) -> ApiResult<(
     {
         tracing::warn!(address = %advertise_ip, error = %e.message, "cannot publish the kubernetes Service's endpoints; set --advertise-address");
     }
+    // The same as an EndpointSlice, as upstream's API server writes it: service proxies read
+    // slices only (the Service has no selector, so no controller writes one).
+    let slices = info("discovery.k8s.io", "endpointslices")?;
+    let slice = json!({
+        "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+        "metadata": {"name": "kubernetes", "namespace": "default", "labels": {"kubernetes.io/service-name": "kubernetes"}},
+        "addressType": if advertise_ip.is_ipv4() { "IPv4" } else { "IPv6" },
+        "endpoints": [{"addresses": [advertise_ip.to_string()], "conditions": {"ready": true}}],
+        "ports": [{"name": "https", "port": port, "protocol": "TCP"}],
+    });
+    if let Err(e) = reg
+        .update(
+            slices,
+            Some("default"),
+            "kubernetes",
+            slice,
+            &WriteOptions::default(),
+            None,
+            Vec::new(),
+        )
+        .await
+    {
+        tracing::warn!(address = %advertise_ip, error = %e.message, "cannot publish the kubernetes Service's EndpointSlice");
+    }
     Ok(())
 }

@@ -244,8 +244,18 @@ fn cluster_ip_and_node_port_reach_every_pod_from_the_host_and_from_pods() {
 
 #[test]
 fn no_endpoints_refuse_at_once_scale_down_loses_nothing_and_the_table_lives_with_the_agent() {
-    let mut s = Server::start_with_agent(BIN, &[]);
+    // Listening on every address, so that the `kubernetes` Service's endpoint (the host's
+    // address) reaches the API server.
+    let mut s = Server::start_with_agent(BIN, &["--bind-address", "0.0.0.0"]);
     let t = table(&s);
+
+    // The `kubernetes` Service reaches the API server (its EndpointSlice is the server's own).
+    let api = format!("{}:443", s.agent.as_ref().unwrap().service_ip(1));
+    eventually(
+        Duration::from_secs(30),
+        "the kubernetes Service to connect",
+        || TcpStream::connect_timeout(&api.parse().unwrap(), Duration::from_secs(2)).ok(),
+    );
 
     // A Service without endpoints refuses connections at once (RST), it does not hang.
     s.apply(&service("nobody", "nobody", ""));
@@ -376,4 +386,86 @@ mod parking_lot_free {
                 .unwrap_or_default()
         }
     }
+}
+
+/// Answers every datagram on `addr` with `reply`, from a thread that lives as long as the test.
+fn udp_echo(ip: &str, reply: &'static [u8]) -> u16 {
+    let sock = std::net::UdpSocket::bind(format!("{ip}:0")).expect("bind udp");
+    let port = sock.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 512];
+        while let Ok((_, from)) = sock.recv_from(&mut buf) {
+            let _ = sock.send_to(reply, from);
+        }
+    });
+    port
+}
+
+/// The `kube-dns` shape: a selector-less Service whose EndpointSlice (written by hand, as the
+/// cluster DNS does) points UDP and TCP port 53 at other ports of the node's address; when the
+/// UDP endpoint moves, the conntrack entry of a client that keeps its socket goes with it.
+#[test]
+fn a_selectorless_service_reaches_its_hand_written_endpoints_and_stale_udp_flows_are_cleared() {
+    let s = Server::start_with_agent(BIN, &[]);
+    let t = table(&s);
+    let node_addr = node_ip(&s);
+    let first = udp_echo(&node_addr, b"first");
+    let second = udp_echo(&node_addr, b"second");
+    let tcp = std::net::TcpListener::bind(format!("{node_addr}:0")).expect("bind tcp");
+    let tcp_port = tcp.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for mut c in tcp.incoming().flatten() {
+            let _ = c.write_all(b"HTTP/1.0 200 OK\r\n\r\ntcp answer\n");
+        }
+    });
+    s.apply(
+        "apiVersion: v1\nkind: Service\nmetadata:\n  name: dns\nspec:\n  ports:\n  - {name: dns, port: 53, protocol: UDP}\n  - {name: dns-tcp, port: 53, protocol: TCP}\n",
+    );
+    let slice = |udp_port: u16| {
+        format!(
+            "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata:\n  name: dns-manual\n  labels: {{kubernetes.io/service-name: dns}}\naddressType: IPv4\nendpoints:\n- addresses: [{node_addr}]\n  conditions: {{ready: true}}\nports:\n- {{name: dns, port: {udp_port}, protocol: UDP}}\n- {{name: dns-tcp, port: {tcp_port}, protocol: TCP}}\n"
+        )
+    };
+    s.apply(&slice(first));
+    let ip = cluster_ip(&s, "dns");
+
+    let tcp_body = eventually(Duration::from_secs(30), "TCP 53 to answer", || {
+        get(&format!("{ip}:53")).ok()
+    });
+    assert_eq!(tcp_body, "tcp answer");
+
+    let client = std::net::UdpSocket::bind("0.0.0.0:0").expect("client socket");
+    client
+        .set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    let ask = || {
+        client.send_to(b"q", format!("{ip}:53")).ok()?;
+        let mut buf = [0u8; 64];
+        let (n, _) = client.recv_from(&mut buf).ok()?;
+        Some(String::from_utf8_lossy(&buf[..n]).into_owned())
+    };
+    let answer = eventually(Duration::from_secs(30), "UDP 53 to answer", ask);
+    assert_eq!(answer, "first");
+
+    // The endpoint moves; the same client socket (same conntrack tuple) must follow it.
+    s.apply(&slice(second));
+    eventually(
+        Duration::from_secs(30),
+        "the moved endpoint to be programmed",
+        || {
+            nft_table(&t)
+                .filter(|l| l.contains(&format!("\"port\": {second}")))
+                .map(|_| ())
+        },
+    );
+    eventually(
+        Duration::from_secs(30),
+        "the client to reach the moved endpoint",
+        || (ask().as_deref() == Some("second")).then_some(()),
+    );
+    assert!(
+        s.log().contains("deleted conntrack entries of UDP flows"),
+        "{}",
+        s.log()
+    );
 }

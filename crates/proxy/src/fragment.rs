@@ -51,6 +51,7 @@ pub enum Frontend {
 pub struct UdpFlow {
     pub frontend: Frontend,
     pub endpoint: Ipv4Addr,
+    pub endpoint_port: u16,
 }
 
 /// One Service's share of the table.

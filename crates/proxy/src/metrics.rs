@@ -69,3 +69,27 @@ impl Metrics {
         );
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use prometheus_client::encoding::text::encode;
+
+    #[test]
+    fn the_metrics_are_served_under_the_registry_prefix() {
+        let m = Metrics::default();
+        let mut r = Registry::with_prefix("capstan_proxy");
+        m.register(&mut r);
+        m.syncs.inc();
+        m.sync_seconds.observe(0.01);
+        m.services_programmed.set(3);
+        let mut out = String::new();
+        encode(&mut out, &r).expect("encodes");
+        assert!(out.contains("capstan_proxy_syncs_total 1"), "{out}");
+        assert!(
+            out.contains("capstan_proxy_sync_duration_seconds_count 1"),
+            "{out}"
+        );
+        assert!(out.contains("capstan_proxy_services_programmed 3"), "{out}");
+    }
+}

@@ -32,6 +32,8 @@ pub trait Netfilter: Send + Sync {
     fn existing(&self, table: &str) -> Result<Option<Existing>>;
     /// Deletes table `ip <table>`; false when there was none.
     fn delete_table(&self, table: &str) -> Result<bool>;
+    /// Whether table `ip <table>` exists (cheap: table names only).
+    fn table_exists(&self, table: &str) -> Result<bool>;
     /// Deletes conntrack entries matching `args` (conntrack -D syntax); the number deleted.
     fn conntrack_delete(&self, args: &[String]) -> Result<usize>;
 }
@@ -121,6 +123,17 @@ impl Netfilter for NftCommand {
             return Ok(false);
         }
         Err(Error::Rejected(short(&out.stderr)))
+    }
+
+    fn table_exists(&self, table: &str) -> Result<bool> {
+        let out = self.run("nft", &["list", "tables", "ip"], None)?;
+        if !out.status.success() {
+            return Err(Error::Rejected(short(&out.stderr)));
+        }
+        let want = format!("table ip {table}");
+        Ok(String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .any(|l| l.trim() == want))
     }
 
     fn conntrack_delete(&self, args: &[String]) -> Result<usize> {

@@ -109,6 +109,11 @@ impl Proxier {
         })
     }
 
+    /// Forgets what the table holds (it was changed behind our back): the next sync adopts it.
+    pub fn invalidate(&mut self) {
+        self.adopted = false;
+    }
+
     /// Deletes the table (clean stop).
     pub fn remove_table(&mut self) -> nft::Result<bool> {
         self.programmed.clear();
@@ -154,7 +159,13 @@ fn stale_udp_entries(old: &Fragment, new: &Fragment) -> Vec<Vec<String>> {
     let mut out = Vec::new();
     for flow in old.udp_flows.difference(&new.udp_flows) {
         let mut args = frontend_args(&flow.frontend);
-        args.extend(["--dst-nat".to_string(), flow.endpoint.to_string()]);
+        // The reply side of a DNATed flow comes from the endpoint.
+        args.extend([
+            "--reply-src".to_string(),
+            flow.endpoint.to_string(),
+            "--reply-port-src".to_string(),
+            flow.endpoint_port.to_string(),
+        ]);
         out.push(args);
     }
     for f in new.udp_served.difference(&old.udp_served) {
@@ -204,6 +215,9 @@ mod tests {
         fn delete_table(&self, _: &str) -> nft::Result<bool> {
             Ok(true)
         }
+        fn table_exists(&self, _: &str) -> nft::Result<bool> {
+            Ok(true)
+        }
         fn conntrack_delete(&self, _: &[String]) -> nft::Result<usize> {
             Ok(1)
         }
@@ -220,6 +234,7 @@ mod tests {
         f.udp_flows.insert(UdpFlow {
             frontend: Frontend::Ip("10.43.0.1".parse().expect("ip"), 53),
             endpoint: ip.parse().expect("ip"),
+            endpoint_port: 5353,
         });
         f
     }
@@ -264,8 +279,10 @@ mod tests {
                 "10.43.0.1",
                 "--orig-port-dst",
                 "53",
-                "--dst-nat",
-                "10.1.0.1"
+                "--reply-src",
+                "10.1.0.1",
+                "--reply-port-src",
+                "5353"
             ]
             .into_iter()
             .map(String::from)

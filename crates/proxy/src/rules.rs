@@ -282,6 +282,7 @@ fn add_port(out: &mut Fragment, p: &PortPlan, all: &[Endpoint], node: &NodeConte
                 out.udp_flows.insert(UdpFlow {
                     frontend: f.clone(),
                     endpoint: e.ip,
+                    endpoint_port: e.port,
                 });
             }
         }

@@ -24,8 +24,13 @@ use crate::rules::{self, NodeContext};
 
 /// The label that ties an EndpointSlice to its Service.
 const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
-/// The wait before a sync after nft rejected one.
+/// The wait before a sync after nft rejected one, doubled per failure in a row up to
+/// [`RETRY_MAX`] (a host without `nft` must not log every second).
 const RETRY_AFTER: Duration = Duration::from_secs(1);
+const RETRY_MAX: Duration = Duration::from_secs(30);
+/// How often an idle proxy checks that its table is still there (someone may have run
+/// `capstan agent --cleanup` or `nft flush ruleset`); a missing table is programmed again.
+const TABLE_CHECK_INTERVAL: Duration = Duration::from_secs(30);
 
 /// The proxy's settings (node agent flags).
 #[derive(Clone, Debug)]
@@ -142,16 +147,31 @@ pub async fn run(
     let mut proxier = Some(Proxier::new(&settings.table, nf.clone(), metrics));
     let mut last_sync: Option<Instant> = None;
     let mut retry_at: Option<Instant> = None;
+    let mut retry_delay = RETRY_AFTER;
     let mut node_ctx = view.node_context();
+    let mut table_check = tokio::time::interval(TABLE_CHECK_INTERVAL);
+    table_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let idle = {
             let d = dirty.lock();
             d.services.is_empty() && !d.all
         } && proxier.as_ref().is_some_and(|p| !p.needs_full_sync());
         if idle {
-            tokio::select! {
-                _ = wake.notified() => {}
+            let check = tokio::select! {
+                _ = wake.notified() => false,
+                _ = table_check.tick() => true,
                 _ = shutdown.wait_for(|v| *v) => break,
+            };
+            if check {
+                let (nf, table) = (nf.clone(), settings.table.clone());
+                let exists = tokio::task::spawn_blocking(move || nf.table_exists(&table)).await;
+                if let Ok(Ok(false)) = exists {
+                    tracing::warn!(table = %settings.table, "the service proxy's nftables table is gone; programming it again");
+                    if let Some(p) = proxier.as_mut() {
+                        p.invalidate();
+                    }
+                }
+                continue;
             }
         }
         // Coalesce: at most one sync per interval (a failed one waits RETRY_AFTER).
@@ -217,6 +237,7 @@ pub async fn run(
         match res {
             Ok(s) => {
                 retry_at = None;
+                retry_delay = RETRY_AFTER;
                 if s.changes > 0 {
                     tracing::info!(
                         table = %p.table(),
@@ -237,8 +258,9 @@ pub async fn run(
                 }
             }
             Err(e) => {
-                tracing::warn!(table = %p.table(), error = %e, "service proxy sync failed; the table is adopted again in {RETRY_AFTER:?}");
-                retry_at = Some(Instant::now() + RETRY_AFTER);
+                tracing::warn!(table = %p.table(), error = %e, "service proxy sync failed; the table is adopted again in {retry_delay:?}");
+                retry_at = Some(Instant::now() + retry_delay);
+                retry_delay = (retry_delay * 2).min(RETRY_MAX);
             }
         }
         proxier = Some(p);

@@ -111,8 +111,13 @@ impl Server {
             .arg(self.data_dir())
             .arg("--https-listen-port")
             .arg(self.port.to_string())
-            .arg("--bind-address")
-            .arg(&self.bind_address)
+            // The server's bind address unless the test passes its own.
+            .args(
+                (!self.extra_args.iter().any(|a| a == "--bind-address"))
+                    .then_some(["--bind-address", self.bind_address.as_str()])
+                    .into_iter()
+                    .flatten(),
+            )
             .args(match &self.agent {
                 Some(a) => a.server_args(),
                 None => vec!["--disable-agent".to_string()],
