@@ -310,16 +310,23 @@ fn config_maps_and_secrets_appear_as_env_and_files_and_memory_limits_hold() {
         .as_ref()
         .map(|a| a.service_ip(1))
         .unwrap_or_default();
+    // The cluster DNS: the 10th address of the test cluster's service range.
+    let dns_ip = s
+        .agent
+        .as_ref()
+        .map(|a| a.service_ip(10))
+        .unwrap_or_default();
     let check = "test \"$KUBERNETES_SERVICE_HOST\" = KUBERNETES_IP && test \"$KUBERNETES_SERVICE_PORT\" = 443 && test \"$GREETING\" = hello && test \"$CFG_color\" = blue && test \"$PASSWORD\" = s3cret \
         && test \"$POD_NAME\" = env && test \"$MEM_MI\" = 64 \
         && test \"$(cat /etc/cfg/greeting)\" = hello && test \"$(cat /etc/sec/password)\" = s3cret \
         && test \"$(cat /etc/one)\" = blue && test \"$(cat /etc/info/labels)\" = 'app=\"env\"' \
         && test \"$(cat /etc/proj/g)\" = hello && test \"$(cat /etc/proj/password)\" = s3cret && test \"$(cat /etc/proj/name)\" = env \
         && test -d /scratch && test -w /scratch && grep -q ' /etc/sec tmpfs ' /proc/mounts \
-        && grep -q env /etc/hosts && grep -q 'nameserver 10.43.0.10' /etc/resolv.conf \
+        && grep -q env /etc/hosts && grep -q 'nameserver DNS_IP' /etc/resolv.conf \
         && ! touch /etc/cfg/x 2>/dev/null \
         && for i in $(seq 1 60); do test \"$(cat /etc/cfg/greeting)\" = updated && exit 0; sleep 1; done; exit 1"
-        .replace("KUBERNETES_IP", &kubernetes_ip);
+        .replace("KUBERNETES_IP", &kubernetes_ip)
+        .replace("DNS_IP", &dns_ip);
     let scratch = s.dir.path().join("scratch-created-by-the-agent");
     let scratch = scratch.display();
     let body = format!(
