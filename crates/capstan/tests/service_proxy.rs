@@ -469,3 +469,43 @@ fn a_selectorless_service_reaches_its_hand_written_endpoints_and_stale_udp_flows
         s.log()
     );
 }
+
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// The idle memory the proxy adds to the server process (its informers' caches and the
+/// programmed state), with 100 Services of 3 endpoints each: a server with the proxy against
+/// one with `--disable-proxy`, both idle after the Services are programmed (or would be).
+#[test]
+#[ignore = "benchmark: cargo nextest run -p capstan --test service_proxy --run-ignored only proxy_idle_memory --no-capture"]
+fn proxy_idle_memory() {
+    let mut figures = Vec::new();
+    for extra in [&["--disable-proxy"][..], &[][..]] {
+        let s = Server::start_with_agent(BIN, extra);
+        let mut yaml = String::new();
+        for i in 0..100 {
+            yaml.push_str(&format!(
+                "---\napiVersion: v1\nkind: Service\nmetadata:\n  name: s{i}\nspec:\n  ports: [{{port: 80}}]\n---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata:\n  name: s{i}\n  labels: {{kubernetes.io/service-name: s{i}}}\naddressType: IPv4\nendpoints:\n- addresses: [10.1.{i}.1]\n- addresses: [10.1.{i}.2]\n- addresses: [10.1.{i}.3]\nports: [{{port: 80}}]\n"
+            ));
+        }
+        s.apply(&yaml);
+        if extra.is_empty() {
+            eventually(Duration::from_secs(60), "100 Services programmed", || {
+                nft_table(&table(&s))
+                    .filter(|l| l.contains("default/s99/"))
+                    .map(|_| ())
+            });
+        }
+        // Idle: let start-up garbage settle the same way for both.
+        std::thread::sleep(Duration::from_secs(10));
+        let pid = s.pid().expect("running");
+        figures.push((extra.is_empty(), rss_kib(pid)));
+    }
+    println!("server RSS, idle with 100 Services / 300 endpoints: {figures:?} (with proxy = true)");
+}
