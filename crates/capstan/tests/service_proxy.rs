@@ -468,6 +468,54 @@ fn a_selectorless_service_reaches_its_hand_written_endpoints_and_stale_udp_flows
         "{}",
         s.log()
     );
+
+    // internalTrafficPolicy Local: here first (it answers), then the endpoint moves to
+    // another node and only the policy can make the ClusterIP refuse.
+    s.apply(
+        "apiVersion: v1\nkind: Service\nmetadata:\n  name: local\nspec:\n  internalTrafficPolicy: Local\n  ports:\n  - {name: http, port: 80, protocol: TCP}\n",
+    );
+    let local_slice = |node: &str| {
+        format!(
+            "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata:\n  name: local-manual\n  labels: {{kubernetes.io/service-name: local}}\naddressType: IPv4\nendpoints:\n- addresses: [{node_addr}]\n  nodeName: {node}\n  conditions: {{ready: true}}\nports:\n- {{name: http, port: {tcp_port}, protocol: TCP}}\n"
+        )
+    };
+    s.apply(&local_slice(&s.node_name()));
+    let local = format!("{}:80", cluster_ip(&s, "local"));
+    let body = eventually(
+        Duration::from_secs(30),
+        "the local endpoint to answer",
+        || get(&local).ok(),
+    );
+    assert_eq!(body, "tcp answer");
+    s.apply(&local_slice("another-node"));
+    eventually(
+        Duration::from_secs(30),
+        "the remote-only Service to refuse",
+        || {
+            get(&local)
+                .err()
+                .filter(|e| e.kind() == ErrorKind::ConnectionRefused)
+        },
+    );
+
+    // A table deleted behind the proxy's back is programmed again (an idle proxy checks
+    // every 30 s; any change makes the next sync adopt the table).
+    let out = Command::new("nft")
+        .args(["delete", "table", "ip", &t])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    eventually(
+        Duration::from_secs(60),
+        "the table to be programmed again",
+        || {
+            nft_table(&t)
+                .filter(|l| l.contains("default/dns/"))
+                .map(|_| ())
+        },
+    );
+    let answer = eventually(Duration::from_secs(10), "UDP 53 to answer again", ask);
+    assert_eq!(answer, "second");
 }
 
 fn rss_kib(pid: u32) -> u64 {
