@@ -59,6 +59,29 @@ fn service_of(slice: &EndpointSlice) -> Option<String> {
     Some(format!("{ns}/{name}"))
 }
 
+/// Keeps `index` in step with one slice change and marks the Services it concerns (before
+/// and after: a slice may move to another Service) dirty.
+fn index_slice(index: &mut SliceIndex, dirty: &mut HashSet<String>, c: &Change<EndpointSlice>) {
+    for obj in c.objects() {
+        let slice_key = capstan_runtime::key_of(obj.as_ref());
+        if let Some(svc) = service_of(obj) {
+            if let Some(set) = index.get_mut(&svc) {
+                set.remove(&slice_key);
+                if set.is_empty() {
+                    index.remove(&svc);
+                }
+            }
+            dirty.insert(svc);
+        }
+    }
+    if let (false, Some(svc)) = (matches!(c, Change::Deleted(_)), service_of(c.latest())) {
+        index
+            .entry(svc)
+            .or_default()
+            .insert(capstan_runtime::key_of(c.latest().as_ref()));
+    }
+}
+
 /// Runs the proxy until `shutdown` flips, then deletes its table.
 pub async fn run(
     client: kube::Client,
@@ -88,25 +111,7 @@ pub async fn run(
     {
         let (dirty, wake, index) = (dirty.clone(), wake.clone(), index.clone());
         slices.on_change(move |c| {
-            let mut idx = index.lock();
-            let mut d = dirty.lock();
-            for obj in c.objects() {
-                let slice_key = capstan_runtime::key_of(obj.as_ref());
-                if let Some(svc) = service_of(obj) {
-                    if let Some(set) = idx.get_mut(&svc) {
-                        set.remove(&slice_key);
-                        if set.is_empty() {
-                            idx.remove(&svc);
-                        }
-                    }
-                    d.services.insert(svc);
-                }
-            }
-            if let (false, Some(svc)) = (matches!(c, Change::Deleted(_)), service_of(c.latest())) {
-                idx.entry(svc)
-                    .or_default()
-                    .insert(capstan_runtime::key_of(c.latest().as_ref()));
-            }
+            index_slice(&mut index.lock(), &mut dirty.lock().services, c);
             wake.notify_one();
         });
     }
@@ -339,5 +344,43 @@ impl View {
             .filter_map(|k| self.slices.get(k))
             .collect();
         rules::fragment(&svc, slices.iter().map(|s| s.as_ref()), node)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn slice(name: &str, svc: &str) -> Arc<EndpointSlice> {
+        let mut s = EndpointSlice::default();
+        s.metadata.namespace = Some("ns".into());
+        s.metadata.name = Some(name.into());
+        s.metadata.labels = Some([(SERVICE_NAME_LABEL.to_string(), svc.to_string())].into());
+        Arc::new(s)
+    }
+
+    #[test]
+    fn the_slice_index_follows_adds_moves_and_deletes() {
+        let mut idx = SliceIndex::new();
+        let mut dirty = HashSet::new();
+        index_slice(&mut idx, &mut dirty, &Change::Added(slice("a-1", "a")));
+        index_slice(&mut idx, &mut dirty, &Change::Added(slice("a-2", "a")));
+        assert_eq!(idx["ns/a"].len(), 2);
+        assert_eq!(dirty, ["ns/a".to_string()].into());
+        dirty.clear();
+        // A slice relabelled to another Service: both are dirty, the index moves it.
+        index_slice(
+            &mut idx,
+            &mut dirty,
+            &Change::Updated {
+                old: slice("a-2", "a"),
+                new: slice("a-2", "b"),
+            },
+        );
+        assert_eq!(dirty, ["ns/a".to_string(), "ns/b".to_string()].into());
+        assert_eq!(idx["ns/a"].iter().collect::<Vec<_>>(), vec!["ns/a-1"]);
+        assert_eq!(idx["ns/b"].iter().collect::<Vec<_>>(), vec!["ns/a-2"]);
+        index_slice(&mut idx, &mut dirty, &Change::Deleted(slice("a-1", "a")));
+        assert!(!idx.contains_key("ns/a"));
     }
 }
