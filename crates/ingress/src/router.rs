@@ -222,9 +222,17 @@ impl Table {
             let mut resolve = |b: &IngressBackend, t: &mut Table| -> Option<Arc<Backend>> {
                 let backend = resolve_backend(&ns, b, eps, &mut backends)?;
                 if let Some(p) = &backend.problem {
+                    let service_exists = b
+                        .service
+                        .as_ref()
+                        .is_some_and(|s| eps.services.contains_key(&format!("{ns}/{}", s.name)));
                     t.problems.insert(Problem {
                         ingress: key.clone(),
-                        reason: "ServiceNotFound",
+                        reason: if service_exists {
+                            "ServicePortNotFound"
+                        } else {
+                            "ServiceNotFound"
+                        },
                         message: p.clone(),
                     });
                 }
@@ -616,6 +624,16 @@ mod tests {
             problem.as_deref(),
             Some("service \"default/web\" has no port 81")
         );
+        let ing = ingress(
+            "i",
+            json!({"defaultBackend": {"service": {"name": "web", "port": {"name": "nope"}}}}),
+        );
+        let reasons: Vec<_> = Table::build(&[ing], &eps)
+            .problems
+            .iter()
+            .map(|p| p.reason)
+            .collect();
+        assert_eq!(reasons, vec!["ServicePortNotFound"]);
     }
 
     #[test]
@@ -634,6 +652,7 @@ mod tests {
         assert_eq!(p.len(), 1);
         assert_eq!(p[0].ingress, "default/i");
         assert_eq!(p[0].message, "service \"default/gone\" not found");
+        assert_eq!(p[0].reason, "ServiceNotFound");
     }
 
     #[test]
