@@ -2,8 +2,8 @@
 //! Deployment, Service and Ingress verbatim (the test image for nginx) reach every pod by
 //! host; other hosts get 404; the Ingress gets the node's address in its status; TLS from a
 //! Secret by SNI over HTTP/2, reloaded when the Secret changes; a missing Service or Secret
-//! gives a Warning Event and 503 or the default certificate; scaling down under a loop of
-//! requests fails none. (WebSocket upgrades are tested in-process in crates/ingress/tests:
+//! gives a Warning Event and 503 or the default certificate; h2c and wildcard hosts; the
+//! agent's /metrics; scaling down under a loop of requests fails none. (WebSocket upgrades are tested in-process in crates/ingress/tests:
 //! the busybox images have no WebSocket server.)
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed step is the test failing
 
@@ -108,10 +108,10 @@ fn warnings(s: &Server, name: &str) -> Vec<String> {
 
 fn ingress_yaml(name: &str, host: &str, service: &str, tls_secret: Option<&str>) -> String {
     let tls = tls_secret
-        .map(|s| format!("  tls:\n  - hosts: [{host}]\n    secretName: {s}\n"))
+        .map(|s| format!("  tls:\n  - hosts: [\"{host}\"]\n    secretName: {s}\n"))
         .unwrap_or_default();
     format!(
-        "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata:\n  name: {name}\nspec:\n{tls}  rules:\n  - host: {host}\n    http:\n      paths:\n      - path: /\n        pathType: Prefix\n        backend:\n          service:\n            name: {service}\n            port:\n              number: 80\n"
+        "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata:\n  name: {name}\nspec:\n{tls}  rules:\n  - host: \"{host}\"\n    http:\n      paths:\n      - path: /\n        pathType: Prefix\n        backend:\n          service:\n            name: {service}\n            port:\n              number: 80\n"
     )
 }
 
@@ -164,6 +164,30 @@ fn the_example_ingress_serves_every_pod_by_host_with_tls_errors_and_scale_down()
 
     let (code, body) = get(http, "other.example.com", "/").expect("request");
     assert_eq!(code, 404, "{body}");
+
+    // HTTP/2 with prior knowledge (h2c) on the plain port.
+    let out = Command::new("curl")
+        .args(["-sS", "--http2-prior-knowledge", "--max-time", "15"])
+        .args(["-H", "Host: myapp.example.com", "-w", "\n%{http_version}"])
+        .arg(format!("http://127.0.0.1:{http}/"))
+        .output()
+        .expect("curl");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.starts_with("hello from") && text.ends_with("\n2"),
+        "{out:?}"
+    );
+
+    // A wildcard host matches one label.
+    s.ok_stdin(
+        &["apply", "-f", "-"],
+        &ingress_yaml("wild", "*.wild.example.com", "my-service", None),
+    );
+    eventually(Duration::from_secs(30), "the wildcard rule", || {
+        matches!(get(http, "a.wild.example.com", "/"), Ok((200, _))).then_some(())
+    });
+    let (code, _) = get(http, "a.b.wild.example.com", "/").expect("request");
+    assert_eq!(code, 404);
 
     // The node's address in the Ingress status.
     eventually(
@@ -283,6 +307,36 @@ fn the_example_ingress_serves_every_pod_by_host_with_tls_errors_and_scale_down()
         String::from_utf8_lossy(&out.stdout).starts_with("hello from"),
         "{out:?}"
     );
+
+    // The agent's /metrics (kubelet port, client certificates from the cluster CA).
+    let client = capstan_apiserver::node_certs::NodeIssuer::load(&s.data_dir().join("server/tls"))
+        .expect("cluster CA")
+        .apiserver_kubelet_client()
+        .expect("client certificate");
+    let cert = capstan_testkit::write_file(dir.path(), "client.crt", &client.cert_pem);
+    let key = capstan_testkit::write_file(dir.path(), "client.key", &client.key_pem);
+    let out = Command::new("curl")
+        .args(["-sSk", "--max-time", "15", "--cert"])
+        .arg(&cert)
+        .arg("--key")
+        .arg(&key)
+        .arg(format!("https://127.0.0.1:{}/metrics", opts.kubelet_port))
+        .output()
+        .expect("curl");
+    let metrics = String::from_utf8_lossy(&out.stdout);
+    for want in [
+        "capstan_ingress_requests_total{code=\"200\"}",
+        "capstan_ingress_requests_total{code=\"404\"}",
+        "capstan_ingress_requests_total{code=\"503\"}",
+        "capstan_ingress_upstream_seconds_bucket",
+        "capstan_kubelet_running_pods",
+    ] {
+        assert!(
+            metrics.contains(want),
+            "{want} missing from /metrics:\n{metrics}"
+        );
+    }
+    assert!(metrics.ends_with("# EOF\n"), "{metrics}");
 
     // Scaling down under a loop of requests: none fails.
     let stop = Arc::new(AtomicBool::new(false));

@@ -1,7 +1,8 @@
 //! One request through the ingress ([`Proxy::handle`]): route by host and path in the current
 //! table, forward over a keep-alive pool to a ready endpoint (round robin) with the
 //! X-Forwarded-* headers, retry an idempotent request once on another endpoint when the first
-//! fails before answering, and pass upgraded connections (WebSocket) through both ways.
+//! fails before answering (an endpoint that cannot be connected to is skipped for a while),
+//! and pass upgraded connections (WebSocket) through both ways.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -138,6 +139,9 @@ impl Proxy {
         let started = Instant::now();
         let mut result = self.client.request(up).await;
         if let Err(e) = &result {
+            if e.is_connect() {
+                backend.eject(first);
+            }
             let other = backend.pick_other(first).unwrap_or(first);
             if retryable {
                 tracing::debug!(backend = %backend.name, endpoint = %first, error = %e, retry = %other, "upstream failed; retrying once");

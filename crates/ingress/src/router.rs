@@ -5,8 +5,9 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
@@ -14,6 +15,10 @@ use k8s_openapi::api::networking::v1::{Ingress, IngressBackend, ServiceBackendPo
 
 /// The label an EndpointSlice names its Service by.
 pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
+
+/// How long an endpoint that could not be reached is skipped. The EndpointSlice usually
+/// drops a gone pod within this; until then its share of requests would each pay a retry.
+pub const EJECT_FOR: Duration = Duration::from_secs(5);
 
 /// One Service port of one Service: where its requests go.
 #[derive(Debug)]
@@ -25,35 +30,72 @@ pub struct Backend {
     /// Why there is no endpoint to send to, when the Ingress names something missing.
     pub problem: Option<String>,
     next: AtomicUsize,
+    /// Per endpoint: skipped until this many milliseconds after `born` (0: in use).
+    ejected_until: Vec<AtomicU64>,
+    born: Instant,
 }
 
 impl Backend {
     pub fn new(name: String, endpoints: Vec<SocketAddr>, problem: Option<String>) -> Self {
+        let ejected_until = endpoints.iter().map(|_| AtomicU64::new(0)).collect();
         Self {
             name,
             endpoints,
             problem,
             next: AtomicUsize::new(0),
+            ejected_until,
+            born: Instant::now(),
         }
     }
 
-    /// The next endpoint in round-robin order.
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.born.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    fn usable(&self, i: usize, now: u64) -> bool {
+        self.ejected_until[i].load(Ordering::Relaxed) <= now
+    }
+
+    /// The next endpoint in round-robin order, skipping recently failed ones (unless all
+    /// failed: then they are tried in turn anyway).
     pub fn pick(&self) -> Option<SocketAddr> {
-        if self.endpoints.is_empty() {
+        let n = self.endpoints.len();
+        if n == 0 {
             return None;
         }
-        let i = self.next.fetch_add(1, Ordering::Relaxed);
-        Some(self.endpoints[i % self.endpoints.len()])
+        let now = self.now_ms();
+        let start = self.next.fetch_add(1, Ordering::Relaxed) % n;
+        let i = (0..n)
+            .map(|k| (start + k) % n)
+            .find(|&i| self.usable(i, now))
+            .unwrap_or(start);
+        Some(self.endpoints[i])
     }
 
-    /// The endpoint after `tried` (for the one retry after a failure). It does not advance
-    /// the round robin, so a failing endpoint does not shift every later request onto it.
+    /// The usable endpoint after `tried` (for the one retry after a failure). It does not
+    /// advance the round robin, so a failing endpoint does not shift later requests.
     pub fn pick_other(&self, tried: SocketAddr) -> Option<SocketAddr> {
         let n = self.endpoints.len();
-        match self.endpoints.iter().position(|a| *a == tried) {
-            Some(i) if n > 1 => Some(self.endpoints[(i + 1) % n]),
-            Some(_) => None,
-            None => self.pick(),
+        let Some(t) = self.endpoints.iter().position(|a| *a == tried) else {
+            return self.pick();
+        };
+        if n < 2 {
+            return None;
+        }
+        let now = self.now_ms();
+        let others = (1..n).map(|k| (t + k) % n);
+        let i = others
+            .clone()
+            .find(|&i| self.usable(i, now))
+            .or_else(|| others.clone().next())?;
+        Some(self.endpoints[i])
+    }
+
+    /// Skips `addr` for [`EJECT_FOR`] after it could not be reached.
+    pub fn eject(&self, addr: SocketAddr) {
+        if let Some(i) = self.endpoints.iter().position(|a| *a == addr) {
+            let until = self.now_ms().saturating_add(EJECT_FOR.as_millis() as u64);
+            self.ejected_until[i].store(until, Ordering::Relaxed);
         }
     }
 }
@@ -222,9 +264,17 @@ impl Table {
             let mut resolve = |b: &IngressBackend, t: &mut Table| -> Option<Arc<Backend>> {
                 let backend = resolve_backend(&ns, b, eps, &mut backends)?;
                 if let Some(p) = &backend.problem {
+                    let service_exists = b
+                        .service
+                        .as_ref()
+                        .is_some_and(|s| eps.services.contains_key(&format!("{ns}/{}", s.name)));
                     t.problems.insert(Problem {
                         ingress: key.clone(),
-                        reason: "ServiceNotFound",
+                        reason: if service_exists {
+                            "ServicePortNotFound"
+                        } else {
+                            "ServiceNotFound"
+                        },
                         message: p.clone(),
                     });
                 }
@@ -616,6 +666,16 @@ mod tests {
             problem.as_deref(),
             Some("service \"default/web\" has no port 81")
         );
+        let ing = ingress(
+            "i",
+            json!({"defaultBackend": {"service": {"name": "web", "port": {"name": "nope"}}}}),
+        );
+        let reasons: Vec<_> = Table::build(&[ing], &eps)
+            .problems
+            .iter()
+            .map(|p| p.reason)
+            .collect();
+        assert_eq!(reasons, vec!["ServicePortNotFound"]);
     }
 
     #[test]
@@ -634,6 +694,7 @@ mod tests {
         assert_eq!(p.len(), 1);
         assert_eq!(p[0].ingress, "default/i");
         assert_eq!(p[0].message, "service \"default/gone\" not found");
+        assert_eq!(p[0].reason, "ServiceNotFound");
     }
 
     #[test]
@@ -653,6 +714,24 @@ mod tests {
         assert_ne!(b.pick_other(first), Some(first));
         let single = Backend::new("y".into(), vec![first], None);
         assert_eq!(single.pick_other(first), None);
+    }
+
+    #[test]
+    fn an_unreachable_endpoint_is_skipped_until_all_are() {
+        let a: SocketAddr = "10.0.0.1:80".parse().expect("a");
+        let b: SocketAddr = "10.0.0.2:80".parse().expect("b");
+        let c: SocketAddr = "10.0.0.3:80".parse().expect("c");
+        let backend = Backend::new("x".into(), vec![a, b, c], None);
+        backend.eject(b);
+        let picked: BTreeSet<_> = (0..6).filter_map(|_| backend.pick()).collect();
+        assert_eq!(picked, [a, c].into_iter().collect());
+        assert_eq!(backend.pick_other(a), Some(c));
+        backend.eject(a);
+        backend.eject(c);
+        // Everything failed recently: still try, in turn.
+        let picked: BTreeSet<_> = (0..6).filter_map(|_| backend.pick()).collect();
+        assert_eq!(picked.len(), 3);
+        assert_eq!(backend.pick_other(a), Some(b));
     }
 
     #[test]
