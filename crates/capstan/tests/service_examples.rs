@@ -251,3 +251,54 @@ spec:
         "the forwarded answer is missing:\n{logs}"
     );
 }
+
+#[test]
+fn a_pod_failing_readiness_gets_no_traffic_through_the_service_or_the_ingress() {
+    let s = Server::start_with_agent(BIN, &[]);
+    let agent = s.agent.clone().expect("agent");
+    let pod = |name: &str, probe: &str| {
+        format!(
+            "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}, labels: {{app: rd}}}}\nspec:\n  \
+             terminationGracePeriodSeconds: 1\n  containers:\n  - name: web\n    image: \"{HTTPD}\"\n    \
+             readinessProbe: {{exec: {{command: [\"{probe}\"]}}, periodSeconds: 1}}\n---\n"
+        )
+    };
+    s.apply(&format!(
+        "{}{}apiVersion: v1\nkind: Service\nmetadata: {{name: rd}}\nspec:\n  selector: {{app: rd}}\n  \
+         ports: [{{port: 80}}]\n---\n\
+         apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata: {{name: rd}}\nspec:\n  rules:\n  \
+         - host: rd.example.com\n    http:\n      paths:\n      - path: /\n        pathType: Prefix\n        \
+         backend: {{service: {{name: rd, port: {{number: 80}}}}}}\n",
+        pod("ready", "true"),
+        pod("unready", "false"),
+    ));
+    s.wait_pod_field(
+        "ready",
+        "{.status.conditions[?(@.type==\"Ready\")].status}",
+        "True",
+        Duration::from_secs(60),
+    );
+    s.wait_pod_field(
+        "unready",
+        "{.status.phase}",
+        "Running",
+        Duration::from_secs(60),
+    );
+    let vip = format!(
+        "{}:80",
+        jsonpath(&s, &["service", "rd"], "{.spec.clusterIP}")
+    );
+    let ingress = format!("127.0.0.1:{}", agent.ingress_http_port);
+    for (addr, host) in [(vip.as_str(), "rd"), (ingress.as_str(), "rd.example.com")] {
+        eventually(
+            Duration::from_secs(30),
+            &format!("{addr} to answer"),
+            || get(addr, host).filter(|(c, _)| *c == 200).map(|_| ()),
+        );
+        for _ in 0..40 {
+            let (code, body) = get(addr, host).expect("an answer");
+            assert_eq!(code, 200, "{body}");
+            assert_eq!(body.trim(), "hello from ready", "through {addr}");
+        }
+    }
+}
