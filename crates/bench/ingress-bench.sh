@@ -12,7 +12,8 @@
 # Usage (as root, after scripts/packages.sh): crates/bench/ingress-bench.sh [path/to/capstan]
 # Installs wrk and nginx-light when missing (not in packages.sh: Debian's nginx would start a
 # service on port 80, the ingress's own port, on a machine with systemd).
-#   DURATION=10s CONNECTIONS=64 THREADS=2 to change the load.
+#   DURATION=10s CONNECTIONS=64 THREADS=2 ROUNDS=3 to change the load and the number of
+#   alternating ingress/nginx measurements.
 set -euo pipefail
 
 repo="$(cd "$(dirname "$0")/../.." && pwd)"
@@ -20,6 +21,7 @@ bin="${1:-${CARGO_TARGET_DIR:-$repo/target}/release/capstan}"
 duration="${DURATION:-10s}"
 conns="${CONNECTIONS:-64}"
 threads="${THREADS:-2}"
+rounds="${ROUNDS:-3}"
 octet=251
 api_port=16443
 http_port=18080
@@ -189,8 +191,12 @@ run() {
 }
 
 first_ip=${ips%% *}
-echo "wrk -t$threads -c$conns -d$duration --latency, 3 nginx pods (one for direct)"
-run "capstan ingress" -H 'Host: myapp.example.com' "http://127.0.0.1:$http_port/"
-run "nginx reverse proxy" -H 'Host: myapp.example.com' "http://127.0.0.1:$nginx_port/"
+echo "wrk -t$threads -c$conns -d$duration --latency, 3 nginx pods (one for direct), $rounds rounds"
+# Rounds alternate the two proxies, so a change in the machine's load between measurements
+# does not favour one of them.
+for round in $(seq "$rounds"); do
+  run "capstan ingress #$round" -H 'Host: myapp.example.com' "http://127.0.0.1:$http_port/"
+  run "nginx proxy #$round" -H 'Host: myapp.example.com' "http://127.0.0.1:$nginx_port/"
+done
 run "direct to a pod" "http://$first_ip:80/"
 echo "idle RSS of the node agent: ${rss_off} KiB with the ingress off, ${rss_on} KiB on: +$((rss_on - rss_off)) KiB"

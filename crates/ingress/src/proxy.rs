@@ -32,6 +32,9 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 const POOL_IDLE: Duration = Duration::from_secs(60);
 /// Idle upstream connections kept per endpoint.
 const POOL_MAX_IDLE_PER_ENDPOINT: usize = 256;
+/// How long an upstream may take to send its response head (ingress-nginx's
+/// proxy-read-timeout); then the client gets 504 and the upstream request is dropped.
+pub const RESPONSE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Hop-by-hop headers (RFC 9110 section 7.6.1) a proxy must not forward.
 const HOP_BY_HOP: [&str; 8] = [
@@ -50,6 +53,7 @@ pub struct Proxy {
     pub table: Arc<RwLock<Arc<Table>>>,
     pub metrics: Arc<Metrics>,
     client: Client<HttpConnector, ProxyBody>,
+    response_timeout: Duration,
 }
 
 impl Proxy {
@@ -67,7 +71,14 @@ impl Proxy {
             table,
             metrics,
             client,
+            response_timeout: RESPONSE_TIMEOUT,
         }
+    }
+
+    /// The same proxy with another limit for upstream response heads.
+    pub fn with_response_timeout(mut self, limit: Duration) -> Self {
+        self.response_timeout = limit;
+        self
     }
 
     /// Answers one request from `peer` that came in over `scheme` (`http` or `https`).
@@ -137,23 +148,36 @@ impl Proxy {
             );
         };
         let started = Instant::now();
-        let mut result = self.client.request(up).await;
-        if let Err(e) = &result {
-            if e.is_connect() {
-                backend.eject(first);
-            }
-            let other = backend.pick_other(first).unwrap_or(first);
-            if retryable {
-                tracing::debug!(backend = %backend.name, endpoint = %first, error = %e, retry = %other, "upstream failed; retrying once");
-                self.metrics.retries.inc();
-                if let Some(up) = build(other, empty()) {
-                    result = self.client.request(up).await;
+        let attempts = async {
+            let mut result = self.client.request(up).await;
+            if let Err(e) = &result {
+                if e.is_connect() {
+                    backend.eject(first);
+                }
+                let other = backend.pick_other(first).unwrap_or(first);
+                if retryable {
+                    tracing::debug!(backend = %backend.name, endpoint = %first, error = %e, retry = %other, "upstream failed; retrying once");
+                    self.metrics.retries.inc();
+                    if let Some(up) = build(other, empty()) {
+                        result = self.client.request(up).await;
+                    }
                 }
             }
-        }
+            result
+        };
+        let result = tokio::time::timeout(self.response_timeout, attempts).await;
         self.metrics
             .upstream_seconds
             .observe(started.elapsed().as_secs_f64());
+        let Ok(result) = result else {
+            return page(
+                StatusCode::GATEWAY_TIMEOUT,
+                &format!(
+                    "the upstream of {} did not answer within {:?}",
+                    backend.name, self.response_timeout
+                ),
+            );
+        };
         let mut resp = match result {
             Ok(r) => r,
             Err(e) => {

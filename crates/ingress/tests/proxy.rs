@@ -7,6 +7,7 @@
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use capstan_ingress::metrics::Metrics;
@@ -81,6 +82,13 @@ async fn ingress(eps: &[SocketAddr]) -> SocketAddr {
 }
 
 async fn ingress_with_metrics(eps: &[SocketAddr]) -> (SocketAddr, Arc<Metrics>) {
+    ingress_with(eps, Duration::from_secs(60)).await
+}
+
+async fn ingress_with(
+    eps: &[SocketAddr],
+    response_timeout: Duration,
+) -> (SocketAddr, Arc<Metrics>) {
     let ing = serde_json::from_value(json!({
         "metadata": {"name": "i", "namespace": "default"},
         "spec": {"rules": [{"host": "app.test", "http": {"paths": [
@@ -113,10 +121,10 @@ async fn ingress_with_metrics(eps: &[SocketAddr]) -> (SocketAddr, Arc<Metrics>) 
     }
     let table = Table::build(&[Arc::new(ing)], &endpoints);
     let metrics = Arc::new(Metrics::new());
-    let proxy = Arc::new(Proxy::new(
-        Arc::new(RwLock::new(Arc::new(table))),
-        metrics.clone(),
-    ));
+    let proxy = Arc::new(
+        Proxy::new(Arc::new(RwLock::new(Arc::new(table))), metrics.clone())
+            .with_response_timeout(response_timeout),
+    );
     let (l, addr) = capstan_ingress::server::bind("127.0.0.1:0".parse().unwrap())
         .await
         .unwrap();
@@ -251,4 +259,24 @@ async fn a_refused_endpoint_is_retried_on_another_and_alone_answers_502() {
     )
     .await;
     assert!(out.starts_with("HTTP/1.1 503"), "{out}");
+}
+
+#[tokio::test]
+async fn an_upstream_that_does_not_answer_gets_504() {
+    // Accepts connections and reads nothing: the request is sent, no response comes.
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let silent = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((s, _)) = l.accept().await {
+            held.push(s);
+        }
+    });
+    let (ing, _) = ingress_with(&[silent], Duration::from_millis(300)).await;
+    let out = raw(
+        ing,
+        "GET / HTTP/1.1\r\nHost: app.test\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(out.starts_with("HTTP/1.1 504"), "{out}");
 }
