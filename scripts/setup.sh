@@ -79,3 +79,5 @@ echo "capstan is running (pid $(cat "$DATA_DIR/capstan.pid")). Point kubectl at 
 echo
 echo "    export KUBECONFIG=$DATA_DIR/kubeconfig.yaml"
 echo "    kubectl get nodes,namespaces"
+echo "    kubectl apply -f examples/deployment.yaml -f examples/service.yaml -f examples/ingress.yaml"
+echo "    curl -H 'Host: myapp.example.com' http://127.0.0.1/    # through the Ingress and the Service"
