@@ -176,6 +176,13 @@ fn cluster_dns_answers_services_endpoints_and_forwards_the_rest() {
     assert_eq!(r.data(), ["10.77.0.1"]);
     let r = dig.ask("kube-dns.kube-system.svc.cluster.local", "A", &["+tcp"]);
     assert_eq!(r.data(), ["10.77.0.10"], "over TCP: {r:?}");
+    // Reverse names of cluster addresses (dig -x asks 10.0.77.10.in-addr.arpa PTR).
+    let r = dig.ask("10.0.77.10.in-addr.arpa", "PTR", &[]);
+    assert_eq!(
+        r.data(),
+        ["kube-dns.kube-system.svc.cluster.local."],
+        "{r:?}"
+    );
 
     // NXDOMAIN with the zone's SOA, as CoreDNS answers.
     let r = dig.ask("nope.default.svc.cluster.local", "A", &[]);

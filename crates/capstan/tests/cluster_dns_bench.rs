@@ -135,7 +135,6 @@ fn cluster_dns_queries_per_second_with_1000_services() {
         rss_kib(off.pid().expect("pid")),
         rss_kib(on.pid().expect("pid")),
     );
-    drop(off);
 
     let mut yaml = String::new();
     for i in 0..SERVICES {
@@ -144,6 +143,7 @@ fn cluster_dns_queries_per_second_with_1000_services() {
         ));
     }
     on.ok_stdin(&["apply", "-f", "-"], &yaml);
+    off.ok_stdin(&["apply", "-f", "-"], &yaml);
     let last = format!("svc-{}.default.svc.cluster.local", SERVICES - 1);
     eventually(
         Duration::from_secs(60),
@@ -152,6 +152,8 @@ fn cluster_dns_queries_per_second_with_1000_services() {
     );
     std::thread::sleep(Duration::from_secs(2));
     let rss_loaded = rss_kib(on.pid().expect("pid"));
+    let rss_loaded_off = rss_kib(off.pid().expect("pid"));
+    drop(off);
 
     let dir = tempfile::tempdir().expect("dir");
     let file = dir.path().join("queries.txt");
@@ -182,7 +184,9 @@ fn cluster_dns_queries_per_second_with_1000_services() {
     let rss_after = rss_kib(on.pid().expect("pid"));
     eprintln!(
         "server RSS: DNS off {rss_off} KiB, DNS on {rss_on} KiB (+{} KiB) idle and empty; \
-         with {SERVICES} Services {rss_loaded} KiB; after the dnsperf runs {rss_after} KiB",
-        rss_on as i64 - rss_off as i64
+         with {SERVICES} Services: DNS off {rss_loaded_off} KiB, DNS on {rss_loaded} KiB (+{} KiB); \
+         after the dnsperf runs {rss_after} KiB",
+        rss_on as i64 - rss_off as i64,
+        rss_loaded as i64 - rss_loaded_off as i64
     );
 }

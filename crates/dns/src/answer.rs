@@ -16,7 +16,7 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use hickory_server::proto::op::ResponseCode;
-use hickory_server::proto::rr::rdata::{A, AAAA, CNAME, NS, SOA, SRV};
+use hickory_server::proto::rr::rdata::{A, AAAA, CNAME, NS, PTR, SOA, SRV};
 use hickory_server::proto::rr::{Name, RData, Record, RecordType};
 
 use crate::index::{EndpointEntry, Index, PortEntry, ServiceKind, View};
@@ -123,6 +123,79 @@ impl Answer {
             additionals,
         }
     }
+}
+
+/// The address a reverse name spells (`4.3.2.1.in-addr.arpa.`, or 32 nibbles under
+/// `ip6.arpa.`), if it spells a whole one.
+pub fn parse_reverse(qname: &Name) -> Option<IpAddr> {
+    let lower = qname.to_lowercase();
+    let labels: Vec<&[u8]> = lower.iter().collect();
+    match labels.as_slice() {
+        [d, c, b, a, in_addr, arpa] if *in_addr == b"in-addr" && *arpa == b"arpa" => {
+            let octet = |l: &[u8]| std::str::from_utf8(l).ok()?.parse::<u8>().ok();
+            Some(IpAddr::V4(Ipv4Addr::new(
+                octet(a)?,
+                octet(b)?,
+                octet(c)?,
+                octet(d)?,
+            )))
+        }
+        [nibbles @ .., ip6, arpa] if nibbles.len() == 32 && *ip6 == b"ip6" && *arpa == b"arpa" => {
+            let mut v: u128 = 0;
+            for l in nibbles.iter().rev() {
+                let [c] = l else { return None };
+                v = (v << 4) | u128::from((*c as char).to_digit(16)?);
+            }
+            Some(IpAddr::V6(Ipv6Addr::from(v)))
+        }
+        _ => None,
+    }
+}
+
+/// PTR records for a Service's cluster IP or a headless Service's ready endpoint, as CoreDNS's
+/// kubernetes plugin answers reverse names; None for addresses the cluster does not know (the
+/// question then goes upstream, as CoreDNS's `fallthrough in-addr.arpa ip6.arpa`). It looks
+/// through every Service: reverse questions are rare, and a second index would cost memory.
+pub fn reverse(index: &Index, zone: &Zone, qname: &Name) -> Option<Answer> {
+    let ip = parse_reverse(qname)?;
+    let view = index.view();
+    let mut targets: Vec<String> = Vec::new();
+    for (ns, svc, entry) in view.all_services() {
+        match &entry.kind {
+            ServiceKind::ClusterIp(ips) if ips.contains(&ip) => {
+                targets.push(format!("{svc}.{ns}.svc"))
+            }
+            ServiceKind::Headless => {
+                for slice in view.slices(ns, svc) {
+                    for e in slice
+                        .endpoints
+                        .iter()
+                        .filter(|e| e.ready || entry.publish_not_ready)
+                    {
+                        if e.addresses.contains(&ip) {
+                            targets.push(format!("{}.{svc}.{ns}.svc", endpoint_label(e, &ip)));
+                        }
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    if targets.is_empty() {
+        return None;
+    }
+    targets.sort();
+    targets.dedup();
+    let answers = targets
+        .iter()
+        .filter_map(|t| {
+            Name::from_ascii(t)
+                .and_then(|n| n.append_domain(&zone.name))
+                .ok()
+        })
+        .map(|t| Record::from_rdata(qname.clone(), TTL, RData::PTR(PTR(t))))
+        .collect();
+    Some(Answer::records(zone, view.serial(), answers, Vec::new()))
 }
 
 /// Answers `qname`/`qtype`, a name inside `zone` (callers check [`Zone::contains`] first).

@@ -395,3 +395,51 @@ fn odd_names_and_random_labels_never_panic() {
         }
     }
 }
+
+#[test]
+fn reverse_names_of_cluster_addresses_answer_ptr_and_others_are_not_ours() {
+    let idx = cluster();
+    let z = zone();
+    let ptr = |n: &str| {
+        reverse(&idx, &z, &Name::from_ascii(n).expect("name")).map(|a| {
+            a.answers
+                .iter()
+                .filter_map(|r| match &r.data {
+                    RData::PTR(p) => Some(p.0.to_string()),
+                    _ => None,
+                })
+                .collect::<Vec<_>>()
+        })
+    };
+    assert_eq!(
+        ptr("20.0.43.10.in-addr.arpa."),
+        Some(vec!["web.shop.svc.cluster.local.".to_string()])
+    );
+    assert_eq!(
+        ptr("7.0.42.10.IN-ADDR.ARPA"),
+        Some(vec!["db-0.db.shop.svc.cluster.local.".to_string()])
+    );
+    assert_eq!(
+        ptr("8.0.42.10.in-addr.arpa."),
+        Some(vec!["10-42-0-8.db.shop.svc.cluster.local.".to_string()])
+    );
+    // Not ready, unknown, partial or malformed: forwarded (None).
+    for n in [
+        "9.0.42.10.in-addr.arpa.",
+        "1.1.1.1.in-addr.arpa.",
+        "0.42.10.in-addr.arpa.",
+        "300.0.42.10.in-addr.arpa.",
+        "x.0.42.10.in-addr.arpa.",
+    ] {
+        assert_eq!(ptr(n), None, "{n}");
+    }
+    assert_eq!(
+        parse_reverse(
+            &Name::from_ascii(
+                "5.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.d.f.ip6.arpa."
+            )
+            .expect("name")
+        ),
+        Some("fd00::5".parse().expect("ip"))
+    );
+}

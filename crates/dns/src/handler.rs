@@ -149,6 +149,11 @@ impl Handler {
             let a = answer::answer(&self.index, &self.zone, qname, qtype);
             return (Reply::from_answer(request, a), label);
         }
+        if qtype == RecordType::PTR {
+            if let Some(a) = answer::reverse(&self.index, &self.zone, qname) {
+                return (Reply::from_answer(request, a), label);
+            }
+        }
         (self.forward(request).await, label)
     }
 

@@ -103,6 +103,14 @@ impl View<'_> {
             .flat_map(|m| m.values().map(|s| s.as_ref()))
     }
 
+    /// Every Service as (namespace, name, entry).
+    pub fn all_services(&self) -> impl Iterator<Item = (&str, &str, &ServiceEntry)> {
+        self.inner
+            .services
+            .iter()
+            .map(|((ns, name), e)| (ns.as_str(), name.as_str(), e.as_ref()))
+    }
+
     pub fn namespace_has_services(&self, ns: &str) -> bool {
         self.inner.namespaces.get(ns).is_some_and(|n| *n > 0)
     }
