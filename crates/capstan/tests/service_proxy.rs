@@ -557,3 +557,42 @@ fn proxy_idle_memory() {
     }
     println!("server RSS, idle with 100 Services / 300 endpoints: {figures:?} (with proxy = true)");
 }
+
+/// The idle memory the service proxy, cluster DNS and ingress add together: a server with its
+/// node agent and 100 Services of 3 endpoints each, with all three turned off against all three
+/// on, both idle after the Services are programmed.
+#[test]
+#[ignore = "benchmark: cargo nextest run -p capstan --test service_proxy --run-ignored only service_networking_idle_memory --no-capture"]
+fn service_networking_idle_memory() {
+    let off = [
+        "--disable-proxy",
+        "--cluster-dns-port",
+        "0",
+        "--ingress-http-port",
+        "0",
+        "--ingress-https-port",
+        "0",
+    ];
+    let mut figures = Vec::new();
+    for extra in [&off[..], &[][..]] {
+        let s = Server::start_with_agent(BIN, extra);
+        let mut yaml = String::new();
+        for i in 0..100 {
+            yaml.push_str(&format!(
+                "---\napiVersion: v1\nkind: Service\nmetadata:\n  name: s{i}\nspec:\n  ports: [{{port: 80}}]\n---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata:\n  name: s{i}\n  labels: {{kubernetes.io/service-name: s{i}}}\naddressType: IPv4\nendpoints:\n- addresses: [10.1.{i}.1]\n- addresses: [10.1.{i}.2]\n- addresses: [10.1.{i}.3]\nports: [{{port: 80}}]\n"
+            ));
+        }
+        s.apply(&yaml);
+        if extra.is_empty() {
+            eventually(Duration::from_secs(60), "100 Services programmed", || {
+                nft_table(&table(&s))
+                    .filter(|l| l.contains("default/s99/"))
+                    .map(|_| ())
+            });
+        }
+        std::thread::sleep(Duration::from_secs(10));
+        let pid = s.pid().expect("running");
+        figures.push((extra.is_empty(), rss_kib(pid)));
+    }
+    println!("server RSS (KiB), idle with 100 Services / 300 endpoints: {figures:?} (proxy, DNS and ingress on = true)");
+}

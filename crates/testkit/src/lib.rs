@@ -34,6 +34,15 @@ fn free_port() -> u16 {
         .expect("no free port on 127.0.0.1")
 }
 
+/// `args` (flag-value pairs) without the flags `extra` gives too: a test's own value wins.
+fn without_overridden(args: Vec<String>, extra: &[String]) -> Vec<String> {
+    args.chunks(2)
+        .filter(|pair| !extra.contains(&pair[0]))
+        .flatten()
+        .cloned()
+        .collect()
+}
+
 /// A UDP port nobody holds (the cluster DNS listens on UDP and TCP).
 fn free_udp_port() -> u16 {
     std::net::UdpSocket::bind("0.0.0.0:0")
@@ -119,7 +128,7 @@ impl Server {
                     .flatten(),
             )
             .args(match &self.agent {
-                Some(a) => a.server_args(),
+                Some(a) => without_overridden(a.server_args(), &self.extra_args),
                 None => vec!["--disable-agent".to_string()],
             })
             .args(&self.extra_args)
