@@ -134,9 +134,10 @@ spec:
       - {name: web, image: nginx, imagePullPolicy: IfNotPresent}
 EOF
 kubectl apply -f "$repo/examples/service.yaml" -f "$repo/examples/ingress.yaml" >/dev/null
+# The pod IPs are the Service's ready endpoints (one query: the count and the list agree).
 for _ in $(seq 240); do
-  ips=$(kubectl get pods -l app=my-app -o jsonpath='{range .items[?(@.status.podIP)]}{.status.podIP}{" "}{end}')
-  ready=$(kubectl get endpointslices -l kubernetes.io/service-name=my-service -o jsonpath='{.items[*].endpoints[?(@.conditions.ready==true)].addresses[0]}' | wc -w)
+  ips=$(kubectl get endpointslices -l kubernetes.io/service-name=my-service -o jsonpath='{.items[*].endpoints[?(@.conditions.ready==true)].addresses[0]}')
+  ready=$(wc -w <<<"$ips")
   [ "$ready" -eq 3 ] && break
   sleep 0.5
 done
@@ -174,7 +175,10 @@ $upstreams
 EOF
 nginx -c "$work/nginx.conf" -g 'daemon off;' &
 nginx_pid=$!
-until curl -sf -o /dev/null "http://127.0.0.1:$nginx_port/"; do sleep 0.2; done
+until curl -sf -o /dev/null "http://127.0.0.1:$nginx_port/"; do
+  kill -0 "$nginx_pid" 2>/dev/null || { echo "nginx exited; see $work/nginx-error.log" >&2; exit 1; }
+  sleep 0.2
+done
 
 run() {
   local name=$1
