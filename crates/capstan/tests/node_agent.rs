@@ -33,14 +33,6 @@ fn http_get(ip: &str) -> Option<String> {
         .then(|| out.split("\r\n\r\n").nth(1).unwrap_or_default().to_string())
 }
 
-fn jsonpath(s: &Server, what: &[&str], path: &str) -> String {
-    let mut args = vec!["get"];
-    args.extend_from_slice(what);
-    let jp = format!("jsonpath={path}");
-    args.extend_from_slice(&["-o", &jp]);
-    String::from_utf8_lossy(&s.kubectl(&args).stdout).into_owned()
-}
-
 fn pod(name: &str, node: &str, body: &str) -> String {
     format!("apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\nspec:\n  nodeName: {node}\n  terminationGracePeriodSeconds: 5\n{body}")
 }
@@ -48,7 +40,7 @@ fn pod(name: &str, node: &str, body: &str) -> String {
 fn wait_phase(s: &Server, name: &str, phase: &str, secs: u64) {
     let deadline = Instant::now() + Duration::from_secs(secs);
     while Instant::now() < deadline {
-        if jsonpath(s, &["pod", name], "{.status.phase}") == phase {
+        if s.jsonpath(&["pod", name], "{.status.phase}") == phase {
             return;
         }
         std::thread::sleep(Duration::from_millis(200));
@@ -73,24 +65,12 @@ fn deployment_pods_run_and_answer_http_from_the_host_and_from_each_other() {
     let manifest = example.replace("image: nginx", &format!("image: {HTTPD}"));
     s.ok_stdin(&["apply", "-f", "-"], &manifest);
     let ips = eventually(Duration::from_secs(60), "3 Running pods with IPs", || {
-        let phases = jsonpath(
-            &s,
-            &["pods", "-l", "app=my-app"],
-            "{.items[*].status.phase}",
-        );
-        let ips = jsonpath(
-            &s,
-            &["pods", "-l", "app=my-app"],
-            "{.items[*].status.podIP}",
-        );
+        let phases = s.jsonpath(&["pods", "-l", "app=my-app"], "{.items[*].status.phase}");
+        let ips = s.jsonpath(&["pods", "-l", "app=my-app"], "{.items[*].status.podIP}");
         let ips: Vec<String> = ips.split_whitespace().map(str::to_string).collect();
         (phases == "Running Running Running" && ips.len() == 3).then_some(ips)
     });
-    let nodes = jsonpath(
-        &s,
-        &["pods", "-l", "app=my-app"],
-        "{.items[*].spec.nodeName}",
-    );
+    let nodes = s.jsonpath(&["pods", "-l", "app=my-app"], "{.items[*].spec.nodeName}");
     assert_eq!(nodes, format!("{node} {node} {node}"));
     let wide = s.ok(&["get", "pods", "-o", "wide"]);
     assert_eq!(wide.matches("Running").count(), 3, "{wide}");
@@ -111,12 +91,8 @@ fn deployment_pods_run_and_answer_http_from_the_host_and_from_each_other() {
     wait_phase(&s, "client", "Succeeded", 60);
 
     // Deleting a pod stops it within its grace period and frees its IP.
-    let victim = jsonpath(
-        &s,
-        &["pods", "-l", "app=my-app"],
-        "{.items[0].metadata.name}",
-    );
-    let victim_ip = jsonpath(&s, &["pod", &victim], "{.status.podIP}");
+    let victim = s.jsonpath(&["pods", "-l", "app=my-app"], "{.items[0].metadata.name}");
+    let victim_ip = s.jsonpath(&["pod", &victim], "{.status.podIP}");
     let started = Instant::now();
     s.ok(&["delete", "pod", &victim, "--wait=true"]);
     assert!(
@@ -147,8 +123,7 @@ fn killed_and_crashing_containers_restart_with_growing_back_off() {
     wait_phase(&s, "web", "Running", 60);
 
     // Kill the container's main process from the host, as an OOM killer or a crash would.
-    let cid = jsonpath(
-        &s,
+    let cid = s.jsonpath(
         &["pod", "web"],
         "{.status.containerStatuses[0].containerID}",
     );
@@ -173,8 +148,7 @@ fn killed_and_crashing_containers_restart_with_growing_back_off() {
         Duration::from_secs(20),
     );
     s.wait_pod_field("web", "{.status.phase}", "Running", Duration::from_secs(20));
-    let last = jsonpath(
-        &s,
+    let last = s.jsonpath(
         &["pod", "web"],
         "{.status.containerStatuses[0].lastState.terminated.exitCode}",
     );
@@ -191,8 +165,7 @@ fn killed_and_crashing_containers_restart_with_growing_back_off() {
         },
     );
     let msg = |s: &Server| {
-        jsonpath(
-            s,
+        s.jsonpath(
             &["pod", "crash"],
             "{.status.containerStatuses[0].state.waiting.message}",
         )
@@ -270,8 +243,7 @@ fn restart_policies_exit_codes_and_init_containers_follow_upstream() {
         "from-the-log\n"
     );
     assert_eq!(
-        jsonpath(
-            &s,
+        s.jsonpath(
             &["pod", "onfailure"],
             "{.status.containerStatuses[0].restartCount}"
         ),
@@ -398,19 +370,14 @@ fn probes_restart_unhealthy_containers_and_gate_readiness() {
     );
     std::thread::sleep(Duration::from_secs(3));
     assert_eq!(
-        jsonpath(
-            &s,
+        s.jsonpath(
             &["pod", "unready"],
             "{.status.conditions[?(@.type==\"Ready\")].status}"
         ),
         "False"
     );
     assert_eq!(
-        jsonpath(
-            &s,
-            &["pod", "unready"],
-            "{.status.containerStatuses[0].ready}"
-        ),
+        s.jsonpath(&["pod", "unready"], "{.status.containerStatuses[0].ready}"),
         "false"
     );
     let table = s.ok(&["get", "pod", "unready"]);
@@ -422,8 +389,7 @@ fn probes_restart_unhealthy_containers_and_gate_readiness() {
         Duration::from_secs(30),
     );
     assert_eq!(
-        jsonpath(
-            &s,
+        s.jsonpath(
             &["pod", "live"],
             "{.status.containerStatuses[0].lastState.terminated.exitCode}"
         ),
@@ -606,15 +572,13 @@ fn restarts_of_the_agent_and_of_containerd_keep_pods_running() {
         s.wait_pod_field(name, "{.status.phase}", "Running", Duration::from_secs(60));
     }
     let ids = |s: &Server| {
-        jsonpath(
-            s,
+        s.jsonpath(
             &["pods"],
             "{.items[*].status.containerStatuses[0].containerID}",
         )
     };
     let counts = |s: &Server| {
-        jsonpath(
-            s,
+        s.jsonpath(
             &["pods"],
             "{.items[*].status.containerStatuses[0].restartCount}",
         )
@@ -638,7 +602,7 @@ fn restarts_of_the_agent_and_of_containerd_keep_pods_running() {
         before_runc,
         "no duplicates, nothing restarted"
     );
-    let ip = jsonpath(&s, &["pod", "a"], "{.status.podIP}");
+    let ip = s.jsonpath(&["pod", "a"], "{.status.podIP}");
     eventually(
         Duration::from_secs(10),
         "pod a answering after the restart",
@@ -677,7 +641,7 @@ fn restarts_of_the_agent_and_of_containerd_keep_pods_running() {
         Duration::from_secs(60),
     );
     assert_eq!(counts(&s), "0 0 0 0");
-    assert_eq!(jsonpath(&s, &["pod", "a"], "{.status.podIP}"), ip);
+    assert_eq!(s.jsonpath(&["pod", "a"], "{.status.podIP}"), ip);
     eventually(
         Duration::from_secs(10),
         "pod a answering after the containerd restart",
@@ -685,7 +649,7 @@ fn restarts_of_the_agent_and_of_containerd_keep_pods_running() {
     );
 
     // A pod deleted while the agent was away is cleaned up when it comes back.
-    let gone_ip = jsonpath(&s, &["pod", "gone"], "{.status.podIP}");
+    let gone_ip = s.jsonpath(&["pod", "gone"], "{.status.podIP}");
     let opts = s.agent.take();
     s.restart();
     s.ok(&["delete", "pod", "gone", "--force", "--grace-period=0"]);
@@ -742,8 +706,7 @@ fn an_agent_joins_with_the_pinned_token_and_serves_its_pods_and_logs() {
         Duration::from_secs(60),
         "the joined node to be Ready",
         || {
-            (jsonpath(
-                &s,
+            (s.jsonpath(
                 &["node", &node],
                 "{.status.conditions[?(@.type==\"Ready\")].status}",
             ) == "True")
@@ -779,8 +742,7 @@ fn images_follow_the_pull_policy_and_can_be_imported() {
         "  containers:\n  - name: c\n    image: capstan.test/missing:1.0\n",
     ));
     eventually(Duration::from_secs(60), "ImagePullBackOff", || {
-        let r = jsonpath(
-            &s,
+        let r = s.jsonpath(
             &["pod", "nopull"],
             "{.status.containerStatuses[0].state.waiting.reason}",
         );
@@ -812,7 +774,7 @@ fn images_follow_the_pull_policy_and_can_be_imported() {
         "Running",
         Duration::from_secs(30),
     );
-    let images = jsonpath(&s, &["node", &node], "{.status.images[*].names}");
+    let images = s.jsonpath(&["node", &node], "{.status.images[*].names}");
     assert!(images.contains("capstan.test/busybox:1.0"), "{images}");
     s.ok(&["delete", "pods", "--all", "--wait=true"]);
 }
@@ -870,15 +832,11 @@ fn security_context_host_network_host_ports_and_lifecycle_hooks() {
     wait_phase(&s, "plain", "Failed", 60);
     wait_phase(&s, "hostport", "Running", 60);
     wait_phase(&s, "hostnet", "Running", 60);
-    let node_ip = jsonpath(
-        &s,
+    let node_ip = s.jsonpath(
         &["node", &node],
         "{.status.addresses[?(@.type==\"InternalIP\")].address}",
     );
-    assert_eq!(
-        jsonpath(&s, &["pod", "hostnet"], "{.status.podIP}"),
-        node_ip
-    );
+    assert_eq!(s.jsonpath(&["pod", "hostnet"], "{.status.podIP}"), node_ip);
     let get = |addr: String| -> Option<String> {
         let mut c = TcpStream::connect_timeout(&addr.parse().ok()?, Duration::from_secs(2)).ok()?;
         c.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
@@ -927,21 +885,17 @@ fn the_example_pod_runs_nginx_pulled_through_a_registry_mirror() {
         Duration::from_secs(20),
         "the example pod to be placed",
         || {
-            let n = jsonpath(&s, &["pod", "my-pod"], "{.spec.nodeName}");
+            let n = s.jsonpath(&["pod", "my-pod"], "{.spec.nodeName}");
             (!n.is_empty()).then_some(n)
         },
     );
     assert_eq!(scheduled, node);
     wait_phase(&s, "my-pod", "Running", 60);
     assert_eq!(
-        jsonpath(
-            &s,
-            &["pod", "my-pod"],
-            "{.spec.containers[0].imagePullPolicy}"
-        ),
+        s.jsonpath(&["pod", "my-pod"], "{.spec.containers[0].imagePullPolicy}"),
         "Always"
     );
-    let ip = jsonpath(&s, &["pod", "my-pod"], "{.status.podIP}");
+    let ip = s.jsonpath(&["pod", "my-pod"], "{.status.podIP}");
     let page = eventually(Duration::from_secs(10), "nginx answering", || http_get(&ip));
     assert!(page.contains("Welcome to nginx!"), "{page}");
     let logs = s.ok(&["logs", "my-pod"]);
@@ -991,16 +945,14 @@ fn image_pull_secrets_authenticate_pulls_from_a_private_registry() {
         Duration::from_secs(30),
         "the pod without credentials to fail its pull",
         || {
-            let r = jsonpath(
-                &s,
+            let r = s.jsonpath(
                 &["pod", "anonymous"],
                 "{.status.containerStatuses[0].state.waiting.reason}",
             );
             (r == "ErrImagePull" || r == "ImagePullBackOff").then_some(())
         },
     );
-    let msg = jsonpath(
-        &s,
+    let msg = s.jsonpath(
         &["pod", "anonymous"],
         "{.status.containerStatuses[0].state.waiting.message}",
     );

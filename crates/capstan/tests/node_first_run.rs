@@ -19,14 +19,6 @@ fn busybox_pod(name: &str, node: &str) -> String {
     )
 }
 
-fn jsonpath(s: &Server, what: &[&str], path: &str) -> String {
-    let mut args = vec!["get"];
-    args.extend_from_slice(what);
-    let jp = format!("jsonpath={path}");
-    args.extend_from_slice(&["-o", &jp]);
-    String::from_utf8_lossy(&s.kubectl(&args).stdout).into_owned()
-}
-
 /// The FailedCreatePodSandBox events about `pod`: (summed count, messages).
 fn sandbox_events(s: &Server, pod: &str) -> (i64, Vec<String>) {
     let list = s.get_json(&["events"]);
@@ -87,7 +79,7 @@ fn a_fresh_data_dir_runs_a_pod_with_the_pause_image_the_agent_assembles() {
         Duration::from_secs(30),
         "the pause image in the node's images",
         || {
-            jsonpath(&s, &["node", &node], "{.status.images[*].names}")
+            s.jsonpath(&["node", &node], "{.status.images[*].names}")
                 .contains("capstan.local/pause:3.10")
                 .then_some(())
         },
@@ -144,21 +136,16 @@ fn a_sandbox_that_cannot_be_created_is_told_in_events_with_back_off() {
     );
     assert!(first[0].contains(unpullable), "{first:?}");
     // The pod waits as upstream shows it: Pending, its container ContainerCreating.
+    assert_eq!(s.jsonpath(&["pod", "stuck"], "{.status.phase}"), "Pending");
     assert_eq!(
-        jsonpath(&s, &["pod", "stuck"], "{.status.phase}"),
-        "Pending"
-    );
-    assert_eq!(
-        jsonpath(
-            &s,
+        s.jsonpath(
             &["pod", "stuck"],
             "{.status.containerStatuses[0].state.waiting.reason}"
         ),
         "ContainerCreating"
     );
     assert_eq!(
-        jsonpath(
-            &s,
+        s.jsonpath(
             &["pod", "stuck"],
             "{.status.conditions[?(@.type==\"PodReadyToStartContainers\")].status}"
         ),

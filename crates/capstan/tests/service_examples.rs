@@ -27,14 +27,6 @@ fn get(addr: &str, host: &str) -> Option<(u16, String)> {
     Some((code, body))
 }
 
-fn jsonpath(s: &Server, what: &[&str], path: &str) -> String {
-    let mut args = vec!["get"];
-    args.extend_from_slice(what);
-    let p = format!("jsonpath={path}");
-    args.extend_from_slice(&["-o", &p]);
-    s.ok(&args)
-}
-
 /// Requests each example pod's nginx logged (its access log goes to stdout).
 fn requests_per_pod(s: &Server, pods: &[String]) -> Vec<usize> {
     pods.iter()
@@ -56,14 +48,11 @@ fn the_four_examples_work_verbatim_through_ingress_cluster_ip_and_node_port() {
         "deployment/my-deployment",
         "--timeout=180s",
     ]);
-    let pods: Vec<String> = jsonpath(
-        &s,
-        &["pods", "-l", "app=my-app"],
-        "{.items[*].metadata.name}",
-    )
-    .split_whitespace()
-    .map(str::to_string)
-    .collect();
+    let pods: Vec<String> = s
+        .jsonpath(&["pods", "-l", "app=my-app"], "{.items[*].metadata.name}")
+        .split_whitespace()
+        .map(str::to_string)
+        .collect();
     assert_eq!(pods.len(), 3, "{pods:?}");
 
     // Through the Ingress: every replica answers over many requests; another host gets 404.
@@ -89,7 +78,7 @@ fn the_four_examples_work_verbatim_through_ingress_cluster_ip_and_node_port() {
     );
     let (code, _) = get(&ingress, "other.example.com").expect("the ingress answers");
     assert_eq!(code, 404);
-    let class = jsonpath(&s, &["ingress", "my-ingress"], "{.spec.ingressClassName}");
+    let class = s.jsonpath(&["ingress", "my-ingress"], "{.spec.ingressClassName}");
     assert_eq!(
         class, "capstan",
         "the default IngressClass is filled in as upstream does"
@@ -98,8 +87,7 @@ fn the_four_examples_work_verbatim_through_ingress_cluster_ip_and_node_port() {
         Duration::from_secs(20),
         "the Ingress status address",
         || {
-            let ip = jsonpath(
-                &s,
+            let ip = s.jsonpath(
                 &["ingress", "my-ingress"],
                 "{.status.loadBalancer.ingress[0].ip}",
             );
@@ -108,7 +96,7 @@ fn the_four_examples_work_verbatim_through_ingress_cluster_ip_and_node_port() {
     );
 
     // Through the ClusterIP from the host: every replica again.
-    let cluster_ip = jsonpath(&s, &["service", "my-service"], "{.spec.clusterIP}");
+    let cluster_ip = s.jsonpath(&["service", "my-service"], "{.spec.clusterIP}");
     let before = requests_per_pod(&s, &pods);
     let vip = format!("{cluster_ip}:80");
     eventually(Duration::from_secs(30), "the ClusterIP to answer", || {
@@ -133,9 +121,8 @@ fn the_four_examples_work_verbatim_through_ingress_cluster_ip_and_node_port() {
         "--type=NodePort",
         "--port=80",
     ]);
-    let port = jsonpath(&s, &["service", "my-nodeport"], "{.spec.ports[0].nodePort}");
-    let node_ip = jsonpath(
-        &s,
+    let port = s.jsonpath(&["service", "my-nodeport"], "{.spec.ports[0].nodePort}");
+    let node_ip = s.jsonpath(
         &["node", &agent.node_name],
         "{.status.addresses[?(@.type==\"InternalIP\")].address}",
     );
@@ -189,12 +176,13 @@ spec:
 "#
     ));
     s.ok(&["rollout", "status", "deployment/web", "--timeout=120s"]);
-    let pod_ips: Vec<String> = jsonpath(&s, &["pods", "-l", "app=web"], "{.items[*].status.podIP}")
+    let pod_ips: Vec<String> = s
+        .jsonpath(&["pods", "-l", "app=web"], "{.items[*].status.podIP}")
         .split_whitespace()
         .map(str::to_string)
         .collect();
     assert_eq!(pod_ips.len(), 2);
-    let cluster_ip = jsonpath(&s, &["service", "web"], "{.spec.clusterIP}");
+    let cluster_ip = s.jsonpath(&["service", "web"], "{.spec.clusterIP}");
 
     // Each check prints a marker line, so that the logs say which one failed. Short names are
     // shown by wget: busybox's nslookup walks the whole search path for the AAAA question
@@ -222,7 +210,7 @@ spec:
 "#
     ));
     let logs = eventually(Duration::from_secs(90), "the client pod to finish", || {
-        let phase = jsonpath(&s, &["pod", "client"], "{.status.phase}");
+        let phase = s.jsonpath(&["pod", "client"], "{.status.phase}");
         (phase == "Succeeded" || phase == "Failed").then(|| s.ok(&["logs", "client"]))
     });
     for check in [
@@ -284,10 +272,7 @@ fn a_pod_failing_readiness_gets_no_traffic_through_the_service_or_the_ingress() 
         "Running",
         Duration::from_secs(60),
     );
-    let vip = format!(
-        "{}:80",
-        jsonpath(&s, &["service", "rd"], "{.spec.clusterIP}")
-    );
+    let vip = format!("{}:80", s.jsonpath(&["service", "rd"], "{.spec.clusterIP}"));
     let ingress = format!("127.0.0.1:{}", agent.ingress_http_port);
     for (addr, host) in [(vip.as_str(), "rd"), (ingress.as_str(), "rd.example.com")] {
         eventually(

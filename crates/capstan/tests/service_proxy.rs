@@ -52,14 +52,6 @@ fn get(addr: &str) -> Result<String, std::io::Error> {
         .to_string())
 }
 
-fn jsonpath(s: &Server, what: &[&str], path: &str) -> String {
-    let mut args = vec!["get"];
-    args.extend_from_slice(what);
-    let jp = format!("jsonpath={path}");
-    args.extend_from_slice(&["-o", &jp]);
-    String::from_utf8_lossy(&s.kubectl(&args).stdout).into_owned()
-}
-
 fn deployment(name: &str, replicas: u32) -> String {
     format!(
         "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: {name}\nspec:\n  replicas: {replicas}\n  selector:\n    matchLabels: {{app: {name}}}\n  template:\n    metadata:\n      labels: {{app: {name}}}\n    spec:\n      terminationGracePeriodSeconds: 10\n      containers:\n      - name: web\n        image: {HTTPD}\n        lifecycle:\n          preStop:\n            exec: {{command: [sleep, '3']}}\n"
@@ -73,7 +65,7 @@ fn service(name: &str, app: &str, extra_spec: &str) -> String {
 }
 
 fn cluster_ip(s: &Server, svc: &str) -> String {
-    jsonpath(s, &["service", svc], "{.spec.clusterIP}")
+    s.jsonpath(&["service", svc], "{.spec.clusterIP}")
 }
 
 /// Waits until the Service has `n` ready endpoints.
@@ -82,8 +74,7 @@ fn wait_ready_endpoints(s: &Server, svc: &str, n: usize) {
         Duration::from_secs(90),
         &format!("{n} ready endpoints of {svc}"),
         || {
-            let ready = jsonpath(
-                s,
+            let ready = s.jsonpath(
                 &[
                     "endpointslices",
                     "-l",
@@ -97,8 +88,7 @@ fn wait_ready_endpoints(s: &Server, svc: &str, n: usize) {
 }
 
 fn node_ip(s: &Server) -> String {
-    jsonpath(
-        s,
+    s.jsonpath(
         &["node", &s.node_name()],
         "{.status.addresses[?(@.type==\"InternalIP\")].address}",
     )
@@ -114,7 +104,7 @@ fn run_client_pod(s: &Server, name: &str, labels: &str, script: &str) -> String 
         Duration::from_secs(90),
         &format!("pod {name} to finish"),
         || {
-            let phase = jsonpath(s, &["pod", name], "{.status.phase}");
+            let phase = s.jsonpath(&["pod", name], "{.status.phase}");
             (phase == "Succeeded" || phase == "Failed").then_some(())
         },
     );
@@ -150,15 +140,15 @@ fn cluster_ip_and_node_port_reach_every_pod_from_the_host_and_from_pods() {
         let body = get(&target).expect("every request through the ClusterIP answers");
         seen.insert(body);
     }
-    let pods: BTreeSet<String> =
-        jsonpath(&s, &["pods", "-l", "app=web"], "{.items[*].metadata.name}")
-            .split_whitespace()
-            .map(|p| format!("hello from {p}"))
-            .collect();
+    let pods: BTreeSet<String> = s
+        .jsonpath(&["pods", "-l", "app=web"], "{.items[*].metadata.name}")
+        .split_whitespace()
+        .map(|p| format!("hello from {p}"))
+        .collect();
     assert_eq!(seen, pods, "60 requests reach each of the 3 pods");
 
     // The NodePort answers on the node's address.
-    let node_port = jsonpath(&s, &["service", "web"], "{.spec.ports[0].nodePort}");
+    let node_port = s.jsonpath(&["service", "web"], "{.spec.ports[0].nodePort}");
     let np = format!("{}:{node_port}", node_ip(&s));
     let body = eventually(Duration::from_secs(30), "the NodePort to answer", || {
         get(&np).ok()
@@ -174,11 +164,7 @@ fn cluster_ip_and_node_port_reach_every_pod_from_the_host_and_from_pods() {
     ));
     let node_addr = node_ip(&s);
     eventually(Duration::from_secs(30), "the load-balancer ingress", || {
-        (jsonpath(
-            &s,
-            &["service", "lb"],
-            "{.status.loadBalancer.ingress[0].ip}",
-        ) == node_addr)
+        (s.jsonpath(&["service", "lb"], "{.status.loadBalancer.ingress[0].ip}") == node_addr)
             .then_some(())
     });
     let lb = format!("{node_addr}:{lb_port}");
@@ -312,7 +298,7 @@ fn no_endpoints_refuse_at_once_scale_down_loses_nothing_and_the_table_lives_with
     };
     s.ok(&["scale", "deployment", "web", "--replicas=1"]);
     eventually(Duration::from_secs(90), "2 pods to be gone", || {
-        let names = jsonpath(&s, &["pods", "-l", "app=web"], "{.items[*].metadata.name}");
+        let names = s.jsonpath(&["pods", "-l", "app=web"], "{.items[*].metadata.name}");
         (names.split_whitespace().count() == 1).then_some(())
     });
     let before = ok.load(Ordering::SeqCst);
@@ -527,14 +513,11 @@ fn rss_kib(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
-/// The idle memory the proxy adds to the server process (its informers' caches and the
-/// programmed state), with 100 Services of 3 endpoints each: a server with the proxy against
-/// one with `--disable-proxy`, both idle after the Services are programmed (or would be).
-#[test]
-#[ignore = "benchmark: cargo nextest run -p capstan --test service_proxy --run-ignored only proxy_idle_memory --no-capture"]
-fn proxy_idle_memory() {
-    let mut figures = Vec::new();
-    for extra in [&["--disable-proxy"][..], &[][..]] {
+/// The idle RSS (KiB) of a server with its node agent and 100 Services of 3 endpoints each,
+/// started with `off` and then without it; both idle 10 s after the Services are programmed
+/// (or would be).
+fn idle_rss_without_and_with(off: &[&str]) -> [(bool, u64); 2] {
+    [off, &[]].map(|extra| {
         let s = Server::start_with_agent(BIN, extra);
         let mut yaml = String::new();
         for i in 0..100 {
@@ -553,18 +536,25 @@ fn proxy_idle_memory() {
         // Idle: let start-up garbage settle the same way for both.
         std::thread::sleep(Duration::from_secs(10));
         let pid = s.pid().expect("running");
-        figures.push((extra.is_empty(), rss_kib(pid)));
-    }
+        (extra.is_empty(), rss_kib(pid))
+    })
+}
+
+/// The idle memory the proxy adds to the server process (its informers' caches and the
+/// programmed state): with the proxy against `--disable-proxy`.
+#[test]
+#[ignore = "benchmark: cargo nextest run -p capstan --test service_proxy --run-ignored only proxy_idle_memory --no-capture"]
+fn proxy_idle_memory() {
+    let figures = idle_rss_without_and_with(&["--disable-proxy"]);
     println!("server RSS, idle with 100 Services / 300 endpoints: {figures:?} (with proxy = true)");
 }
 
-/// The idle memory the service proxy, cluster DNS and ingress add together: a server with its
-/// node agent and 100 Services of 3 endpoints each, with all three turned off against all three
-/// on, both idle after the Services are programmed.
+/// The idle memory the service proxy, cluster DNS and ingress add together: all three off
+/// against all three on.
 #[test]
 #[ignore = "benchmark: cargo nextest run -p capstan --test service_proxy --run-ignored only service_networking_idle_memory --no-capture"]
 fn service_networking_idle_memory() {
-    let off = [
+    let figures = idle_rss_without_and_with(&[
         "--disable-proxy",
         "--cluster-dns-port",
         "0",
@@ -572,27 +562,6 @@ fn service_networking_idle_memory() {
         "0",
         "--ingress-https-port",
         "0",
-    ];
-    let mut figures = Vec::new();
-    for extra in [&off[..], &[][..]] {
-        let s = Server::start_with_agent(BIN, extra);
-        let mut yaml = String::new();
-        for i in 0..100 {
-            yaml.push_str(&format!(
-                "---\napiVersion: v1\nkind: Service\nmetadata:\n  name: s{i}\nspec:\n  ports: [{{port: 80}}]\n---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata:\n  name: s{i}\n  labels: {{kubernetes.io/service-name: s{i}}}\naddressType: IPv4\nendpoints:\n- addresses: [10.1.{i}.1]\n- addresses: [10.1.{i}.2]\n- addresses: [10.1.{i}.3]\nports: [{{port: 80}}]\n"
-            ));
-        }
-        s.apply(&yaml);
-        if extra.is_empty() {
-            eventually(Duration::from_secs(60), "100 Services programmed", || {
-                nft_table(&table(&s))
-                    .filter(|l| l.contains("default/s99/"))
-                    .map(|_| ())
-            });
-        }
-        std::thread::sleep(Duration::from_secs(10));
-        let pid = s.pid().expect("running");
-        figures.push((extra.is_empty(), rss_kib(pid)));
-    }
+    ]);
     println!("server RSS (KiB), idle with 100 Services / 300 endpoints: {figures:?} (proxy, DNS and ingress on = true)");
 }

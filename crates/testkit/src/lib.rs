@@ -247,6 +247,15 @@ impl Server {
     }
 
     /// Runs kubectl, panicking with its stderr and the server log if it fails; returns stdout.
+    /// `kubectl get WHAT... -o jsonpath=PATH`'s output; empty when kubectl fails (for polling).
+    pub fn jsonpath(&self, what: &[&str], path: &str) -> String {
+        let mut args = vec!["get"];
+        args.extend_from_slice(what);
+        let jp = format!("jsonpath={path}");
+        args.extend_from_slice(&["-o", &jp]);
+        String::from_utf8_lossy(&self.kubectl(&args).stdout).into_owned()
+    }
+
     pub fn ok(&self, args: &[&str]) -> String {
         let out = self.kubectl(args);
         check_ok(args, &out, self);
