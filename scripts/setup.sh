@@ -16,7 +16,7 @@ step "system packages"
 step "building capstan (release; the first build takes several minutes on 2 cores)"
 cargo build --release --locked -p capstan
 BIN="$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')/release/capstan"
-# Installed stripped (the release build's line tables are most of its size: 222 MB -> 43 MB).
+# Installed stripped (the release build's line tables are most of its size: 254 MB -> 51 MB).
 # The debug info is kept in a separate file where gdb and addr2line look for the file the
 # binary's debuglink names (/usr/lib/debug + the binary's folder).
 DEBUG_DIR=/usr/lib/debug/usr/local/bin
