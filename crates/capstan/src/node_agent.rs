@@ -90,7 +90,8 @@ pub struct NodeArgs {
     #[arg(long, env = "CAPSTAN_DISABLE_PROXY")]
     pub disable_proxy: bool,
 
-    /// Delete the service proxy's nftables table (see --proxy-table) and exit.
+    /// Delete the service proxy's nftables table (see --proxy-table) and the pods' masquerade
+    /// table of --cni-bridge, and exit. Pod routes and the VXLAN device are left.
     #[arg(long)]
     pub cleanup: bool,
 }
@@ -165,14 +166,17 @@ impl NodeArgs {
 
     /// `--cleanup`: deletes the service proxy's table.
     pub fn cleanup(&self) -> anyhow::Result<()> {
-        match capstan_proxy::cleanup(&self.proxy_table) {
-            Ok(true) => {
-                tracing::info!(table = %self.proxy_table, "deleted the service proxy's nftables table")
+        // The proxy's table, and the pods' masquerade table of this node's bridge.
+        let masquerade = capstan_kubelet::masquerade::table_name(&self.cni_bridge);
+        for (table, what) in [
+            (self.proxy_table.as_str(), "the service proxy's"),
+            (masquerade.as_str(), "the pods' masquerade"),
+        ] {
+            match capstan_proxy::cleanup(table) {
+                Ok(true) => tracing::info!(table, "deleted {what} nftables table"),
+                Ok(false) => tracing::info!(table, "no nftables table of {what} to delete"),
+                Err(e) => anyhow::bail!("deleting nftables table ip {table}: {e}"),
             }
-            Ok(false) => {
-                tracing::info!(table = %self.proxy_table, "no nftables table of the service proxy to delete")
-            }
-            Err(e) => anyhow::bail!("deleting nftables table ip {}: {e}", self.proxy_table),
         }
         Ok(())
     }

@@ -339,8 +339,25 @@ fn no_endpoints_refuse_at_once_scale_down_loses_nothing_and_the_table_lives_with
         nft_table(&t)
     });
     s.kill9();
+    let bridge = s
+        .agent
+        .as_ref()
+        .map(|a| a.bridge.clone())
+        .unwrap_or_default();
+    let masquerade = capstan_testkit::agent::masquerade_table(&bridge);
+    assert!(
+        nft_table(&masquerade).is_some(),
+        "the pods' masquerade table"
+    );
     let out = Command::new(BIN)
-        .args(["agent", "--cleanup", "--proxy-table", &t])
+        .args([
+            "agent",
+            "--cleanup",
+            "--proxy-table",
+            &t,
+            "--cni-bridge",
+            &bridge,
+        ])
         .output()
         .expect("capstan agent --cleanup");
     assert!(
@@ -349,6 +366,10 @@ fn no_endpoints_refuse_at_once_scale_down_loses_nothing_and_the_table_lives_with
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(nft_table(&t).is_none(), "--cleanup removes the table");
+    assert!(
+        nft_table(&masquerade).is_none(),
+        "--cleanup removes the masquerade table"
+    );
 }
 
 /// A tiny shared error list (std only).
