@@ -246,7 +246,6 @@ impl Server {
         child.wait_with_output().expect("kubectl output")
     }
 
-    /// Runs kubectl, panicking with its stderr and the server log if it fails; returns stdout.
     /// `kubectl get WHAT... -o jsonpath=PATH`'s output; empty when kubectl fails (for polling).
     pub fn jsonpath(&self, what: &[&str], path: &str) -> String {
         let mut args = vec!["get"];
@@ -256,6 +255,7 @@ impl Server {
         String::from_utf8_lossy(&self.kubectl(&args).stdout).into_owned()
     }
 
+    /// Runs kubectl, panicking with its stderr and the server log if it fails; returns stdout.
     pub fn ok(&self, args: &[&str]) -> String {
         let out = self.kubectl(args);
         check_ok(args, &out, self);
