@@ -5,26 +5,14 @@
 //! EndpointSlice and ConfigMap the server publishes. No containers are needed.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test and benchmark code: a failed step is the test failing
 
-use std::net::{TcpListener, UdpSocket};
 use std::process::Command;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use capstan_testkit::fake_dns::fake_upstream;
+use capstan_testkit::dns::{dns_endpoint, fake_upstream, free_dns_port};
 use capstan_testkit::{eventually, Server};
 
 const BIN: &str = env!("CARGO_BIN_EXE_capstan");
-
-/// A port free for both TCP and UDP on every address.
-fn free_dns_port() -> u16 {
-    loop {
-        let t = TcpListener::bind("0.0.0.0:0").expect("tcp");
-        let port = t.local_addr().expect("addr").port();
-        if UdpSocket::bind(("0.0.0.0", port)).is_ok() {
-            return port;
-        }
-    }
-}
 
 struct Dig {
     server: String,
@@ -104,27 +92,6 @@ impl Dig {
             truncated,
         }
     }
-}
-
-/// The address cluster DNS listens on, from the EndpointSlice the server publishes.
-fn dns_endpoint(s: &Server) -> String {
-    eventually(
-        Duration::from_secs(20),
-        "the kube-dns EndpointSlice",
-        || {
-            let out = s.kubectl(&[
-                "-n",
-                "kube-system",
-                "get",
-                "endpointslice",
-                "kube-dns-capstan",
-                "-o",
-                "jsonpath={.endpoints[0].addresses[0]}",
-            ]);
-            let ip = String::from_utf8_lossy(&out.stdout).trim().to_string();
-            (!ip.is_empty()).then_some(ip)
-        },
-    )
 }
 
 #[test]

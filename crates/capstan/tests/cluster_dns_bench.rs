@@ -9,24 +9,14 @@
 //! ```
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test and benchmark code: a failed step is the test failing
 
-use std::net::{TcpListener, UdpSocket};
 use std::process::Command;
 use std::time::Duration;
 
+use capstan_testkit::dns::{dns_endpoint, free_dns_port};
 use capstan_testkit::{eventually, Server};
 
 const BIN: &str = env!("CARGO_BIN_EXE_capstan");
 const SERVICES: usize = 1000;
-
-fn free_dns_port() -> u16 {
-    loop {
-        let t = TcpListener::bind("0.0.0.0:0").expect("tcp");
-        let port = t.local_addr().expect("addr").port();
-        if UdpSocket::bind(("0.0.0.0", port)).is_ok() {
-            return port;
-        }
-    }
-}
 
 fn rss_kib(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
@@ -112,23 +102,7 @@ fn cluster_dns_queries_per_second_with_1000_services() {
     let port = free_dns_port();
     let off = Server::start_with(&bin, &["--cluster-dns-port", "0"]);
     let on = Server::start_with(&bin, &["--cluster-dns-port", &port.to_string()]);
-    let ip = eventually(
-        Duration::from_secs(20),
-        "the kube-dns EndpointSlice",
-        || {
-            let out = on.kubectl(&[
-                "-n",
-                "kube-system",
-                "get",
-                "endpointslice",
-                "kube-dns-capstan",
-                "-o",
-                "jsonpath={.endpoints[0].addresses[0]}",
-            ]);
-            let ip = String::from_utf8_lossy(&out.stdout).trim().to_string();
-            (!ip.is_empty()).then_some(ip)
-        },
-    );
+    let ip = dns_endpoint(&on);
     // Both idle for the same time after start (memory settles after the first lists).
     std::thread::sleep(Duration::from_secs(5));
     let (rss_off, rss_on) = (

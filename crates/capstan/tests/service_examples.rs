@@ -136,7 +136,7 @@ fn the_four_examples_work_verbatim_through_ingress_cluster_ip_and_node_port() {
 
 #[test]
 fn pods_find_services_by_name_through_the_cluster_dns() {
-    let (upstream, _) = capstan_testkit::fake_dns::fake_upstream();
+    let (upstream, _) = capstan_testkit::dns::fake_upstream();
     let s = Server::start_with_agent(BIN, &["--dns-upstream", &format!("127.0.0.1:{upstream}")]);
     s.apply(&format!(
         r#"

@@ -169,6 +169,17 @@ pub struct Script {
     pub changes: usize,
 }
 
+/// `add element` / `delete element` statements for `map`, 256 elements per statement.
+fn write_elements(out: &mut String, verb: &str, table: &str, map: &str, elems: &[String]) {
+    for chunk in elems.chunks(256) {
+        let _ = writeln!(
+            out,
+            "{verb} element ip {table} {map} {{ {} }}",
+            chunk.join(", ")
+        );
+    }
+}
+
 impl Script {
     pub fn is_empty(&self) -> bool {
         self.changes == 0
@@ -179,14 +190,7 @@ impl Script {
         let mut out = String::with_capacity(prefix.len() + self.changes * 96);
         out.push_str(prefix);
         for (m, keys) in &self.delete_elements {
-            for chunk in keys.chunks(256) {
-                let _ = writeln!(
-                    out,
-                    "delete element ip {table} {} {{ {} }}",
-                    m.as_str(),
-                    chunk.join(", ")
-                );
-            }
+            write_elements(&mut out, "delete", table, m.as_str(), keys);
         }
         for c in &self.flush_chains {
             let _ = writeln!(out, "flush chain ip {table} {c}");
@@ -201,14 +205,7 @@ impl Script {
             out.push_str(c);
         }
         for (m, elems) in &self.add_elements {
-            for chunk in elems.chunks(256) {
-                let _ = writeln!(
-                    out,
-                    "add element ip {table} {} {{ {} }}",
-                    m.as_str(),
-                    chunk.join(", ")
-                );
-            }
+            write_elements(&mut out, "add", table, m.as_str(), elems);
         }
         for c in &self.delete_chains {
             let _ = writeln!(out, "delete chain ip {table} {c}");

@@ -27,7 +27,7 @@
 
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Output};
 use std::time::{Duration, Instant};
 
 use crate::agent::{claim_network_octet, stop_leftovers, test_images, AgentOpts, TEST_IMAGES};
@@ -91,25 +91,16 @@ impl Node {
     }
 
     fn spawn(&mut self) {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.log_path())
-            .expect("agent log");
         // Only the network namespace: `ip netns exec` would also give the agent a mount
         // namespace with a fresh /sys, without the cgroup file system runc needs.
-        let child = Command::new("nsenter")
-            .arg(format!("--net=/run/netns/{}", self.netns))
-            .args(&self.args)
-            .env(
-                "CAPSTAN_LOG",
-                std::env::var("CAPSTAN_LOG").unwrap_or_else(|_| "info".into()),
-            )
-            .stdout(Stdio::from(log.try_clone().expect("log")))
-            .stderr(Stdio::from(log))
-            .spawn()
-            .expect("starting capstan agent in its network namespace");
-        self.child = Some(child);
+        let mut cmd = Command::new("nsenter");
+        cmd.arg(format!("--net=/run/netns/{}", self.netns))
+            .args(&self.args);
+        self.child = Some(crate::spawn_logged(
+            cmd,
+            &self.log_path(),
+            "capstan agent in its network namespace",
+        ));
     }
 
     /// SIGTERM (a clean stop: the agent stops its containerd; containers keep running) and

@@ -5,7 +5,7 @@
 
 pub mod agent;
 pub mod cluster;
-pub mod fake_dns;
+pub mod dns;
 pub mod registry;
 
 use std::io::Write;
@@ -34,6 +34,24 @@ fn free_port() -> u16 {
         .expect("no free port on 127.0.0.1")
 }
 
+/// Starts `cmd` (a capstan process) with its output appended to `log` and CAPSTAN_LOG passed
+/// on (info by default).
+pub(crate) fn spawn_logged(mut cmd: Command, log: &Path, what: &str) -> Child {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .expect("log file");
+    cmd.env(
+        "CAPSTAN_LOG",
+        std::env::var("CAPSTAN_LOG").unwrap_or_else(|_| "info".into()),
+    )
+    .stdout(Stdio::from(log.try_clone().expect("log")))
+    .stderr(Stdio::from(log))
+    .spawn()
+    .unwrap_or_else(|e| panic!("starting {what}: {e}"))
+}
+
 /// `args` (flag-value pairs) without the flags `extra` gives too: a test's own value wins.
 fn without_overridden(args: Vec<String>, extra: &[String]) -> Vec<String> {
     args.chunks(2)
@@ -41,14 +59,6 @@ fn without_overridden(args: Vec<String>, extra: &[String]) -> Vec<String> {
         .flatten()
         .cloned()
         .collect()
-}
-
-/// A UDP port nobody holds (the cluster DNS listens on UDP and TCP).
-fn free_udp_port() -> u16 {
-    std::net::UdpSocket::bind("0.0.0.0:0")
-        .and_then(|s| s.local_addr())
-        .map(|a| a.port())
-        .expect("no free UDP port")
 }
 
 impl Server {
@@ -102,19 +112,17 @@ impl Server {
     }
 
     fn spawn(&mut self) {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.log_path())
-            .expect("log file");
         let _ = std::fs::remove_file(self.kubeconfig());
         if !self.extra_args.iter().any(|a| a == "--cluster-dns-port") {
             // Test servers share the host's addresses: each gets a DNS port of its own (kept in
             // extra_args, so a restart serves the same one).
-            self.extra_args
-                .extend(["--cluster-dns-port".into(), free_udp_port().to_string()]);
+            self.extra_args.extend([
+                "--cluster-dns-port".into(),
+                dns::free_dns_port().to_string(),
+            ]);
         }
-        let child = Command::new(&self.bin)
+        let mut child = Command::new(&self.bin);
+        child
             .arg("server")
             .arg("--data-dir")
             .arg(self.data_dir())
@@ -131,16 +139,8 @@ impl Server {
                 Some(a) => without_overridden(a.server_args(), &self.extra_args),
                 None => vec!["--disable-agent".to_string()],
             })
-            .args(&self.extra_args)
-            .env(
-                "CAPSTAN_LOG",
-                std::env::var("CAPSTAN_LOG").unwrap_or_else(|_| "info".into()),
-            )
-            .stdout(Stdio::from(log.try_clone().expect("log")))
-            .stderr(Stdio::from(log))
-            .spawn()
-            .expect("starting capstan server");
-        self.child = Some(child);
+            .args(&self.extra_args);
+        self.child = Some(spawn_logged(child, &self.log_path(), "capstan server"));
         self.wait_ready();
     }
 

@@ -1,9 +1,40 @@
-//! A stand-in for the host's resolver, so that tests of forwarding never send a query off the
+//! Cluster DNS in tests: a free port for a server's DNS, the address it listens on, and a
+//! stand-in for the host's resolver, so that tests of forwarding never send a query off the
 //! machine (the server's hidden `--dns-upstream` flag points at it).
 
-use std::net::UdpSocket;
+use std::net::{TcpListener, UdpSocket};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
+
+use crate::{eventually, Server};
+
+/// A port free for both TCP and UDP on every address.
+pub fn free_dns_port() -> u16 {
+    loop {
+        let t = TcpListener::bind("0.0.0.0:0").expect("tcp");
+        let port = t.local_addr().expect("addr").port();
+        if UdpSocket::bind(("0.0.0.0", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
+/// The address `s`'s cluster DNS listens on, from the EndpointSlice the server publishes.
+pub fn dns_endpoint(s: &Server) -> String {
+    eventually(
+        Duration::from_secs(20),
+        "the kube-dns EndpointSlice",
+        || {
+            let ip = s.jsonpath(
+                &["-n", "kube-system", "endpointslice", "kube-dns-capstan"],
+                "{.endpoints[0].addresses[0]}",
+            );
+            let ip = ip.trim().to_string();
+            (!ip.is_empty()).then_some(ip)
+        },
+    )
+}
 
 /// A stand-in for the host's resolver on loopback: every question gets one A record,
 /// 192.0.2.99, and is counted.
