@@ -9,6 +9,7 @@ pub mod endpoints;
 pub mod endpointslice;
 pub mod expectations;
 pub mod garbagecollector;
+pub mod job;
 pub mod manager;
 pub mod metrics;
 pub mod namespace;
@@ -19,5 +20,6 @@ pub mod replicaset;
 pub mod serviceaccount;
 pub mod servicelb;
 pub mod status;
+pub mod ttlafterfinished;
 
 pub use manager::{start, Config, CONTROLLERS};

@@ -7,6 +7,7 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{
     Endpoints, Namespace, Node, Pod, ReplicationController, Service, ServiceAccount,
 };
@@ -21,11 +22,13 @@ use crate::deployment::DeploymentController;
 use crate::endpoints::EndpointsController;
 use crate::endpointslice::{EndpointSliceController, MANAGED_BY, MANAGED_BY_LABEL};
 use crate::garbagecollector::GarbageCollector;
+use crate::job::JobController;
 use crate::metrics;
 use crate::namespace::NamespaceController;
 use crate::replicaset::ReplicaController;
 use crate::serviceaccount::ServiceAccountController;
 use crate::servicelb::ServiceLbController;
+use crate::ttlafterfinished::TtlAfterFinishedController;
 use capstan_runtime::leader::{LeaderElector, RENEW_DEADLINE, RETRY_PERIOD};
 use capstan_runtime::{run_workers, sleep_or_shutdown, Informer};
 
@@ -40,6 +43,8 @@ pub const CONTROLLERS: &[&str] = &[
     "endpointslice",
     "serviceaccount",
     "servicelb",
+    "job",
+    "ttl-after-finished",
 ];
 
 /// Where the lease lives.
@@ -158,6 +163,7 @@ async fn run_controllers(client: Client, config: Config, shutdown: watch::Receiv
     let mut nss = informer(Api::<Namespace>::all(client.clone()));
     let mut sas = informer(Api::<ServiceAccount>::all(client.clone()));
     let mut nodes = informer(Api::<Node>::all(client.clone()));
+    let mut jobs = informer(Api::<Job>::all(client.clone()));
 
     let mut workers: Vec<JoinHandle<()>> = Vec::new();
     let mut starters: Vec<Starter> = Vec::new();
@@ -211,6 +217,16 @@ async fn run_controllers(client: Client, config: Config, shutdown: watch::Receiv
         2,
         ServiceLbController::new(client.clone(), &mut svcs, &mut nodes)
     );
+    controller!(
+        "job",
+        5,
+        JobController::new(client.clone(), &mut jobs, &mut pods)
+    );
+    controller!(
+        "ttl-after-finished",
+        2,
+        TtlAfterFinishedController::new(client.clone(), &mut jobs)
+    );
 
     // Start the informers controllers use, and wait for their first lists.
     let mut ready = Vec::new();
@@ -223,7 +239,7 @@ async fn run_controllers(client: Client, config: Config, shutdown: watch::Receiv
             }
         )*};
     }
-    run!(pods, rss, rcs, deps, svcs, eps, slices, nss, sas, nodes);
+    run!(pods, rss, rcs, deps, svcs, eps, slices, nss, sas, nodes, jobs);
     let mut s = shutdown.clone();
     tokio::select! {
         _ = futures::future::join_all(ready) => {}

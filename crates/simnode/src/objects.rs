@@ -245,6 +245,49 @@ pub fn running_status(pod: &Pod, node_ip: Ipv4Addr, pod_ip: Ipv4Addr, now: &str)
     json!({"status": out})
 }
 
+/// Whether a simulated pod "exits" once running: a Job's pods (controller reference to a
+/// batch Job) that are not restarted (restartPolicy Never or OnFailure), as kwok's default
+/// pod-complete stage. Their containers exit 0, so the pod Succeeds.
+pub fn runs_to_completion(pod: &Pod) -> bool {
+    let job_owned = pod.metadata.owner_references.iter().flatten().any(|r| {
+        r.controller == Some(true) && r.kind == "Job" && r.api_version.starts_with("batch/")
+    });
+    let policy = pod.spec.as_ref().and_then(|s| s.restart_policy.as_deref());
+    job_owned && matches!(policy, Some("Never" | "OnFailure"))
+}
+
+/// The status patch of a pod whose containers all exited 0 at `now` (phase Succeeded), as a
+/// kubelet reports it; `started` is when they started.
+pub fn succeeded_status(pod: &Pod, started: &str, now: &str) -> Value {
+    let spec = pod.spec.clone().unwrap_or_default();
+    let uid = pod.metadata.uid.as_deref().unwrap_or("");
+    let containers: Vec<Value> = spec
+        .containers
+        .iter()
+        .map(|c| {
+            let image = c.image.clone().unwrap_or_default();
+            let id = format!("sim://{}", hex_id(&[uid, &c.name], 64));
+            json!({"name": c.name, "image": image,
+                   "imageID": format!("sim://sha256:{}", hex_id(&[&image], 64)), "containerID": id,
+                   "ready": false, "started": false, "restartCount": 0,
+                   "state": {"terminated": {"exitCode": 0, "reason": "Completed", "startedAt": started, "finishedAt": now, "containerID": id}},
+                   "lastState": {}})
+        })
+        .collect();
+    let cond = |type_: &str, status: &str, reason: Option<&str>| json!({"type": type_, "status": status, "reason": reason, "lastProbeTime": null, "lastTransitionTime": now});
+    json!({"status": {
+        "phase": "Succeeded",
+        "conditions": [
+            cond("PodReadyToStartContainers", "False", None),
+            cond("Initialized", "True", Some("PodCompleted")),
+            cond("Ready", "False", Some("PodCompleted")),
+            cond("ContainersReady", "False", Some("PodCompleted")),
+            json!({"type": "PodScheduled", "status": "True", "lastProbeTime": null, "lastTransitionTime": started}),
+        ],
+        "containerStatuses": containers,
+    }})
+}
+
 /// Whether the pod already shows what [`running_status`] would write (after a restart).
 pub fn looks_running(pod: &Pod) -> bool {
     let Some(s) = pod.status.as_ref() else {
@@ -260,6 +303,30 @@ pub fn looks_running(pod: &Pod) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_job_pods_that_are_not_restarted_run_to_completion() {
+        let pod = |kind: &str, policy: &str| -> Pod {
+            serde_json::from_value(json!({
+                "metadata": {"name": "p", "uid": "u", "ownerReferences": [
+                    {"apiVersion": if kind == "Job" { "batch/v1" } else { "apps/v1" }, "kind": kind,
+                     "name": "o", "uid": "o", "controller": true}]},
+                "spec": {"restartPolicy": policy, "containers": [{"name": "c", "image": "i"}]},
+            }))
+            .expect("pod")
+        };
+        assert!(runs_to_completion(&pod("Job", "Never")));
+        assert!(runs_to_completion(&pod("Job", "OnFailure")));
+        assert!(!runs_to_completion(&pod("Job", "Always")));
+        assert!(!runs_to_completion(&pod("ReplicaSet", "Never")));
+        let s = succeeded_status(&pod("Job", "Never"), "t0", "t1");
+        assert_eq!(s["status"]["phase"], "Succeeded");
+        let c = &s["status"]["containerStatuses"][0]["state"]["terminated"];
+        assert_eq!(
+            (c["exitCode"].as_i64(), c["finishedAt"].as_str()),
+            (Some(0), Some("t1"))
+        );
+    }
 
     fn cfg() -> Config {
         let mut c = Config {

@@ -1,5 +1,6 @@
 //! Running pods on paper: one cluster-wide pod watch (not one per node), filtered to pods bound
-//! to our nodes. A new pod gets an address and a Running, Ready status; a pod being deleted
+//! to our nodes. A new pod gets an address and a Running, Ready status (a Job's pod then
+//! exits 0: phase Succeeded, see `objects::runs_to_completion`); a pod being deleted
 //! "stops" for a moment and is then removed with gracePeriodSeconds=0, as a kubelet finishes a
 //! graceful deletion.
 
@@ -154,13 +155,16 @@ async fn start_pod(client: kube::Client, pod: Pod, node_ip: Ipv4Addr, pod_ip: Ip
         .unwrap_or_else(|| "default".into());
     let name = pod.metadata.name.clone().unwrap_or_default();
     let api: Api<Pod> = Api::namespaced(client, &ns);
+    let started = objects::time(Timestamp::now());
     for attempt in 1..=START_ATTEMPTS {
-        let patch =
-            objects::running_status(&pod, node_ip, pod_ip, &objects::time(Timestamp::now()));
+        let patch = objects::running_status(&pod, node_ip, pod_ip, &started);
         match api
             .patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
             .await
         {
+            Ok(_) if objects::runs_to_completion(&pod) => {
+                return complete_pod(&api, &pod, &started).await;
+            }
             Ok(_) => return,
             Err(kube::Error::Api(s)) if s.code == 404 => return,
             Err(e) => {
@@ -170,6 +174,26 @@ async fn start_pod(client: kube::Client, pod: Pod, node_ip: Ipv4Addr, pod_ip: Ip
         }
     }
     tracing::warn!(pod = %format!("{ns}/{name}"), "gave up writing a simulated pod's Running status");
+}
+
+/// A Job's pod "exits" 0 right after it ran (see [`objects::runs_to_completion`]).
+async fn complete_pod(api: &Api<Pod>, pod: &Pod, started: &str) {
+    let name = pod.metadata.name.clone().unwrap_or_default();
+    for attempt in 1..=START_ATTEMPTS {
+        let patch = objects::succeeded_status(pod, started, &objects::time(Timestamp::now()));
+        match api
+            .patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+        {
+            Ok(_) => return,
+            Err(kube::Error::Api(s)) if s.code == 404 => return,
+            Err(e) => {
+                tracing::debug!(pod = %name, error = %e, attempt, "writing a simulated pod's Succeeded status failed");
+                tokio::time::sleep(Duration::from_millis(200 * u64::from(attempt))).await;
+            }
+        }
+    }
+    tracing::warn!(pod = %name, "gave up writing a simulated pod's Succeeded status");
 }
 
 async fn stop_pod(client: kube::Client, ns: String, name: String, uid: String, delay: Duration) {
