@@ -363,22 +363,34 @@ impl JobController {
         Ok(())
     }
 
-    /// Lets go of pods whose Job is gone (or was replaced by one of the same name): without
-    /// the tracking finalizer their deletion can complete.
-    async fn release_orphans(&self, key: &str, job_uid: Option<&str>) -> Result<(), Error> {
+    /// One pass over the namespace's pods: those the Job (uid `job_uid`) controls, and
+    /// orphans still holding the tracking finalizer because their Job of this name is gone
+    /// or was replaced (they are let go of, so their deletion can complete).
+    fn pods_of(&self, key: &str, job_uid: Option<&str>) -> (Vec<Arc<Pod>>, Vec<PodRef>) {
         let (ns, name) = split_key(key);
-        let ns = ns.unwrap_or("default");
-        for p in self.pods.list_ns(ns) {
-            let orphan = controller_ref(&p.metadata).is_some_and(|r| {
-                r.kind == "Job" && r.name == name && Some(r.uid.as_str()) != job_uid
-            });
-            if orphan && has_tracking_finalizer(&p) {
-                let r = PodRef {
+        let mut owned = Vec::new();
+        let mut orphans = Vec::new();
+        for p in self.pods.list_ns(ns.unwrap_or("default")) {
+            let Some(r) = controller_ref(&p.metadata) else {
+                continue;
+            };
+            if Some(r.uid.as_str()) == job_uid {
+                owned.push(p);
+            } else if r.kind == "Job" && r.name == name && has_tracking_finalizer(&p) {
+                orphans.push(PodRef {
                     name: p.name_any(),
                     uid: p.metadata.uid.clone().unwrap_or_default(),
-                };
-                self.remove_finalizer(key, ns, &r).await?;
+                });
             }
+        }
+        (owned, orphans)
+    }
+
+    async fn release(&self, key: &str, orphans: &[PodRef]) -> Result<(), Error> {
+        let (ns, _) = split_key(key);
+        for r in orphans {
+            self.remove_finalizer(key, ns.unwrap_or("default"), r)
+                .await?;
         }
         Ok(())
     }
@@ -492,7 +504,8 @@ impl Reconciler for JobController {
         let Some(job) = self.jobs.get(key) else {
             self.expectations.forget(key);
             self.written.lock().remove(key);
-            self.release_orphans(key, None).await?;
+            let (_, orphans) = self.pods_of(key, None);
+            self.release(key, &orphans).await?;
             return Ok(None);
         };
         let managed_by = job.spec.as_ref().and_then(|s| s.managed_by.as_deref());
@@ -503,15 +516,8 @@ impl Reconciler for JobController {
             // The update event requeues the key; the delay is a safety net.
             return Ok(Some(Duration::from_secs(1)));
         }
-        let uid = job.metadata.uid.clone().unwrap_or_default();
-        self.release_orphans(key, Some(&uid)).await?;
-        let (ns, _) = split_key(key);
-        let owned: Vec<Arc<Pod>> = self
-            .pods
-            .list_ns(ns.unwrap_or("default"))
-            .into_iter()
-            .filter(|p| controller_ref(&p.metadata).is_some_and(|r| r.uid == uid))
-            .collect();
+        let (owned, orphans) = self.pods_of(key, job.metadata.uid.as_deref());
+        self.release(key, &orphans).await?;
         let refs: Vec<&Pod> = owned.iter().map(|p| p.as_ref()).collect();
         let removing = self.removing.lock().get(key).cloned().unwrap_or_default();
         let plan = sync::plan(&Input {
