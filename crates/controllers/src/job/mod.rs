@@ -38,6 +38,29 @@ const CONTROLLER: &str = "job";
 const COMPONENT: &str = "job-controller";
 /// Jobs whose spec.managedBy names another controller are left to it.
 const MANAGED_BY_US: &str = "kubernetes.io/job-controller";
+/// Pod events within this period cause one sync (upstream's syncJobBatchPeriod): a pod that
+/// starts and finishes at once costs one status write, not two.
+pub const POD_EVENT_BATCH: Duration = Duration::from_secs(1);
+
+/// Queues keys at most once per [`POD_EVENT_BATCH`].
+#[derive(Clone, Default)]
+struct Batcher {
+    pending: Arc<Mutex<HashSet<String>>>,
+}
+
+impl Batcher {
+    fn add(&self, q: &Queue, key: String) {
+        if !self.pending.lock().insert(key.clone()) {
+            return;
+        }
+        let (q, pending) = (q.clone(), self.pending.clone());
+        tokio::spawn(async move {
+            tokio::time::sleep(POD_EVENT_BATCH).await;
+            pending.lock().remove(&key);
+            q.add(key);
+        });
+    }
+}
 
 /// Job status fields, all written by this controller.
 pub const JOB_FIELDS: &[&str] = &[
@@ -133,6 +156,7 @@ impl JobController {
             q.add(key);
         });
         let (q, exp, rm) = (queue.clone(), expectations.clone(), removing.clone());
+        let batch = Batcher::default();
         let observe_finalizer = move |k: &str, p: &Pod, gone: bool| {
             if gone || !has_tracking_finalizer(p) {
                 if let Some(set) = rm.lock().get_mut(k) {
@@ -166,7 +190,7 @@ impl JobController {
                     observe_finalizer(&k, p, true);
                 }
             }
-            q.add(k);
+            batch.add(&q, k);
         });
         let me = Arc::new(Self {
             recorder: Recorder::new(client.clone(), COMPONENT),
