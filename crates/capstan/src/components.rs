@@ -42,6 +42,7 @@ pub fn start(ctx: &Context, args: &crate::server::ServerArgs) {
             capstan_controllers::Config {
                 disabled: args.disable_controllers.iter().cloned().collect(),
                 identity: None,
+                terminated_pod_gc_threshold: args.terminated_pod_gc_threshold,
             },
             ctx.shutdown.clone(),
         );

