@@ -3,12 +3,15 @@
 //! client of the Kubernetes API (kube-rs), exactly as kube-controller-manager is.
 #![forbid(unsafe_code)]
 
+pub mod claim;
+pub mod daemonset;
 pub mod deployment;
 pub mod discovery;
 pub mod endpoints;
 pub mod endpointslice;
 pub mod expectations;
 pub mod garbagecollector;
+pub mod history;
 pub mod manager;
 pub mod metrics;
 pub mod namespace;
@@ -18,6 +21,7 @@ pub mod pods;
 pub mod replicaset;
 pub mod serviceaccount;
 pub mod servicelb;
+pub mod statefulset;
 pub mod status;
 
 pub use manager::{start, Config, CONTROLLERS};

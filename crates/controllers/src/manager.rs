@@ -6,9 +6,12 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use k8s_openapi::api::apps::v1::{
+    ControllerRevision, DaemonSet, Deployment, ReplicaSet, StatefulSet,
+};
 use k8s_openapi::api::core::v1::{
-    Endpoints, Namespace, Node, Pod, ReplicationController, Service, ServiceAccount,
+    Endpoints, Namespace, Node, PersistentVolumeClaim, Pod, ReplicationController, Service,
+    ServiceAccount,
 };
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::runtime::watcher;
@@ -17,6 +20,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
+use crate::daemonset::DaemonSetController;
 use crate::deployment::DeploymentController;
 use crate::endpoints::EndpointsController;
 use crate::endpointslice::{EndpointSliceController, MANAGED_BY, MANAGED_BY_LABEL};
@@ -26,6 +30,7 @@ use crate::namespace::NamespaceController;
 use crate::replicaset::ReplicaController;
 use crate::serviceaccount::ServiceAccountController;
 use crate::servicelb::ServiceLbController;
+use crate::statefulset::StatefulSetController;
 use capstan_runtime::leader::{LeaderElector, RENEW_DEADLINE, RETRY_PERIOD};
 use capstan_runtime::{run_workers, sleep_or_shutdown, Informer};
 
@@ -40,6 +45,8 @@ pub const CONTROLLERS: &[&str] = &[
     "endpointslice",
     "serviceaccount",
     "servicelb",
+    "daemonset",
+    "statefulset",
 ];
 
 /// Where the lease lives.
@@ -158,6 +165,10 @@ async fn run_controllers(client: Client, config: Config, shutdown: watch::Receiv
     let mut nss = informer(Api::<Namespace>::all(client.clone()));
     let mut sas = informer(Api::<ServiceAccount>::all(client.clone()));
     let mut nodes = informer(Api::<Node>::all(client.clone()));
+    let mut dss = informer(Api::<DaemonSet>::all(client.clone()));
+    let mut stss = informer(Api::<StatefulSet>::all(client.clone()));
+    let mut revs = informer(Api::<ControllerRevision>::all(client.clone()));
+    let mut pvcs = informer(Api::<PersistentVolumeClaim>::all(client.clone()));
 
     let mut workers: Vec<JoinHandle<()>> = Vec::new();
     let mut starters: Vec<Starter> = Vec::new();
@@ -211,6 +222,16 @@ async fn run_controllers(client: Client, config: Config, shutdown: watch::Receiv
         2,
         ServiceLbController::new(client.clone(), &mut svcs, &mut nodes)
     );
+    controller!(
+        "daemonset",
+        2,
+        DaemonSetController::new(client.clone(), &mut dss, &mut pods, &mut nodes, &mut revs)
+    );
+    controller!(
+        "statefulset",
+        2,
+        StatefulSetController::new(client.clone(), &mut stss, &mut pods, &mut revs, &mut pvcs)
+    );
 
     // Start the informers controllers use, and wait for their first lists.
     let mut ready = Vec::new();
@@ -223,7 +244,7 @@ async fn run_controllers(client: Client, config: Config, shutdown: watch::Receiv
             }
         )*};
     }
-    run!(pods, rss, rcs, deps, svcs, eps, slices, nss, sas, nodes);
+    run!(pods, rss, rcs, deps, svcs, eps, slices, nss, sas, nodes, dss, stss, revs, pvcs);
     let mut s = shutdown.clone();
     tokio::select! {
         _ = futures::future::join_all(ready) => {}
