@@ -3,7 +3,9 @@
 //! client of the Kubernetes API (kube-rs), exactly as kube-controller-manager is.
 #![forbid(unsafe_code)]
 
+pub mod claim;
 pub mod cronjob;
+pub mod daemonset;
 pub mod deployment;
 pub mod discovery;
 pub mod disruption;
@@ -11,6 +13,7 @@ pub mod endpoints;
 pub mod endpointslice;
 pub mod expectations;
 pub mod garbagecollector;
+pub mod history;
 pub mod job;
 pub mod manager;
 pub mod metrics;
@@ -22,6 +25,7 @@ pub mod pods;
 pub mod replicaset;
 pub mod serviceaccount;
 pub mod servicelb;
+pub mod statefulset;
 pub mod status;
 pub mod ttlafterfinished;
 

@@ -6,10 +6,13 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::batch::v1::{CronJob, Job};
+use k8s_openapi::api::apps::v1::{
+    ControllerRevision, DaemonSet, Deployment, ReplicaSet, StatefulSet,
+};
 use k8s_openapi::api::core::v1::{
-    Endpoints, Namespace, Node, Pod, ReplicationController, Service, ServiceAccount,
+    Endpoints, Namespace, Node, PersistentVolumeClaim, Pod, ReplicationController, Service,
+    ServiceAccount,
 };
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
@@ -20,6 +23,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use crate::cronjob::CronJobController;
+use crate::daemonset::DaemonSetController;
 use crate::deployment::DeploymentController;
 use crate::disruption::{DisruptionController, Workloads};
 use crate::endpoints::EndpointsController;
@@ -33,6 +37,7 @@ use crate::replicaset::ReplicaController;
 use crate::serviceaccount::ServiceAccountController;
 use crate::servicelb::ServiceLbController;
 use crate::ttlafterfinished::TtlAfterFinishedController;
+use crate::statefulset::StatefulSetController;
 use capstan_runtime::leader::{LeaderElector, RENEW_DEADLINE, RETRY_PERIOD};
 use capstan_runtime::{run_workers, sleep_or_shutdown, Informer};
 
@@ -52,6 +57,8 @@ pub const CONTROLLERS: &[&str] = &[
     "cronjob",
     "disruption",
     "podgc",
+    "daemonset",
+    "statefulset",
 ];
 
 /// Where the lease lives.
@@ -175,6 +182,10 @@ async fn run_controllers(client: Client, config: Config, shutdown: watch::Receiv
     let mut jobs = informer(Api::<Job>::all(client.clone()));
     let mut cronjobs = informer(Api::<CronJob>::all(client.clone()));
     let mut pdbs = informer(Api::<PodDisruptionBudget>::all(client.clone()));
+    let mut dss = informer(Api::<DaemonSet>::all(client.clone()));
+    let mut stss = informer(Api::<StatefulSet>::all(client.clone()));
+    let mut revs = informer(Api::<ControllerRevision>::all(client.clone()));
+    let mut pvcs = informer(Api::<PersistentVolumeClaim>::all(client.clone()));
 
     let mut workers: Vec<JoinHandle<()>> = Vec::new();
     let mut starters: Vec<Starter> = Vec::new();
@@ -268,6 +279,14 @@ async fn run_controllers(client: Client, config: Config, shutdown: watch::Receiv
             &mut nodes,
             config.terminated_pod_gc_threshold
         )
+        "daemonset",
+        2,
+        DaemonSetController::new(client.clone(), &mut dss, &mut pods, &mut nodes, &mut revs)
+    );
+    controller!(
+        "statefulset",
+        2,
+        StatefulSetController::new(client.clone(), &mut stss, &mut pods, &mut revs, &mut pvcs)
     );
 
     // Start the informers controllers use, and wait for their first lists.
@@ -282,7 +301,7 @@ async fn run_controllers(client: Client, config: Config, shutdown: watch::Receiv
         )*};
     }
     run!(pods, rss, rcs, deps, svcs, eps, slices, nss, sas, nodes);
-    run!(jobs, cronjobs, pdbs);
+    run!(jobs, cronjobs, pdbs, dss, stss, revs, pvcs);
     let mut s = shutdown.clone();
     tokio::select! {
         _ = futures::future::join_all(ready) => {}
