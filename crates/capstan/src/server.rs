@@ -71,8 +71,8 @@ pub struct ServerArgs {
     pub max_watches_per_user: usize,
 
     /// Controllers not to run, comma-separated: replicaset, replicationcontroller, deployment,
-    /// garbagecollector, namespace, endpoints, endpointslice, serviceaccount, servicelb; `all`
-    /// for none.
+    /// garbagecollector, namespace, endpoints, endpointslice, serviceaccount, servicelb,
+    /// persistentvolume-binder; `all` for none.
     #[arg(long, env = "CAPSTAN_DISABLE_CONTROLLERS", value_delimiter = ',')]
     pub disable_controllers: Vec<String>,
 

@@ -19,5 +19,6 @@ pub mod replicaset;
 pub mod serviceaccount;
 pub mod servicelb;
 pub mod status;
+pub mod volume;
 
 pub use manager::{start, Config, CONTROLLERS};

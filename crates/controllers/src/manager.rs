@@ -10,7 +10,9 @@ use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::core::v1::{
     Endpoints, Namespace, Node, Pod, ReplicationController, Service, ServiceAccount,
 };
+use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::storage::v1::StorageClass;
 use kube::runtime::watcher;
 use kube::{Api, Client};
 use tokio::sync::watch;
@@ -26,6 +28,7 @@ use crate::namespace::NamespaceController;
 use crate::replicaset::ReplicaController;
 use crate::serviceaccount::ServiceAccountController;
 use crate::servicelb::ServiceLbController;
+use crate::volume::VolumeController;
 use capstan_runtime::leader::{LeaderElector, RENEW_DEADLINE, RETRY_PERIOD};
 use capstan_runtime::{run_workers, sleep_or_shutdown, Informer};
 
@@ -40,6 +43,7 @@ pub const CONTROLLERS: &[&str] = &[
     "endpointslice",
     "serviceaccount",
     "servicelb",
+    "persistentvolume-binder",
 ];
 
 /// Where the lease lives.
@@ -158,6 +162,9 @@ async fn run_controllers(client: Client, config: Config, shutdown: watch::Receiv
     let mut nss = informer(Api::<Namespace>::all(client.clone()));
     let mut sas = informer(Api::<ServiceAccount>::all(client.clone()));
     let mut nodes = informer(Api::<Node>::all(client.clone()));
+    let mut pvcs = informer(Api::<PersistentVolumeClaim>::all(client.clone()));
+    let mut pvs = informer(Api::<PersistentVolume>::all(client.clone()));
+    let mut classes = informer(Api::<StorageClass>::all(client.clone()));
 
     let mut workers: Vec<JoinHandle<()>> = Vec::new();
     let mut starters: Vec<Starter> = Vec::new();
@@ -211,6 +218,18 @@ async fn run_controllers(client: Client, config: Config, shutdown: watch::Receiv
         2,
         ServiceLbController::new(client.clone(), &mut svcs, &mut nodes)
     );
+    controller!(
+        "persistentvolume-binder",
+        2,
+        VolumeController::new(
+            client.clone(),
+            &mut pvcs,
+            &mut pvs,
+            &mut classes,
+            &mut pods,
+            &mut nodes
+        )
+    );
 
     // Start the informers controllers use, and wait for their first lists.
     let mut ready = Vec::new();
@@ -223,7 +242,7 @@ async fn run_controllers(client: Client, config: Config, shutdown: watch::Receiv
             }
         )*};
     }
-    run!(pods, rss, rcs, deps, svcs, eps, slices, nss, sas, nodes);
+    run!(pods, rss, rcs, deps, svcs, eps, slices, nss, sas, nodes, pvcs, pvs, classes);
     let mut s = shutdown.clone();
     tokio::select! {
         _ = futures::future::join_all(ready) => {}
