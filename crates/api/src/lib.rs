@@ -16,6 +16,7 @@ pub mod selector;
 pub mod strategy;
 pub mod table;
 pub mod validation;
+pub mod volume;
 
 pub use catalogue::{ResourceInfo, Scope};
 pub use field_error::{ErrorList, FieldError, FieldErrorType};

@@ -1,4 +1,5 @@
 //! What exists from the first start: the default namespaces, the `capstan` IngressClass, the
+//! `local-path` StorageClass,
 //! `default/kubernetes` Service
 //! at the first service IP with Endpoints pointing at this API server, and the allocator's
 //! memory of every stored Service. Idempotent: safe on every start.
@@ -79,6 +80,22 @@ pub async fn run(reg: &Registry, advertise_ip: IpAddr, port: u16) -> ApiResult<(
             "apiVersion": "networking.k8s.io/v1", "kind": "IngressClass",
             "metadata": {"name": "capstan", "annotations": {"ingressclass.kubernetes.io/is-default-class": "true"}},
             "spec": {"controller": "capstan.io/ingress"},
+        }),
+    )
+    .await?;
+    // The built-in local-path provisioner's class (k3s's name and provisioner, so manifests
+    // written for k3s work), the default for claims naming none. Created once, as above.
+    ensure(
+        reg,
+        "storage.k8s.io",
+        "storageclasses",
+        None,
+        json!({
+            "apiVersion": "storage.k8s.io/v1", "kind": "StorageClass",
+            "metadata": {"name": "local-path", "annotations": {"storageclass.kubernetes.io/is-default-class": "true"}},
+            "provisioner": "rancher.io/local-path",
+            "volumeBindingMode": "WaitForFirstConsumer",
+            "reclaimPolicy": "Delete",
         }),
     )
     .await?;

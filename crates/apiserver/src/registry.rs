@@ -673,6 +673,9 @@ impl Registry {
         if !errs.is_empty() {
             return Err(ApiError::invalid(info, &name, &errs));
         }
+        if !own_rules {
+            crate::admission::on_update(self.store.as_ref(), info, &old, &new).await?;
+        }
         let taken = if is_service(info) {
             match self.services.allocate(&mut new, Some(&old)) {
                 Ok(t) => Some(t),

@@ -28,5 +28,6 @@ pub mod servicelb;
 pub mod statefulset;
 pub mod status;
 pub mod ttlafterfinished;
+pub mod volume;
 
 pub use manager::{start, Config, CONTROLLERS};

@@ -11,11 +11,12 @@ use k8s_openapi::api::apps::v1::{
     ControllerRevision, DaemonSet, Deployment, ReplicaSet, StatefulSet,
 };
 use k8s_openapi::api::core::v1::{
-    Endpoints, Namespace, Node, PersistentVolumeClaim, Pod, ReplicationController, Service,
+    Endpoints, Namespace, Node, PersistentVolume, PersistentVolumeClaim, Pod, ReplicationController, Service,
     ServiceAccount,
 };
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::api::storage::v1::StorageClass;
 use kube::runtime::watcher;
 use kube::{Api, Client};
 use tokio::sync::watch;
@@ -38,6 +39,7 @@ use crate::serviceaccount::ServiceAccountController;
 use crate::servicelb::ServiceLbController;
 use crate::ttlafterfinished::TtlAfterFinishedController;
 use crate::statefulset::StatefulSetController;
+use crate::volume::VolumeController;
 use capstan_runtime::leader::{LeaderElector, RENEW_DEADLINE, RETRY_PERIOD};
 use capstan_runtime::{run_workers, sleep_or_shutdown, Informer};
 
@@ -59,6 +61,7 @@ pub const CONTROLLERS: &[&str] = &[
     "podgc",
     "daemonset",
     "statefulset",
+    "persistentvolume-binder",
 ];
 
 /// Where the lease lives.
@@ -186,6 +189,8 @@ async fn run_controllers(client: Client, config: Config, shutdown: watch::Receiv
     let mut stss = informer(Api::<StatefulSet>::all(client.clone()));
     let mut revs = informer(Api::<ControllerRevision>::all(client.clone()));
     let mut pvcs = informer(Api::<PersistentVolumeClaim>::all(client.clone()));
+    let mut pvs = informer(Api::<PersistentVolume>::all(client.clone()));
+    let mut classes = informer(Api::<StorageClass>::all(client.clone()));
 
     let mut workers: Vec<JoinHandle<()>> = Vec::new();
     let mut starters: Vec<Starter> = Vec::new();
@@ -288,6 +293,17 @@ async fn run_controllers(client: Client, config: Config, shutdown: watch::Receiv
         2,
         StatefulSetController::new(client.clone(), &mut stss, &mut pods, &mut revs, &mut pvcs)
     );
+        "persistentvolume-binder",
+        2,
+        VolumeController::new(
+            client.clone(),
+            &mut pvcs,
+            &mut pvs,
+            &mut classes,
+            &mut pods,
+            &mut nodes
+        )
+    );
 
     // Start the informers controllers use, and wait for their first lists.
     let mut ready = Vec::new();
@@ -301,7 +317,7 @@ async fn run_controllers(client: Client, config: Config, shutdown: watch::Receiv
         )*};
     }
     run!(pods, rss, rcs, deps, svcs, eps, slices, nss, sas, nodes);
-    run!(jobs, cronjobs, pdbs, dss, stss, revs, pvcs);
+    run!(jobs, cronjobs, pdbs, dss, stss, revs, pvcs, pvs, classes);
     let mut s = shutdown.clone();
     tokio::select! {
         _ = futures::future::join_all(ready) => {}

@@ -241,6 +241,12 @@ impl Agent {
             metrics.append_registry(m);
         }
         start_ingress(&cfg, ip, &client, &metrics, &shutdown).await;
+        crate::localpath::start(
+            client.clone(),
+            cfg.node_name.clone(),
+            crate::localpath::storage_root(&cfg.dir),
+            shutdown.clone(),
+        );
         tokio::spawn(crate::podroutes::run(
             client.clone(),
             cfg.node_name.clone(),

@@ -11,12 +11,14 @@
 pub mod agent;
 pub mod backoff;
 pub mod cgroups;
+pub mod claims;
 pub mod cni;
 pub mod containerd;
 pub mod cri;
 pub mod events;
 pub mod images;
 pub mod join;
+pub mod localpath;
 pub mod logs;
 pub mod masquerade;
 pub mod metrics;

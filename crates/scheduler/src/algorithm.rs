@@ -12,7 +12,7 @@ use crate::diagnosis::Diagnosis;
 use crate::nodeinfo::NodeInfo;
 use crate::plugins::{
     inter_pod_affinity, node_affinity, node_name, node_ports, node_resources, node_unschedulable,
-    pod_topology_spread, taint_toleration, Plugin, Rejection,
+    pod_topology_spread, taint_toleration, volume_binding, Plugin, Rejection,
 };
 use crate::podinfo::PodInfo;
 
@@ -66,12 +66,17 @@ pub struct Cycle<'a> {
     pub pod: &'a PodInfo,
     affinity: Option<inter_pod_affinity::FilterState<'a>>,
     spread: Option<pod_topology_spread::FilterState<'a>>,
+    volumes: Option<volume_binding::State<'a>>,
+    objects: &'a volume_binding::Objects,
 }
 
 impl<'a> Cycle<'a> {
-    /// Computes the cluster-wide pre-filter state over `all_nodes`.
+    /// Computes the cluster-wide pre-filter state over `all_nodes`. (Volume binding's
+    /// pre-filter rejections are found earlier, in [`schedule_pod`].)
     pub fn new(pod: &'a PodInfo, all_nodes: &[&'a NodeInfo], cache: &'a Cache) -> Self {
         Self {
+            volumes: volume_binding::pre_filter(pod, cache.volumes()).and_then(Result::ok),
+            objects: cache.volumes(),
             pod,
             affinity: inter_pod_affinity::pre_filter(
                 pod,
@@ -94,6 +99,7 @@ impl<'a> Cycle<'a> {
             .or_else(|| node_resources::filter(pod, node))
             .or_else(|| pod_topology_spread::filter(self.spread.as_ref(), pod, node))
             .or_else(|| inter_pod_affinity::filter(self.affinity.as_ref(), pod, node))
+            .or_else(|| volume_binding::filter(self.volumes.as_ref(), self.objects, node))
     }
 }
 
@@ -191,6 +197,10 @@ pub fn schedule_pod(
         return Err(Failure::NoNodes);
     }
     let mut diagnosis = Diagnosis::new(all_nodes.len());
+    if let Some(Err(r)) = volume_binding::pre_filter(pod, cache.volumes()) {
+        diagnosis.pre_filter_rejection(r);
+        return Err(Failure::Fit(diagnosis));
+    }
 
     let candidates: Vec<&NodeInfo> = match node_affinity::pre_filter(pod) {
         node_affinity::PreFilter::AllNodes => all_nodes.clone(),

@@ -4,8 +4,8 @@
 
 use std::sync::Arc;
 
-use k8s_openapi::api::core::v1::Pod;
-use kube::api::{Api, PostParams};
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
+use kube::api::{Api, Patch, PatchParams, PostParams};
 use serde_json::json;
 use tokio::sync::{mpsc, Semaphore};
 
@@ -41,8 +41,12 @@ impl Binder {
     }
 
     /// Binds `namespace/name` to `node` in the background and sends `done(result)` to `to`.
+    /// `claims` (namespace, name) wait for this pod's node: they are marked with it first
+    /// (volume binding's PreBind).
+    #[allow(clippy::too_many_arguments)]
     pub fn bind<T: Send + 'static>(
         &self,
+        claims: Vec<(String, String)>,
         namespace: String,
         name: String,
         uid: String,
@@ -54,13 +58,43 @@ impl Binder {
         let permits = self.permits.clone();
         self.runtime.spawn(async move {
             let result = match permits.acquire_owned().await {
-                Ok(_permit) => bind(client, &namespace, &name, &uid, &node).await,
+                Ok(_permit) => match select_node(&client, &claims, &node).await {
+                    Ok(()) => bind(client, &namespace, &name, &uid, &node).await,
+                    Err(e) => Err(e),
+                },
                 Err(_) => Err(BindError::Failed("the binder is shutting down".into())),
             };
             // The scheduling loop always drains its inputs, so this completes.
             let _ = to.send(done(result)).await;
         });
     }
+}
+
+/// Marks each claim with the node its first consumer goes to: the PV controller then binds
+/// a volume the node can reach, or the provisioner makes one there.
+async fn select_node(
+    client: &kube::Client,
+    claims: &[(String, String)],
+    node: &str,
+) -> Result<(), BindError> {
+    for (ns, name) in claims {
+        let api: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), ns);
+        let patch = json!({"metadata": {"annotations": {capstan_api::volume::SELECTED_NODE_ANNOTATION: node}}});
+        match api
+            .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+        {
+            Ok(_) => {
+                tracing::info!(claim = %format!("{ns}/{name}"), node, "scheduler: selected the node of the claim's first consumer")
+            }
+            Err(e) => {
+                return Err(BindError::Failed(format!(
+                    "marking claim {ns}/{name} with the selected node: {e}"
+                )))
+            }
+        }
+    }
+    Ok(())
 }
 
 async fn bind(

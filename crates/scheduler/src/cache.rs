@@ -50,6 +50,7 @@ pub struct Cache {
     hostnames: HashMap<String, usize>,
     duplicate_hostnames: usize,
     spread: SpreadIndex,
+    volumes: crate::plugins::volume_binding::Objects,
 }
 
 impl Cache {
@@ -283,6 +284,15 @@ impl Cache {
 
     pub fn workloads(&self) -> &Workloads {
         &self.workloads
+    }
+
+    /// Claims, volumes and classes (volume binding).
+    pub fn volumes(&self) -> &crate::plugins::volume_binding::Objects {
+        &self.volumes
+    }
+
+    pub fn volumes_mut(&mut self) -> &mut crate::plugins::volume_binding::Objects {
+        &mut self.volumes
     }
 
     pub fn workloads_mut(&mut self) -> &mut Workloads {

@@ -15,7 +15,7 @@ use tokio::sync::{mpsc, watch};
 use crate::algorithm::{self, Failure, NO_NODES_AVAILABLE};
 use crate::binder::{BindError, Binder};
 use crate::cache::{Cache, NodeChange};
-use crate::informers::{Change, Input};
+use crate::informers::{Change, Input, VolumeObject};
 use crate::metrics::Metrics;
 use crate::nodeinfo::NodeProps;
 use crate::plugins::PluginSet;
@@ -27,6 +27,9 @@ use crate::Config;
 
 /// Services, ReplicationControllers, ReplicaSets, StatefulSets.
 const WORKLOAD_KINDS: usize = 4;
+
+/// Claims, volumes, classes.
+const VOLUME_KINDS: usize = 3;
 
 /// How often pods stuck in the unschedulable set are checked for the 5-minute retry.
 const LEFTOVER_FLUSH_INTERVAL: Duration = Duration::from_secs(30);
@@ -40,6 +43,8 @@ struct Synced {
     nodes: bool,
     namespaces: bool,
     workloads: HashSet<Kind>,
+    /// Claims, volumes and classes (volume binding), by watch.
+    volume_kinds: HashSet<&'static str>,
 }
 
 /// Keys seen during a re-list, to drop what the list no longer has.
@@ -49,6 +54,7 @@ struct Relist {
     nodes: Option<HashSet<String>>,
     namespaces: Option<HashSet<String>>,
     workloads: HashMap<Kind, HashSet<WorkloadKey>>,
+    volume_kinds: HashMap<&'static str, HashSet<String>>,
 }
 
 pub struct Core {
@@ -98,6 +104,7 @@ impl Core {
             && self.synced.nodes
             && self.synced.namespaces
             && self.synced.workloads.len() == WORKLOAD_KINDS
+            && self.synced.volume_kinds.len() == VOLUME_KINDS
     }
 
     /// Runs until `shutdown` flips or the inputs close.
@@ -152,6 +159,7 @@ impl Core {
             Input::Node(c) => self.apply_node(c, now),
             Input::Namespace(c) => self.apply_namespace(c, now),
             Input::Workload(kind, c) => self.apply_workload(kind, c),
+            Input::Volume(v) => self.apply_volume_object(v, now),
             Input::Bound {
                 key,
                 node,
@@ -328,6 +336,75 @@ impl Core {
         }
     }
 
+    fn apply_volume_object(&mut self, change: VolumeObject, now: Instant) {
+        /// One kind's map in the cache, with the watch's name for relists.
+        fn apply<T>(
+            map: &mut HashMap<String, Arc<T>>,
+            kind: &'static str,
+            change: Change<Arc<T>, String>,
+            key: impl Fn(&T) -> String,
+            synced: &mut HashSet<&'static str>,
+            relist: &mut HashMap<&'static str, HashSet<String>>,
+        ) {
+            match change {
+                Change::Init => {
+                    relist.insert(kind, HashSet::new());
+                }
+                Change::InitDone => {
+                    if let Some(seen) = relist.remove(kind) {
+                        map.retain(|k, _| seen.contains(k));
+                    }
+                    synced.insert(kind);
+                }
+                Change::Apply(o) => {
+                    let k = key(&o);
+                    if let Some(seen) = relist.get_mut(kind) {
+                        seen.insert(k.clone());
+                    }
+                    map.insert(k, o);
+                }
+                Change::Delete(k) => {
+                    map.remove(&k);
+                }
+            }
+        }
+        let objects = self.cache.volumes_mut();
+        let (synced, relist) = (&mut self.synced.volume_kinds, &mut self.relist.volume_kinds);
+        match change {
+            VolumeObject::Claim(c) => apply(
+                &mut objects.claims,
+                "claims",
+                c,
+                |c| {
+                    format!(
+                        "{}/{}",
+                        c.metadata.namespace.as_deref().unwrap_or(""),
+                        c.metadata.name.as_deref().unwrap_or("")
+                    )
+                },
+                synced,
+                relist,
+            ),
+            VolumeObject::Volume(c) => apply(
+                &mut objects.volumes,
+                "volumes",
+                c,
+                |v| v.metadata.name.clone().unwrap_or_default(),
+                synced,
+                relist,
+            ),
+            VolumeObject::Class(c) => apply(
+                &mut objects.classes,
+                "classes",
+                c,
+                |v| v.metadata.name.clone().unwrap_or_default(),
+                synced,
+                relist,
+            ),
+        }
+        self.queue.on_event(ClusterEvent::VolumeChange, now);
+    }
+
     fn schedule_one(&mut self, popped: Popped) {
         let start = Instant::now();
         let pod = popped.info.clone();
@@ -348,7 +425,13 @@ impl Core {
                 tracing::debug!(pod = %pod.key, node = %decision.node, evaluated = decision.evaluated, feasible = decision.feasible, "scheduler: assumed pod on node");
                 let key = pod.key.clone();
                 let node = decision.node.clone();
+                let claims = crate::plugins::volume_binding::claims_to_select(
+                    &pod,
+                    self.cache.volumes(),
+                    &decision.node,
+                );
                 self.binder.bind(
+                    claims,
                     pod.namespace.clone(),
                     pod.name.clone(),
                     pod.uid.clone(),

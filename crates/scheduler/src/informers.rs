@@ -6,7 +6,10 @@ use std::sync::Arc;
 
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{ReplicaSet, StatefulSet};
-use k8s_openapi::api::core::v1::{Namespace, Node, Pod, ReplicationController, Service};
+use k8s_openapi::api::core::v1::{
+    Namespace, Node, PersistentVolume, PersistentVolumeClaim, Pod, ReplicationController, Service,
+};
+use k8s_openapi::api::storage::v1::StorageClass;
 use kube::runtime::watcher::{self, Event};
 use kube::runtime::WatchStreamExt;
 use kube::Api;
@@ -48,6 +51,8 @@ pub enum Input {
     Namespace(Change<(String, Labels), String>),
     /// Services, ReplicationControllers, ReplicaSets, StatefulSets (for default spreading).
     Workload(Kind, Change<(WorkloadKey, WorkloadSelector), WorkloadKey>),
+    /// PersistentVolumeClaims (key `ns/name`), PersistentVolumes and StorageClasses.
+    Volume(VolumeObject),
     /// A binding finished.
     Bound {
         key: PodKey,
@@ -55,6 +60,14 @@ pub enum Input {
         result: Result<(), BindError>,
         popped: crate::queue::Popped,
     },
+}
+
+/// One change to the objects volume binding reads.
+#[derive(Debug)]
+pub enum VolumeObject {
+    Claim(Change<Arc<PersistentVolumeClaim>, String>),
+    Volume(Change<Arc<PersistentVolume>, String>),
+    Class(Change<Arc<StorageClass>, String>),
 }
 
 fn map_event<K, T, D>(
@@ -150,6 +163,8 @@ pub fn start(client: kube::Client, tx: mpsc::Sender<Input>) {
         WorkloadSelector::Selector(Selector::from_api(r.spec.as_ref().map(|s| &s.selector)))
     });
 
+    watch_volume_objects(&client, &tx);
+
     let namespaces: Api<Namespace> = Api::all(client);
     let stream = watcher::watcher(namespaces, watcher::Config::default())
         .default_backoff()
@@ -206,5 +221,53 @@ fn watch_workloads<K>(
                 |o: &K| workload_key(kind, o),
             ),
         )
+    }));
+}
+
+/// Watches claims, volumes and classes for volume binding.
+fn watch_volume_objects(client: &kube::Client, tx: &mpsc::Sender<Input>) {
+    let claims: Api<PersistentVolumeClaim> = Api::all(client.clone());
+    let stream = watcher::watcher(claims, watcher::Config::default())
+        .default_backoff()
+        .boxed();
+    tokio::spawn(forward(
+        "persistentvolumeclaims",
+        stream,
+        tx.clone(),
+        move |e| {
+            Input::Volume(VolumeObject::Claim(map_event(
+                e,
+                |c: &PersistentVolumeClaim| Arc::new(c.clone()),
+                |c: &PersistentVolumeClaim| {
+                    format!(
+                        "{}/{}",
+                        c.metadata.namespace.as_deref().unwrap_or(""),
+                        c.metadata.name.as_deref().unwrap_or("")
+                    )
+                },
+            )))
+        },
+    ));
+    let volumes: Api<PersistentVolume> = Api::all(client.clone());
+    let stream = watcher::watcher(volumes, watcher::Config::default())
+        .default_backoff()
+        .boxed();
+    tokio::spawn(forward("persistentvolumes", stream, tx.clone(), |e| {
+        Input::Volume(VolumeObject::Volume(map_event(
+            e,
+            |v: &PersistentVolume| Arc::new(v.clone()),
+            |v: &PersistentVolume| v.metadata.name.clone().unwrap_or_default(),
+        )))
+    }));
+    let classes: Api<StorageClass> = Api::all(client.clone());
+    let stream = watcher::watcher(classes, watcher::Config::default())
+        .default_backoff()
+        .boxed();
+    tokio::spawn(forward("storageclasses", stream, tx.clone(), |e| {
+        Input::Volume(VolumeObject::Class(map_event(
+            e,
+            |c: &StorageClass| Arc::new(c.clone()),
+            |c: &StorageClass| c.metadata.name.clone().unwrap_or_default(),
+        )))
     }));
 }

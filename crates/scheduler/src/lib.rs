@@ -10,9 +10,10 @@
 //! ([`binder`], many at once) → results back to the loop. Failures become events and the
 //! PodScheduled condition ([`recorder`]), worded by [`diagnosis`].
 //!
-//! Not done yet: preemption (the FailedScheduling message says what upstream's preemption
-//! would find, but nothing is evicted), volume plugins, ImageLocality scoring and the default
-//! topology spread constraints upstream applies to pods of Services and ReplicaSets.
+//! Volume binding ([`plugins::volume_binding`]) covers PersistentVolumeClaims. Not done yet:
+//! preemption (the FailedScheduling message says what upstream's preemption would find, but
+//! nothing is evicted), ImageLocality scoring and the default topology spread constraints
+//! upstream applies to pods of Services and ReplicaSets.
 
 #![forbid(unsafe_code)]
 

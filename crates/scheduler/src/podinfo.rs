@@ -135,6 +135,8 @@ pub struct SchedulingSpec {
     pub preferred_affinity: Vec<WeightedAffinityTerm>,
     pub preferred_anti_affinity: Vec<WeightedAffinityTerm>,
     pub spread: Vec<SpreadConstraint>,
+    /// The PersistentVolumeClaims its volumes name (volume binding).
+    pub claims: Vec<String>,
 }
 
 /// The pod's PodScheduled condition as stored.
@@ -313,6 +315,13 @@ impl PodInfo {
             })),
             spread,
             labels,
+            claims: spec
+                .volumes
+                .iter()
+                .flatten()
+                .filter_map(|v| v.persistent_volume_claim.as_ref())
+                .map(|c| c.claim_name.clone())
+                .collect(),
         };
         let scheduled_condition = status
             .and_then(|s| s.conditions.as_ref())

@@ -29,6 +29,8 @@ pub enum ClusterEvent {
     AssignedPodUpdate,
     AssignedPodDelete,
     NamespaceChange,
+    /// A PersistentVolumeClaim, PersistentVolume or StorageClass changed.
+    VolumeChange,
 }
 
 impl ClusterEvent {
@@ -64,6 +66,7 @@ impl ClusterEvent {
                     | AssignedPodDelete
                     | NamespaceChange
             ),
+            Plugin::VolumeBinding => matches!(self, NodeAdd | NodeLabelChange | VolumeChange),
         }
     }
 }

@@ -42,6 +42,63 @@ pub enum Error {
     BadSubPath(String),
     #[error("volume {0:?} is not defined in the pod")]
     NoSuchVolume(String),
+    /// A persistentVolumeClaim volume whose claim cannot be used yet (upstream's volume
+    /// manager wording; the pod waits in ContainerCreating).
+    #[error("unmounted volumes=[{volume}], unattached volumes=[{volume}], failed to process volumes=[{volume}]: error processing PVC {claim}: {reason}")]
+    Claim {
+        volume: String,
+        claim: String,
+        reason: String,
+    },
+}
+
+impl Error {
+    /// The FailedMount event's message, as upstream's kubelet words it.
+    pub fn event_message(&self) -> String {
+        match self {
+            Error::Claim { .. } => format!("Unable to attach or mount volumes: {self}"),
+            other => format!("MountVolume.SetUp failed: {other}"),
+        }
+    }
+}
+
+/// Where a claim's volume lives on this node: its PV's hostPath or local path (and the
+/// hostPath type to check), or why it cannot be used yet.
+pub type ClaimVolume = std::result::Result<(PathBuf, String), String>;
+
+/// The claims a pod's volumes name.
+pub fn claim_references(pod: &Pod) -> Vec<String> {
+    pod.spec
+        .iter()
+        .flat_map(|s| s.volumes.iter().flatten())
+        .filter_map(|v| v.persistent_volume_claim.as_ref())
+        .map(|c| c.claim_name.clone())
+        .collect()
+}
+
+/// Marks read-only the mounts of volumes whose source says `readOnly` (a claim's).
+pub fn apply_read_only(pod: &Pod, c: &Container, mounts: &mut [pb::Mount]) {
+    let read_only: Vec<&str> = pod
+        .spec
+        .iter()
+        .flat_map(|s| s.volumes.iter().flatten())
+        .filter(|v| {
+            v.persistent_volume_claim
+                .as_ref()
+                .is_some_and(|c| c.read_only == Some(true))
+        })
+        .map(|v| v.name.as_str())
+        .collect();
+    for m in c.volume_mounts.iter().flatten() {
+        if read_only.contains(&m.name.as_str()) {
+            for out in mounts
+                .iter_mut()
+                .filter(|o| o.container_path == m.mount_path)
+            {
+                out.readonly = true;
+            }
+        }
+    }
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -51,6 +108,8 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 pub struct Objects {
     pub config_maps: HashMap<String, Option<ConfigMap>>,
     pub secrets: HashMap<String, Option<Secret>>,
+    /// persistentVolumeClaim volumes, by claim name.
+    pub claims: HashMap<String, ClaimVolume>,
 }
 
 impl Objects {
@@ -480,6 +539,33 @@ pub fn prepare(
             let p = PathBuf::from(&h.path);
             check_host_path(&p, h.type_.as_deref().unwrap_or(""))?;
             out.insert(v.name.clone(), p);
+            continue;
+        }
+        if let Some(c) = &v.persistent_volume_claim {
+            let claim = format!(
+                "{}/{}",
+                pod.metadata.namespace.as_deref().unwrap_or(""),
+                c.claim_name
+            );
+            let (path, kind) = match objs.claims.get(&c.claim_name) {
+                Some(Ok(found)) => found.clone(),
+                Some(Err(reason)) => {
+                    return Err(Error::Claim {
+                        volume: v.name.clone(),
+                        claim,
+                        reason: reason.clone(),
+                    })
+                }
+                None => {
+                    return Err(Error::Claim {
+                        volume: v.name.clone(),
+                        claim,
+                        reason: "PVC is not bound".into(),
+                    })
+                }
+            };
+            check_host_path(&path, &kind)?;
+            out.insert(v.name.clone(), path);
             continue;
         }
         let dir = pod_dir.join("volumes").join(plugin_dir(v)).join(&v.name);

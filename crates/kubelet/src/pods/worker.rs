@@ -486,6 +486,10 @@ impl Worker {
             objs.secrets
                 .insert(n.clone(), s_api.get_opt(&n).await.ok().flatten());
         }
+        for n in volumes::claim_references(pod) {
+            let found = crate::claims::resolve(&self.shared.client, &ns, &n).await;
+            objs.claims.insert(n, found);
+        }
         let lookups = self.lookups(obs, &objs);
         let vols = volumes::prepare(pod, &self.pod_dir(), &objs, &lookups)?;
         self.objects = objs;
@@ -707,13 +711,9 @@ impl Worker {
         // Volumes, env, mounts.
         if let Err(e) = self.ensure_volumes(pod, obs, false).await {
             tracing::warn!(pod = %pod_key(pod), error = %e, "setting up volumes failed");
-            self.shared.events.emit(
-                pod,
-                None,
-                true,
-                "FailedMount",
-                format!("MountVolume.SetUp failed: {e}"),
-            );
+            self.shared
+                .events
+                .emit(pod, None, true, "FailedMount", e.event_message());
             self.set_error(name, "ContainerCreating", String::new());
             return false;
         }
@@ -737,6 +737,7 @@ impl Worker {
                 return false;
             }
         };
+        volumes::apply_read_only(pod, &c, &mut mounts);
         let host_net = pod
             .spec
             .as_ref()

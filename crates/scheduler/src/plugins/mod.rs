@@ -13,6 +13,7 @@ pub mod node_resources;
 pub mod node_unschedulable;
 pub mod pod_topology_spread;
 pub mod taint_toleration;
+pub mod volume_binding;
 
 /// Scores run from 0 to this (upstream's `MaxNodeScore`).
 pub const MAX_NODE_SCORE: i64 = 100;
@@ -28,10 +29,11 @@ pub enum Plugin {
     NodeResourcesFit,
     PodTopologySpread,
     InterPodAffinity,
+    VolumeBinding,
 }
 
 impl Plugin {
-    pub const ALL: [Plugin; 8] = [
+    pub const ALL: [Plugin; 9] = [
         Plugin::NodeUnschedulable,
         Plugin::NodeName,
         Plugin::TaintToleration,
@@ -40,6 +42,7 @@ impl Plugin {
         Plugin::NodeResourcesFit,
         Plugin::PodTopologySpread,
         Plugin::InterPodAffinity,
+        Plugin::VolumeBinding,
     ];
 
     pub fn name(self) -> &'static str {
@@ -52,6 +55,7 @@ impl Plugin {
             Plugin::NodeResourcesFit => "NodeResourcesFit",
             Plugin::PodTopologySpread => "PodTopologySpread",
             Plugin::InterPodAffinity => "InterPodAffinity",
+            Plugin::VolumeBinding => "VolumeBinding",
         }
     }
 

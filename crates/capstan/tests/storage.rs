@@ -1,0 +1,290 @@
+//! Storage for workloads on real containerd, driven with the real kubectl: the built-in
+//! local-path provisioner (default class, WaitForFirstConsumer, a directory under the data
+//! dir, node affinity, reclaim Delete), pods writing to and reading from their claim across
+//! pod restarts, the protection finalizer, expansion; static volumes bound by matching with
+//! Retain; claims of missing classes and pods of unbindable claims waiting with upstream's
+//! messages.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed step is the test failing
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use capstan_testkit::agent::BUSYBOX;
+use capstan_testkit::{eventually, Server};
+
+const BIN: &str = env!("CARGO_BIN_EXE_capstan");
+const WAIT: Duration = Duration::from_secs(90);
+
+fn claim(name: &str, extra_spec: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: PersistentVolumeClaim\nmetadata:\n  name: {name}\nspec:\n  accessModes: [ReadWriteOnce]\n  resources:\n    requests:\n      storage: 1Gi\n{extra_spec}"
+    )
+}
+
+/// A busybox pod (placed by the scheduler) running `script` with claim `claim` at /data.
+fn pod_with_claim(name: &str, claim: &str, script: &str, restart: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\nspec:\n  restartPolicy: {restart}\n  terminationGracePeriodSeconds: 1\n  containers:\n  - name: c\n    image: {BUSYBOX}\n    command: [sh, -c, '{script}']\n    volumeMounts:\n    - name: data\n      mountPath: /data\n  volumes:\n  - name: data\n    persistentVolumeClaim:\n      claimName: {claim}\n"
+    )
+}
+
+/// The messages of the events about `kind/name`.
+fn events(s: &Server, kind: &str, name: &str) -> String {
+    s.jsonpath(
+        &[
+            "events",
+            "--field-selector",
+            &format!("involvedObject.kind={kind},involvedObject.name={name}"),
+        ],
+        "{range .items[*]}{.reason}: {.message}{\"\\n\"}{end}",
+    )
+}
+
+fn wait_phase(s: &Server, what: &[&str], phase: &str) {
+    eventually(WAIT, &format!("{what:?} {phase}"), || {
+        (s.jsonpath(what, "{.status.phase}") == phase).then_some(())
+    });
+}
+
+#[test]
+fn local_path_claims_are_provisioned_on_the_consumers_node_keep_data_and_are_deleted_with_the_claim(
+) {
+    let s = Server::start_with_agent(BIN, &[]);
+    let node = s.node_name();
+
+    // The built-in default class, as k3s's.
+    let sc = s.get_json(&["storageclass", "local-path"]);
+    assert_eq!(sc["provisioner"], "rancher.io/local-path");
+    assert_eq!(sc["volumeBindingMode"], "WaitForFirstConsumer");
+    assert_eq!(sc["reclaimPolicy"], "Delete");
+    assert_eq!(
+        sc["metadata"]["annotations"]["storageclass.kubernetes.io/is-default-class"],
+        "true"
+    );
+
+    // A claim without a class gets the default one and waits for its first consumer.
+    s.apply(&claim("data", ""));
+    let pvc = s.get_json(&["pvc", "data"]);
+    assert_eq!(pvc["spec"]["storageClassName"], "local-path");
+    assert_eq!(
+        pvc["metadata"]["finalizers"][0],
+        "kubernetes.io/pvc-protection"
+    );
+    eventually(WAIT, "the WaitForFirstConsumer event", || {
+        events(&s, "PersistentVolumeClaim", "data")
+            .contains(
+                "WaitForFirstConsumer: waiting for first consumer to be created before binding",
+            )
+            .then_some(())
+    });
+    assert_eq!(s.jsonpath(&["pvc", "data"], "{.status.phase}"), "Pending");
+
+    // A pod writes to it: the claim is bound once the pod is scheduled.
+    s.apply(&pod_with_claim(
+        "writer",
+        "data",
+        "echo hello > /data/file",
+        "Never",
+    ));
+    wait_phase(&s, &["pod", "writer"], "Succeeded");
+    wait_phase(&s, &["pvc", "data"], "Bound");
+    let pvc = s.get_json(&["pvc", "data"]);
+    assert_eq!(
+        pvc["metadata"]["annotations"]["volume.kubernetes.io/selected-node"],
+        node.as_str()
+    );
+    assert_eq!(pvc["status"]["capacity"]["storage"], "1Gi");
+    assert_eq!(pvc["status"]["accessModes"][0], "ReadWriteOnce");
+    let pv_name = pvc["spec"]["volumeName"]
+        .as_str()
+        .expect("volumeName")
+        .to_string();
+    let uid = pvc["metadata"]["uid"].as_str().expect("uid");
+    assert_eq!(pv_name, format!("pvc-{uid}"));
+    let pv = s.get_json(&["pv", &pv_name]);
+    assert_eq!(pv["status"]["phase"], "Bound");
+    assert_eq!(pv["spec"]["persistentVolumeReclaimPolicy"], "Delete");
+    assert_eq!(pv["spec"]["claimRef"]["name"], "data");
+    assert_eq!(
+        pv["spec"]["nodeAffinity"]["required"]["nodeSelectorTerms"][0]["matchExpressions"][0]
+            ["values"][0],
+        node.as_str()
+    );
+    let dir = s
+        .data_dir()
+        .join("storage")
+        .join(format!("{pv_name}_default_data"));
+    assert_eq!(
+        pv["spec"]["hostPath"]["path"].as_str().map(PathBuf::from),
+        Some(dir.clone())
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.join("file")).expect("the file the pod wrote"),
+        "hello\n"
+    );
+
+    // Another pod finds the data; while it runs, deleting the claim only marks it.
+    s.ok(&["delete", "pod", "writer"]);
+    s.apply(&pod_with_claim(
+        "reader",
+        "data",
+        "test \"$(cat /data/file)\" = hello && exec sleep 3600",
+        "Never",
+    ));
+    wait_phase(&s, &["pod", "reader"], "Running");
+
+    // Growing a claim of a class without allowVolumeExpansion is refused, as is shrinking.
+    let refused = s.fails(&[
+        "patch",
+        "pvc",
+        "data",
+        "-p",
+        r#"{"spec":{"resources":{"requests":{"storage":"2Gi"}}}}"#,
+    ]);
+    assert!(
+        refused.contains("only dynamically provisioned pvc can be resized and the storageclass that provisions the pvc must support resize"),
+        "{refused}"
+    );
+    let shrink = s.fails(&[
+        "patch",
+        "pvc",
+        "data",
+        "-p",
+        r#"{"spec":{"resources":{"requests":{"storage":"500Mi"}}}}"#,
+    ]);
+    assert!(
+        shrink.contains("field can not be less than previous value"),
+        "{shrink}"
+    );
+    // Once the class allows it, the claim grows (local-path records the new size).
+    s.ok(&[
+        "patch",
+        "storageclass",
+        "local-path",
+        "-p",
+        r#"{"allowVolumeExpansion":true}"#,
+    ]);
+    s.ok(&[
+        "patch",
+        "pvc",
+        "data",
+        "-p",
+        r#"{"spec":{"resources":{"requests":{"storage":"2Gi"}}}}"#,
+    ]);
+    eventually(WAIT, "the claim's capacity to follow the request", || {
+        (s.jsonpath(&["pvc", "data"], "{.status.capacity.storage}") == "2Gi").then_some(())
+    });
+    assert_eq!(
+        s.jsonpath(&["pv", &pv_name], "{.spec.capacity.storage}"),
+        "2Gi"
+    );
+
+    s.ok(&["delete", "pvc", "data", "--wait=false"]);
+    let pvc = s.get_json(&["pvc", "data"]);
+    assert!(pvc["metadata"]["deletionTimestamp"].is_string());
+    assert_eq!(
+        pvc["metadata"]["finalizers"][0],
+        "kubernetes.io/pvc-protection"
+    );
+    assert!(s.ok(&["get", "pvc", "data"]).contains("Terminating"));
+
+    // Once the pod is gone, the claim goes, then its volume and the directory (Delete).
+    s.ok(&["delete", "pod", "reader", "--wait=true"]);
+    eventually(WAIT, "the claim to be gone", || {
+        (!s.kubectl(&["get", "pvc", "data"]).status.success()).then_some(())
+    });
+    eventually(WAIT, "the volume to be gone", || {
+        (!s.kubectl(&["get", "pv", &pv_name]).status.success()).then_some(())
+    });
+    eventually(WAIT, "the directory to be gone", || {
+        (!dir.exists()).then_some(())
+    });
+}
+
+#[test]
+fn static_volumes_bind_by_matching_and_unbindable_claims_say_why() {
+    let s = Server::start_with(BIN, &["--simulate-nodes", "1"]);
+
+    // Two static volumes: the smallest that fits is chosen; Retain keeps it after the claim.
+    for (name, size) in [("big", "10Gi"), ("fits", "2Gi")] {
+        s.apply(&format!(
+            "apiVersion: v1\nkind: PersistentVolume\nmetadata:\n  name: {name}\nspec:\n  storageClassName: manual\n  capacity:\n    storage: {size}\n  accessModes: [ReadWriteOnce]\n  persistentVolumeReclaimPolicy: Retain\n  hostPath:\n    path: /tmp/capstan-static-{name}\n"
+        ));
+    }
+    assert_eq!(
+        s.jsonpath(&["pv", "fits"], "{.metadata.finalizers[0]}"),
+        "kubernetes.io/pv-protection"
+    );
+    wait_phase(&s, &["pv", "fits"], "Available");
+    s.apply(&claim("static", "  storageClassName: manual\n"));
+    wait_phase(&s, &["pvc", "static"], "Bound");
+    assert_eq!(s.jsonpath(&["pvc", "static"], "{.spec.volumeName}"), "fits");
+    assert_eq!(
+        s.jsonpath(&["pvc", "static"], "{.status.capacity.storage}"),
+        "2Gi"
+    );
+    wait_phase(&s, &["pv", "fits"], "Bound");
+    assert_eq!(s.jsonpath(&["pv", "big"], "{.status.phase}"), "Available");
+    let row = s.ok(&["get", "pvc", "static"]);
+    assert!(
+        row.contains("Bound") && row.contains("fits") && row.contains("2Gi"),
+        "{row}"
+    );
+    s.ok(&["delete", "pvc", "static", "--wait=true"]);
+    wait_phase(&s, &["pv", "fits"], "Released");
+    assert_eq!(
+        s.jsonpath(&["pv", "fits"], "{.spec.claimRef.name}"),
+        "static"
+    );
+
+    // A claim naming a class that does not exist waits, saying so.
+    s.apply(&claim("nowhere", "  storageClassName: nope\n"));
+    eventually(WAIT, "the ProvisioningFailed event", || {
+        events(&s, "PersistentVolumeClaim", "nowhere")
+            .contains("ProvisioningFailed: storageclass.storage.k8s.io \"nope\" not found")
+            .then_some(())
+    });
+    assert_eq!(
+        s.jsonpath(&["pvc", "nowhere"], "{.status.phase}"),
+        "Pending"
+    );
+
+    // A claim with no class and no volume for it: FailedBinding; its pod is not scheduled.
+    s.apply(&claim(
+        "nothing",
+        "  storageClassName: \"\"\n  selector:\n    matchLabels:\n      none: here\n",
+    ));
+    eventually(WAIT, "the FailedBinding event", || {
+        events(&s, "PersistentVolumeClaim", "nothing")
+            .contains("FailedBinding: no persistent volumes available for this claim and no storage class is set")
+            .then_some(())
+    });
+    s.apply(&pod_with_claim("stuck", "nothing", "true", "Never"));
+    let message = eventually(WAIT, "the scheduler's message", || {
+        let m = s.jsonpath(
+            &["pod", "stuck"],
+            "{.status.conditions[?(@.type==\"PodScheduled\")].message}",
+        );
+        (!m.is_empty()).then_some(m)
+    });
+    assert_eq!(
+        message,
+        "0/1 nodes are available: pod has unbound immediate PersistentVolumeClaims. preemption: 0/1 nodes are available: 1 Preemption is not helpful for scheduling.."
+    );
+    assert_eq!(s.jsonpath(&["pod", "stuck"], "{.status.phase}"), "Pending");
+
+    // A pod naming a claim that does not exist.
+    s.apply(&pod_with_claim("orphan", "missing", "true", "Never"));
+    let message = eventually(WAIT, "the scheduler's message", || {
+        let m = s.jsonpath(
+            &["pod", "orphan"],
+            "{.status.conditions[?(@.type==\"PodScheduled\")].message}",
+        );
+        (!m.is_empty()).then_some(m)
+    });
+    assert!(
+        message
+            .starts_with("0/1 nodes are available: persistentvolumeclaim \"missing\" not found."),
+        "{message}"
+    );
+}
