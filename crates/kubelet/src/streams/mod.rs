@@ -298,7 +298,7 @@ mod tests {
     fn accept_key_matches_rfc_6455_example() {
         assert_eq!(
             accept_key("dGhlIHNhbXBsZSBub25jZQ=="),
-            "s3pPLMBiTxaK+xOx7LzVzsPbxmo="
+            "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
         );
     }
 
