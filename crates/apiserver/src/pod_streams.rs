@@ -1,17 +1,19 @@
-//! `pods/exec` and `pods/attach`: checked here as upstream checks them (the pod, its
-//! container, its phase, the command), then relayed to the node's kubelet.
+//! `pods/exec`, `pods/attach` and `pods/portforward`: checked here as upstream checks them
+//! (the pod, its container, its phase, the command), then relayed to the node's kubelet.
 //!
-//! The client's WebSocket upgrade (channel.k8s.io v5 or v4) is sent on to the kubelet's
-//! `/exec/{ns}/{pod}/{container}` or `/attach/...` with the same key and subprotocols over the
-//! API server's mutually authenticated TLS connection; the kubelet's 101 (or its refusal, as
-//! a Status) is the client's answer. After the switch the API server copies bytes both ways
-//! without looking at them: the kubelet owns the protocol (and its translation to the runtime's
-//! SPDY), and each direction moves only as fast as the other end reads.
+//! The client's upgrade (WebSocket: channel.k8s.io v5 or v4, or kubectl's SPDY-in-WebSocket
+//! port-forward; or SPDY/3.1 from older clients) is sent on to the kubelet's
+//! `/exec/{ns}/{pod}/{container}`, `/attach/...` or `/portForward/{ns}/{pod}` with the same
+//! key and protocol headers over the API server's mutually authenticated TLS connection; the
+//! kubelet's 101 (or its refusal, as a Status) is the client's answer. After the switch the
+//! API server copies bytes both ways without looking at them: the kubelet owns the protocol
+//! (and its translation to the runtime's SPDY), and each direction moves only as fast as the
+//! other end reads.
 
 use std::net::IpAddr;
 
 use bytes::Bytes;
-use http::{header, HeaderValue, Method, Request, Response, StatusCode};
+use http::{header, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Empty};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
@@ -25,32 +27,39 @@ use crate::registry::Registry;
 use crate::route::ResourceRoute;
 
 /// Request headers that make up a WebSocket handshake, passed to the kubelet as they are.
-const HANDSHAKE_HEADERS: [header::HeaderName; 5] = [
-    header::UPGRADE,
-    header::CONNECTION,
-    header::SEC_WEBSOCKET_KEY,
-    header::SEC_WEBSOCKET_VERSION,
-    header::SEC_WEBSOCKET_PROTOCOL,
+const HANDSHAKE_HEADERS: [&str; 6] = [
+    "upgrade",
+    "connection",
+    "sec-websocket-key",
+    "sec-websocket-version",
+    "sec-websocket-protocol",
+    STREAM_PROTOCOL,
 ];
 /// Response headers of the kubelet's 101 the client needs.
-const SWITCH_HEADERS: [header::HeaderName; 4] = [
-    header::UPGRADE,
-    header::CONNECTION,
-    header::SEC_WEBSOCKET_ACCEPT,
-    header::SEC_WEBSOCKET_PROTOCOL,
+const SWITCH_HEADERS: [&str; 5] = [
+    "upgrade",
+    "connection",
+    "sec-websocket-accept",
+    "sec-websocket-protocol",
+    STREAM_PROTOCOL,
 ];
+/// SPDY's protocol negotiation header (a list, possibly repeated).
+const STREAM_PROTOCOL: &str = "x-stream-protocol-version";
 
 /// Whether `r` is a streaming subresource this module serves.
 pub fn serves(r: &ResourceRoute) -> bool {
     r.info.plural == "pods"
         && r.name.is_some()
-        && matches!(r.subresource.as_deref(), Some("exec" | "attach"))
+        && matches!(
+            r.subresource.as_deref(),
+            Some("exec" | "attach" | "portforward")
+        )
 }
 
 /// The query parameters a kubelet understands, passed through.
-const PARAMS: &[&str] = &["command", "stdin", "stdout", "stderr", "tty"];
+const PARAMS: &[&str] = &["command", "stdin", "stdout", "stderr", "tty", "ports"];
 
-/// GET or POST on pods/{name}/exec or pods/{name}/attach.
+/// GET or POST on pods/{name}/exec, pods/{name}/attach or pods/{name}/portforward.
 pub async fn connect(
     reg: &Registry,
     sessions: Gauge,
@@ -74,9 +83,13 @@ pub async fn connect(
         .iter()
         .find(|(k, _)| k == "container")
         .map(|(_, v)| v.as_str());
-    let container = node_proxy::pick_container(&pod, name, asked)?;
+    let container = if sub == "portforward" {
+        String::new()
+    } else {
+        node_proxy::pick_container(&pod, name, asked)?
+    };
     let phase = pod["status"]["phase"].as_str().unwrap_or_default();
-    if phase == "Succeeded" || phase == "Failed" {
+    if sub != "portforward" && (phase == "Succeeded" || phase == "Failed") {
         let doing = if sub == "exec" {
             "exec into"
         } else {
@@ -96,12 +109,7 @@ pub async fn connect(
         .get(header::UPGRADE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
-    if upgrade.eq_ignore_ascii_case("SPDY/3.1") {
-        return Err(ApiError::not_implemented(format!(
-            "{sub} over SPDY/3.1 is not implemented by this server; use a client that speaks WebSocket (v5.channel.k8s.io or v4.channel.k8s.io, as kubectl 1.30 and later do)"
-        )));
-    }
-    if !upgrade.eq_ignore_ascii_case("websocket") {
+    if !upgrade.eq_ignore_ascii_case("websocket") && !upgrade.eq_ignore_ascii_case("SPDY/3.1") {
         return Err(ApiError::bad_request("Upgrade request required"));
     }
     let (ip, port) = node_proxy::kubelet_of(reg, &pod, name).await?;
@@ -110,17 +118,16 @@ pub async fn connect(
         for (k, v) in query.iter().filter(|(k, _)| PARAMS.contains(&k.as_str())) {
             s.append_pair(k, v);
         }
-        format!("/{sub}/{ns}/{name}/{container}?{}", s.finish())
+        match sub {
+            "portforward" => format!("/portForward/{ns}/{name}?{}", s.finish()),
+            _ => format!("/{sub}/{ns}/{name}/{container}?{}", s.finish()),
+        }
     };
-    relay(
-        ip,
-        port,
-        &path,
-        req,
-        sessions,
-        format!("{sub} {ns}/{name}/{container}"),
-    )
-    .await
+    let what = match sub {
+        "portforward" => format!("portforward {ns}/{name}"),
+        _ => format!("{sub} {ns}/{name}/{container}"),
+    };
+    relay(ip, port, &path, req, sessions, what).await
 }
 
 /// Sends the handshake to the kubelet; on its 101, answers 101 and copies bytes both ways.
@@ -141,7 +148,7 @@ async fn relay(
     });
     let mut up = Request::get(path).header(header::HOST, format!("{ip}:{port}"));
     for h in HANDSHAKE_HEADERS {
-        if let Some(v) = client_req.headers().get(&h) {
+        for v in client_req.headers().get_all(h) {
             up = up.header(h, v.clone());
         }
     }
@@ -168,13 +175,9 @@ async fn relay(
     let mut out = Response::new(Body::default());
     *out.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
     for h in SWITCH_HEADERS {
-        if let Some(v) = resp.headers().get(&h) {
-            out.headers_mut().insert(h, v.clone());
+        for v in resp.headers().get_all(h) {
+            out.headers_mut().append(h, v.clone());
         }
-    }
-    if !out.headers().contains_key(header::UPGRADE) {
-        out.headers_mut()
-            .insert(header::UPGRADE, HeaderValue::from_static("websocket"));
     }
     tokio::spawn(async move {
         let (client, kubelet) =

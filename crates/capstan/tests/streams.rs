@@ -139,6 +139,32 @@ fn exec_carries_output_exit_codes_and_stdin_and_refuses_as_upstream() {
     );
     assert_eq!(code, 400, "{body}");
 
+    // Older clients' SPDY/3.1 (kubectl with WebSockets turned off): relayed to the runtime.
+    let spdy = |args: &[&str], input: &str| {
+        let mut c = Command::new("kubectl")
+            .arg("--kubeconfig")
+            .arg(s.kubeconfig())
+            .args(args)
+            .env("KUBECTL_REMOTE_COMMAND_WEBSOCKETS", "false")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("kubectl");
+        c.stdin
+            .take()
+            .expect("stdin")
+            .write_all(input.as_bytes())
+            .expect("stdin");
+        c.wait_with_output().expect("kubectl")
+    };
+    let out = spdy(
+        &["exec", "-i", "p", "--", "sh", "-c", "cat; exit 42"],
+        "over-spdy\n",
+    );
+    assert_eq!(out.status.code(), Some(42), "{out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "over-spdy\n");
+
     // The Python client (WebSocket v4).
     let py = python(
         r#"
@@ -375,4 +401,115 @@ fn a_terminal_resizes_and_attach_and_run_carry_stdin() {
     eventually(Duration::from_secs(60), "the run pod deleted", || {
         (!s.kubectl(&["get", "pod", "once"]).status.success()).then_some(())
     });
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// GET / on 127.0.0.1:`port`; the body when the answer is 200.
+fn http_get_local(port: u16) -> Option<String> {
+    use std::io::Read;
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    s.write_all(b"GET / HTTP/1.0\r\nHost: x\r\n\r\n").ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    out.lines()
+        .next()
+        .is_some_and(|l| l.contains(" 200"))
+        .then(|| out.split("\r\n\r\n").nth(1).unwrap_or_default().to_string())
+}
+
+#[test]
+fn port_forward_carries_two_ports_and_a_refused_port_gets_upstreams_error() {
+    use capstan_testkit::agent::HTTPD;
+    let s = Server::start_with_agent(BIN, &[]);
+    s.apply(&format!(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: pf\nspec:\n  terminationGracePeriodSeconds: 1\n  containers:\n  - name: a\n    image: {HTTPD}\n  - name: b\n    image: {HTTPD}\n    env:\n    - name: PORT\n      value: '8080'\n"
+    ));
+    s.wait_pod_field("pf", "{.status.phase}", "Running", Duration::from_secs(90));
+    let (p80, p8080, p81) = (free_port(), free_port(), free_port());
+    let dir = tempfile::tempdir().expect("tmp");
+    let err_path = dir.path().join("stderr");
+    let mut kubectl = Command::new("kubectl")
+        .arg("--kubeconfig")
+        .arg(s.kubeconfig())
+        .args([
+            "port-forward",
+            "pod/pf",
+            &format!("{p80}:80"),
+            &format!("{p8080}:8080"),
+            &format!("{p81}:81"),
+        ])
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&err_path).expect("stderr file"))
+        .spawn()
+        .expect("kubectl port-forward");
+    for port in [p80, p8080] {
+        let mut body = None;
+        capstan_testkit::poll(Duration::from_secs(30), || {
+            body = http_get_local(port);
+            body.is_some()
+        });
+        let body = body.unwrap_or_else(|| {
+            let log = s.log();
+            let tail: Vec<&str> = log.lines().rev().take(30).collect();
+            panic!(
+                "no HTTP through the forward of {port}; kubectl: {}\nserver log (newest first):\n{}",
+                std::fs::read_to_string(&err_path).unwrap_or_default(),
+                tail.join("\n")
+            )
+        });
+        assert!(body.starts_with("hello from pf"), "{body}");
+    }
+    // Several requests at once on one session.
+    let threads: Vec<_> = (0..4)
+        .map(|i| {
+            let port = if i % 2 == 0 { p80 } else { p8080 };
+            std::thread::spawn(move || http_get_local(port))
+        })
+        .collect();
+    for t in threads {
+        assert!(t.join().expect("thread").is_some());
+    }
+    // Nobody listens on 81: the runtime's error reaches kubectl.
+    let _ = std::net::TcpStream::connect(("127.0.0.1", p81)).map(|mut c| {
+        let _ = c.write_all(b"GET / HTTP/1.0\r\n\r\n");
+        let _ = std::io::Read::read(&mut c, &mut [0u8; 16]);
+    });
+    let err = eventually(Duration::from_secs(30), "the refused port's error", || {
+        let e = std::fs::read_to_string(&err_path).unwrap_or_default();
+        e.contains("connection refused").then_some(e)
+    });
+    assert!(err.contains("an error occurred forwarding"), "{err}");
+    assert!(err.contains("-> 81"), "{err}");
+    // client-go 1.32 closes the whole connection after any port's error (portforward.go:
+    // handleConnection), so kubectl exits 1; the session ends on the server side too.
+    let status = kubectl.wait().expect("kubectl exit");
+    assert_eq!(status.code(), Some(1), "{err}");
+    eventually(Duration::from_secs(30), "no open session", || {
+        (api_sessions(&s) == 0 && agent_sessions(&s) == 0).then_some(())
+    });
+    // A new session forwards again at once; this one over plain SPDY/3.1, as older clients.
+    let mut again = Command::new("kubectl")
+        .arg("--kubeconfig")
+        .arg(s.kubeconfig())
+        .args(["port-forward", "pod/pf", &format!("{p80}:80")])
+        .env("KUBECTL_PORT_FORWARD_WEBSOCKETS", "false")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("kubectl port-forward");
+    let body = eventually(
+        Duration::from_secs(30),
+        "HTTP through a new forward",
+        || http_get_local(p80),
+    );
+    assert!(body.starts_with("hello from pf"), "{body}");
+    let _ = again.kill();
+    let _ = again.wait();
 }

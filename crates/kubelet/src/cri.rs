@@ -85,6 +85,8 @@ pub trait Cri: Send + Sync + 'static {
     async fn exec(&self, req: pb::ExecRequest) -> Result<String>;
     /// A one-use URL on the runtime's stream server attached to a container's main process.
     async fn attach(&self, req: pb::AttachRequest) -> Result<String>;
+    /// A one-use URL on the runtime's stream server forwarding ports of a pod sandbox.
+    async fn port_forward(&self, req: pb::PortForwardRequest) -> Result<String>;
 
     async fn image_status(&self, image: &str) -> Result<Option<pb::Image>>;
     async fn pull_image(&self, image: &str, auth: Option<pb::AuthConfig>) -> Result<String>;
@@ -376,6 +378,16 @@ impl Cri for GrpcCri {
         let r = self.runtime.clone().attach(req(msg, CALL_TIMEOUT)).await;
         r.map(|r| r.into_inner().url)
             .map_err(|s| Error::new("Attach", s))
+    }
+
+    async fn port_forward(&self, msg: pb::PortForwardRequest) -> Result<String> {
+        let r = self
+            .runtime
+            .clone()
+            .port_forward(req(msg, CALL_TIMEOUT))
+            .await;
+        r.map(|r| r.into_inner().url)
+            .map_err(|s| Error::new("PortForward", s))
     }
 
     async fn image_status(&self, image: &str) -> Result<Option<pb::Image>> {

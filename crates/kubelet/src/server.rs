@@ -1,7 +1,7 @@
 //! The kubelet port: HTTPS with a serving certificate signed by the cluster CA, and only
 //! clients holding a certificate from that CA with the clientAuth usage (the API server)
 //! admitted. Serves `/containerLogs/{ns}/{pod}/{container}` (what pods/log proxies to),
-//! `/exec/...` and `/attach/...` (WebSocket upgrades, see [`crate::streams`]), `/healthz` and
+//! `/exec/...`, `/attach/...` and `/portForward/...` (upgrades, see [`crate::streams`]), `/healthz` and
 //! `/metrics`.
 
 use std::convert::Infallible;
@@ -173,12 +173,13 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Body> {
         .map(str::to_string)
         .collect();
     let parts: Vec<&str> = parts.iter().map(String::as_str).collect();
-    if let [kind @ ("exec" | "attach"), ns, pod, container] = parts.as_slice() {
-        let kind = if *kind == "exec" {
-            streams::Kind::Exec
-        } else {
-            streams::Kind::Attach
-        };
+    let stream = match parts.as_slice() {
+        ["exec", ns, pod, container] => Some((streams::Kind::Exec, *ns, *pod, *container)),
+        ["attach", ns, pod, container] => Some((streams::Kind::Attach, *ns, *pod, *container)),
+        ["portForward", ns, pod] => Some((streams::Kind::PortForward, *ns, *pod, "")),
+        _ => None,
+    };
+    if let Some((kind, ns, pod, container)) = stream {
         return match streams::serve(shared, req, kind, ns, pod, container).await {
             Ok(r) => r.map(|b| b.map_err(|e| match e {}).boxed_unsync()),
             Err(e) => {

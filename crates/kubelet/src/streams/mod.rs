@@ -1,14 +1,19 @@
-//! The kubelet port's streaming endpoints, `/exec/{ns}/{pod}/{container}` and
-//! `/attach/{ns}/{pod}/{container}` (upstream's paths), reached only through the API server.
+//! The kubelet port's streaming endpoints, `/exec/{ns}/{pod}/{container}`,
+//! `/attach/{ns}/{pod}/{container}` and `/portForward/{ns}/{pod}` (upstream's paths), reached
+//! only through the API server.
 //!
-//! A request is a WebSocket upgrade (channel.k8s.io v5 or v4). Before answering 101 the agent
-//! finds the running container, asks the runtime for a stream URL (CRI Exec / Attach) and
-//! upgrades to SPDY/3.1 there (`X-Stream-Protocol-Version: v4.channel.k8s.io`), so every
-//! failure is still an HTTP error the API server can turn into a Status. [`session`] then
-//! relays the two.
+//! Before answering 101 the agent finds the running container (or the pod's sandbox), asks the
+//! runtime for a stream URL (CRI Exec / Attach / PortForward) and upgrades to SPDY/3.1 there,
+//! so every failure is still an HTTP error the API server can turn into a Status. Then, by
+//! what the client speaks:
+//! - WebSocket channel.k8s.io v5/v4 (exec, attach): [`session`] translates to SPDY streams;
+//! - WebSocket `SPDY/3.1+portforward.k8s.io` (kubectl's port-forward): the messages carry SPDY
+//!   frames, so [`tunnel`] only moves their bytes to the runtime's SPDY connection;
+//! - SPDY/3.1 (older clients): bytes are copied both ways, the runtime picking the protocol.
 
 pub mod session;
 pub mod spdy;
+pub mod tunnel;
 
 use std::sync::Arc;
 
@@ -30,6 +35,7 @@ use session::{Protocol, Wanted};
 pub enum Kind {
     Exec,
     Attach,
+    PortForward,
 }
 
 /// A refused streaming request: the HTTP status and the message the API server relays.
@@ -140,8 +146,12 @@ async fn running_container(
         .ok_or_else(|| refuse(404, format!("container not found ({container:?})")))
 }
 
-/// Upgrades to SPDY/3.1 at a stream server URL from CRI.
-async fn dial_stream_server(url: &str) -> Result<Upgraded, Refusal> {
+/// Upgrades to SPDY/3.1 at a stream server URL from CRI, offering `protocols`; returns the
+/// connection and the protocol the stream server chose.
+async fn dial_stream_server(
+    url: &str,
+    protocols: &[String],
+) -> Result<(Upgraded, Option<HeaderValue>), Refusal> {
     let fail = |e: String| {
         refuse(
             500,
@@ -164,11 +174,14 @@ async fn dial_stream_server(url: &str) -> Result<Upgraded, Refusal> {
         let _ = conn.with_upgrades().await;
     });
     let path = uri.path_and_query().map_or("/", |p| p.as_str());
-    let req = Request::post(path)
+    let mut req = Request::post(path)
         .header(header::HOST, &authority)
         .header(header::CONNECTION, "Upgrade")
-        .header(header::UPGRADE, "SPDY/3.1")
-        .header("X-Stream-Protocol-Version", "v4.channel.k8s.io")
+        .header(header::UPGRADE, "SPDY/3.1");
+    for p in protocols {
+        req = req.header(STREAM_PROTOCOL, p);
+    }
+    let req = req
         .body(Empty::<Bytes>::new())
         .map_err(|e| fail(e.to_string()))?;
     let resp = sender
@@ -186,14 +199,193 @@ async fn dial_stream_server(url: &str) -> Result<Upgraded, Refusal> {
         let msg = String::from_utf8_lossy(&body).trim().to_string();
         return Err(refuse(if code >= 400 { code } else { 500 }, msg));
     }
-    hyper::upgrade::on(resp)
+    let chosen = resp.headers().get(STREAM_PROTOCOL).cloned();
+    let io = hyper::upgrade::on(resp)
         .await
-        .map_err(|e| fail(e.to_string()))
+        .map_err(|e| fail(e.to_string()))?;
+    Ok((io, chosen))
 }
 
 type Upgraded = hyper::upgrade::Upgraded;
 
-/// Serves one exec or attach request: the 101 answer, or a refusal.
+const STREAM_PROTOCOL: &str = "X-Stream-Protocol-Version";
+/// kubectl 1.30+'s port-forward: SPDY/3.1 frames carried in WebSocket binary messages.
+const TUNNEL_PROTOCOL: &str = "SPDY/3.1+portforward.k8s.io";
+/// The SPDY subprotocol of port-forward streams on the runtime's stream server.
+const PORT_FORWARD_PROTOCOL: &str = "portforward.k8s.io";
+
+/// How the client speaks, from its upgrade request.
+enum Transport {
+    /// channel.k8s.io v5/v4 over WebSocket, translated to SPDY streams by [`session`].
+    Channel {
+        key: String,
+        name: &'static str,
+        proto: Protocol,
+    },
+    /// SPDY inside WebSocket messages (port-forward), relayed as bytes by [`tunnel`].
+    Tunnel { key: String },
+    /// SPDY/3.1 itself (older clients), relayed as bytes; the runtime picks the protocol.
+    Spdy { offered: Vec<String> },
+}
+
+fn transport(req: &Request<Incoming>, kind: Kind) -> Result<Transport, Refusal> {
+    let upgrade = header_str(req, header::UPGRADE);
+    if upgrade.eq_ignore_ascii_case("SPDY/3.1") {
+        let offered: Vec<String> = req
+            .headers()
+            .get_all(STREAM_PROTOCOL)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .map(|v| v.trim().to_string())
+            .filter(|v| !v.is_empty())
+            .collect();
+        return Ok(Transport::Spdy { offered });
+    }
+    if !upgrade.eq_ignore_ascii_case("websocket") {
+        return Err(refuse(400, "Upgrade request required"));
+    }
+    let key = header_str(req, header::SEC_WEBSOCKET_KEY).to_string();
+    if key.is_empty() {
+        return Err(refuse(400, "missing Sec-WebSocket-Key"));
+    }
+    let offered = header_str(req, header::SEC_WEBSOCKET_PROTOCOL);
+    if kind == Kind::PortForward {
+        if offered.split(',').any(|p| p.trim() == TUNNEL_PROTOCOL) {
+            return Ok(Transport::Tunnel { key });
+        }
+        return Err(refuse(
+            400,
+            format!("unable to upgrade: unable to negotiate protocol: client supports [{offered}], server supports [{TUNNEL_PROTOCOL}]"),
+        ));
+    }
+    let (name, proto) = Protocol::negotiate(offered).ok_or_else(|| {
+        refuse(
+            400,
+            format!(
+                "unable to upgrade: unable to negotiate protocol: client supports [{offered}], server supports [v5.channel.k8s.io v4.channel.k8s.io]"
+            ),
+        )
+    })?;
+    Ok(Transport::Channel { key, name, proto })
+}
+
+/// The ready sandbox of pod `ns/pod`.
+async fn ready_sandbox(shared: &Shared, ns: &str, pod: &str) -> Result<String, Refusal> {
+    let filter = pb::PodSandboxFilter {
+        state: Some(pb::PodSandboxStateValue {
+            state: pb::PodSandboxState::SandboxReady as i32,
+        }),
+        label_selector: [
+            (keys::POD_NAMESPACE.to_string(), ns.to_string()),
+            (keys::POD_NAME.to_string(), pod.to_string()),
+        ]
+        .into_iter()
+        .collect(),
+        ..Default::default()
+    };
+    let list = shared
+        .cri
+        .list_pod_sandbox(Some(filter))
+        .await
+        .map_err(|e| refuse(500, format!("listing pod sandboxes: {}", e.message())))?;
+    list.into_iter()
+        .max_by_key(|s| s.created_at)
+        .map(|s| s.id)
+        .ok_or_else(|| refuse(404, format!("pod not found (\"{ns}/{pod}\")")))
+}
+
+/// Ports named in a port-forward query (`ports=80,8080` or repeated).
+fn query_ports(query: &str) -> Result<Vec<i32>, Refusal> {
+    let mut ports = Vec::new();
+    for (k, v) in form_urlencoded::parse(query.as_bytes()) {
+        if k == "ports" || k == "port" {
+            for p in v.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+                match p.parse::<u16>() {
+                    Ok(n) if n > 0 => ports.push(i32::from(n)),
+                    _ => return Err(refuse(400, format!("invalid port {p:?}"))),
+                }
+            }
+        }
+    }
+    Ok(ports)
+}
+
+/// The runtime's stream URL for this request.
+async fn stream_url(
+    shared: &Shared,
+    kind: Kind,
+    query: &str,
+    ns: &str,
+    pod: &str,
+    container: &str,
+) -> Result<String, Refusal> {
+    let url = if kind == Kind::PortForward {
+        let port = query_ports(query)?;
+        let pod_sandbox_id = ready_sandbox(shared, ns, pod).await?;
+        shared
+            .cri
+            .port_forward(pb::PortForwardRequest {
+                pod_sandbox_id,
+                port,
+            })
+            .await
+    } else {
+        let opts = Options::from_query(kind, query)?;
+        let container_id = running_container(shared, ns, pod, container).await?;
+        let want = opts.want;
+        if kind == Kind::Exec {
+            shared
+                .cri
+                .exec(pb::ExecRequest {
+                    container_id,
+                    cmd: opts.command,
+                    tty: want.tty,
+                    stdin: want.stdin,
+                    stdout: want.stdout,
+                    stderr: want.stderr,
+                })
+                .await
+        } else {
+            shared
+                .cri
+                .attach(pb::AttachRequest {
+                    container_id,
+                    stdin: want.stdin,
+                    tty: want.tty,
+                    stdout: want.stdout,
+                    stderr: want.stderr,
+                })
+                .await
+        }
+    };
+    url.map_err(|e| refuse(500, e.message()))
+}
+
+fn websocket_switch(key: &str, protocol: &str) -> Response<Empty<Bytes>> {
+    let mut resp = Response::new(Empty::new());
+    *resp.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let h = resp.headers_mut();
+    h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    h.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+    if let Ok(v) = HeaderValue::from_str(&accept_key(key)) {
+        h.insert(header::SEC_WEBSOCKET_ACCEPT, v);
+    }
+    if let Ok(v) = HeaderValue::from_str(protocol) {
+        h.insert(header::SEC_WEBSOCKET_PROTOCOL, v);
+    }
+    resp
+}
+
+async fn websocket(upgraded: Upgraded) -> session::Ws {
+    let mut cfg = WebSocketConfig::default();
+    // One message is one read of a pipe or one stdin chunk; bound what is buffered.
+    cfg.max_message_size = Some(16 << 20);
+    cfg.max_frame_size = Some(16 << 20);
+    WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(cfg)).await
+}
+
+/// Serves one exec, attach or port-forward request: the 101 answer, or a refusal.
 pub async fn serve(
     shared: Arc<Shared>,
     req: Request<Incoming>,
@@ -202,56 +394,40 @@ pub async fn serve(
     pod: &str,
     container: &str,
 ) -> Result<Response<Empty<Bytes>>, Refusal> {
-    if !header_str(&req, header::UPGRADE).eq_ignore_ascii_case("websocket") {
-        return Err(refuse(400, "Upgrade request required"));
-    }
-    let key = header_str(&req, header::SEC_WEBSOCKET_KEY).to_string();
-    if key.is_empty() {
-        return Err(refuse(400, "missing Sec-WebSocket-Key"));
-    }
-    let offered = header_str(&req, header::SEC_WEBSOCKET_PROTOCOL);
-    let (proto_name, proto) = Protocol::negotiate(offered).ok_or_else(|| {
-        refuse(
-            400,
-            format!(
-                "unable to upgrade: unable to negotiate protocol: client supports [{offered}], server supports [v5.channel.k8s.io v4.channel.k8s.io]"
-            ),
-        )
-    })?;
-    let opts = Options::from_query(kind, req.uri().query().unwrap_or(""))?;
-    let id = running_container(&shared, ns, pod, container).await?;
-    let want = opts.want;
-    let url = match kind {
-        Kind::Exec => {
-            shared
-                .cri
-                .exec(pb::ExecRequest {
-                    container_id: id,
-                    cmd: opts.command,
-                    tty: want.tty,
-                    stdin: want.stdin,
-                    stdout: want.stdout,
-                    stderr: want.stderr,
-                })
-                .await
+    let transport = transport(&req, kind)?;
+    let query = req.uri().query().unwrap_or("").to_string();
+    let url = stream_url(&shared, kind, &query, ns, pod, container).await?;
+    let want = match kind {
+        Kind::PortForward => Wanted::default(),
+        _ => Options::from_query(kind, &query)?.want,
+    };
+    let offered = match &transport {
+        Transport::Channel { .. } => vec!["v4.channel.k8s.io".to_string()],
+        Transport::Tunnel { .. } => vec![PORT_FORWARD_PROTOCOL.to_string()],
+        Transport::Spdy { offered } => offered.clone(),
+    };
+    let (runtime_io, chosen) = dial_stream_server(&url, &offered).await?;
+    let resp = match &transport {
+        Transport::Channel { key, name, .. } => websocket_switch(key, name),
+        Transport::Tunnel { key } => websocket_switch(key, TUNNEL_PROTOCOL),
+        Transport::Spdy { .. } => {
+            let mut resp = Response::new(Empty::new());
+            *resp.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+            let h = resp.headers_mut();
+            h.insert(header::UPGRADE, HeaderValue::from_static("SPDY/3.1"));
+            h.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+            if let Some(v) = chosen {
+                h.insert(STREAM_PROTOCOL, v);
+            }
+            resp
         }
-        Kind::Attach => {
-            shared
-                .cri
-                .attach(pb::AttachRequest {
-                    container_id: id,
-                    stdin: want.stdin,
-                    tty: want.tty,
-                    stdout: want.stdout,
-                    stderr: want.stderr,
-                })
-                .await
-        }
-    }
-    .map_err(|e| refuse(500, e.message()))?;
-    let spdy_io = dial_stream_server(&url).await?;
+    };
     let metrics = shared.metrics.clone();
-    let what = format!("{kind:?} {ns}/{pod}/{container}").to_lowercase();
+    let what = match kind {
+        Kind::PortForward => format!("port-forward {ns}/{pod}"),
+        _ => format!("{kind:?} {ns}/{pod}/{container}").to_lowercase(),
+    };
+    tracing::info!(session = %what, tty = want.tty, stdin = want.stdin, "stream session starting");
     tokio::spawn(async move {
         let upgraded = match hyper::upgrade::on(req).await {
             Ok(u) => u,
@@ -260,33 +436,39 @@ pub async fn serve(
                 return;
             }
         };
-        let mut cfg = WebSocketConfig::default();
-        // One message is one read of a pipe or one stdin chunk; bound what is buffered.
-        cfg.max_message_size = Some(16 << 20);
-        cfg.max_frame_size = Some(16 << 20);
-        let ws =
-            WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(cfg)).await;
         metrics.stream_sessions.inc();
-        tracing::info!(session = %what, protocol = proto_name, tty = want.tty, stdin = want.stdin, "stream session started");
-        let r = session::run(ws, proto, TokioIo::new(spdy_io), want).await;
+        let (how, r) = match transport {
+            Transport::Channel { name, proto, .. } => {
+                let ws = websocket(upgraded).await;
+                (
+                    name,
+                    session::run(ws, proto, TokioIo::new(runtime_io), want).await,
+                )
+            }
+            Transport::Tunnel { .. } => {
+                let ws = websocket(upgraded).await;
+                (
+                    TUNNEL_PROTOCOL,
+                    tunnel::run(ws, TokioIo::new(runtime_io)).await,
+                )
+            }
+            Transport::Spdy { .. } => {
+                let mut client = TokioIo::new(upgraded);
+                let mut runtime = TokioIo::new(runtime_io);
+                let r = tokio::io::copy_bidirectional(&mut client, &mut runtime)
+                    .await
+                    .map(|_| ());
+                ("SPDY/3.1", r)
+            }
+        };
         metrics.stream_sessions.dec();
         match r {
-            Ok(()) => tracing::info!(session = %what, "stream session ended"),
-            Err(e) => tracing::info!(session = %what, error = %e, "stream session ended"),
+            Ok(()) => tracing::info!(session = %what, protocol = how, "stream session ended"),
+            Err(e) => {
+                tracing::info!(session = %what, protocol = how, error = %e, "stream session ended")
+            }
         }
     });
-    let mut resp = Response::new(Empty::new());
-    *resp.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
-    let h = resp.headers_mut();
-    h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
-    h.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
-    if let Ok(v) = HeaderValue::from_str(&accept_key(&key)) {
-        h.insert(header::SEC_WEBSOCKET_ACCEPT, v);
-    }
-    h.insert(
-        header::SEC_WEBSOCKET_PROTOCOL,
-        HeaderValue::from_static(proto_name),
-    );
     Ok(resp)
 }
 
