@@ -476,6 +476,76 @@ fn port_forward_carries_two_ports_and_a_refused_port_gets_upstreams_error() {
     for t in threads {
         assert!(t.join().expect("thread").is_some());
     }
+    // The Python client's port-forward (WebSocket v4, served by the runtime itself).
+    let py = python(
+        r#"
+import select, sys
+from kubernetes import client, config
+from kubernetes.stream import portforward
+config.load_kube_config(sys.argv[1])
+v1 = client.CoreV1Api()
+pf = portforward(v1.connect_get_namespaced_pod_portforward, "pf", "default", ports="80,8080")
+for port in (80, 8080):
+    s = pf.socket(port)
+    s.sendall(b"GET / HTTP/1.0\r\nHost: x\r\n\r\n")
+    data = b""
+    while b"hello from" not in data or not data.endswith(b"\n"):
+        r, _, _ = select.select([s], [], [], 30)
+        if not r:
+            break
+        chunk = s.recv(4096)
+        if not chunk:
+            break
+        data += chunk
+    print("PORT%d:%s" % (port, data.split(b"\r\n\r\n", 1)[-1].decode().strip()))
+    s.close()
+"#,
+        &[s.kubeconfig().to_str().unwrap()],
+    );
+    let py_out = String::from_utf8_lossy(&py.stdout);
+    assert!(
+        py_out.contains("PORT80:hello from pf") && py_out.contains("PORT8080:hello from pf"),
+        "{py:?}"
+    );
+
+    // kube-rs's port-forward (WebSocket v4).
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    rt.block_on(async {
+        use k8s_openapi::api::core::v1::Pod;
+        use kube::api::Api;
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let client = capstan_testkit::kube_client(s.kubeconfig()).await;
+        let pods: Api<Pod> = Api::namespaced(client, "default");
+        let mut pf = pods
+            .portforward("pf", &[8080])
+            .await
+            .expect("kube-rs portforward");
+        let mut stream = pf.take_stream(8080).expect("stream");
+        stream
+            .write_all(b"GET / HTTP/1.0\r\nHost: x\r\n\r\n")
+            .await
+            .expect("write");
+        let mut got = Vec::new();
+        let mut buf = [0u8; 4096];
+        while !String::from_utf8_lossy(&got).contains("hello from pf") {
+            let n = tokio::time::timeout(Duration::from_secs(30), stream.read(&mut buf))
+                .await
+                .expect("an answer within 30s")
+                .expect("read");
+            if n == 0 {
+                break;
+            }
+            got.extend_from_slice(&buf[..n]);
+        }
+        assert!(
+            String::from_utf8_lossy(&got).contains("hello from pf"),
+            "{}",
+            String::from_utf8_lossy(&got)
+        );
+        drop(stream);
+        pf.abort();
+    });
+
     // Nobody listens on 81: the runtime's error reaches kubectl.
     let _ = std::net::TcpStream::connect(("127.0.0.1", p81)).map(|mut c| {
         let _ = c.write_all(b"GET / HTTP/1.0\r\n\r\n");

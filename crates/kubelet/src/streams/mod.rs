@@ -9,7 +9,9 @@
 //! - WebSocket channel.k8s.io v5/v4 (exec, attach): [`session`] translates to SPDY streams;
 //! - WebSocket `SPDY/3.1+portforward.k8s.io` (kubectl's port-forward): the messages carry SPDY
 //!   frames, so [`tunnel`] only moves their bytes to the runtime's SPDY connection;
-//! - SPDY/3.1 (older clients): bytes are copied both ways, the runtime picking the protocol.
+//! - SPDY/3.1 (older clients), and WebSocket port-forward (`v4.channel.k8s.io`: the Python
+//!   client, kube-rs), which the runtime serves itself: the handshake goes to the runtime and
+//!   bytes are copied both ways, the runtime picking the protocol.
 
 pub mod session;
 pub mod spdy;
@@ -146,12 +148,13 @@ async fn running_container(
         .ok_or_else(|| refuse(404, format!("container not found ({container:?})")))
 }
 
-/// Upgrades to SPDY/3.1 at a stream server URL from CRI, offering `protocols`; returns the
-/// connection and the protocol the stream server chose.
+/// Upgrades at a stream server URL from CRI with the `upgrade` headers (SPDY/3.1 and the
+/// protocols offered, or a client's WebSocket handshake); returns the connection and the
+/// stream server's 101 headers.
 async fn dial_stream_server(
     url: &str,
-    protocols: &[String],
-) -> Result<(Upgraded, Option<HeaderValue>), Refusal> {
+    upgrade: Vec<(&'static str, HeaderValue)>,
+) -> Result<(Upgraded, http::HeaderMap), Refusal> {
     let fail = |e: String| {
         refuse(
             500,
@@ -174,12 +177,9 @@ async fn dial_stream_server(
         let _ = conn.with_upgrades().await;
     });
     let path = uri.path_and_query().map_or("/", |p| p.as_str());
-    let mut req = Request::post(path)
-        .header(header::HOST, &authority)
-        .header(header::CONNECTION, "Upgrade")
-        .header(header::UPGRADE, "SPDY/3.1");
-    for p in protocols {
-        req = req.header(STREAM_PROTOCOL, p);
+    let mut req = Request::get(path).header(header::HOST, &authority);
+    for (k, v) in upgrade {
+        req = req.header(k, v);
     }
     let req = req
         .body(Empty::<Bytes>::new())
@@ -199,11 +199,11 @@ async fn dial_stream_server(
         let msg = String::from_utf8_lossy(&body).trim().to_string();
         return Err(refuse(if code >= 400 { code } else { 500 }, msg));
     }
-    let chosen = resp.headers().get(STREAM_PROTOCOL).cloned();
+    let headers = resp.headers().clone();
     let io = hyper::upgrade::on(resp)
         .await
         .map_err(|e| fail(e.to_string()))?;
-    Ok((io, chosen))
+    Ok((io, headers))
 }
 
 type Upgraded = hyper::upgrade::Upgraded;
@@ -226,7 +226,29 @@ enum Transport {
     Tunnel { key: String },
     /// SPDY/3.1 itself (older clients), relayed as bytes; the runtime picks the protocol.
     Spdy { offered: Vec<String> },
+    /// WebSocket port-forward (`v4.channel.k8s.io`, `portforward.k8s.io`: the Python client,
+    /// kube-rs), which the runtime's stream server speaks itself: the client's handshake goes
+    /// to it unchanged and the bytes are relayed.
+    RuntimeWebSocket {
+        handshake: Vec<(&'static str, HeaderValue)>,
+    },
 }
+
+/// Handshake headers a WebSocket client's request carries to the runtime.
+const WEBSOCKET_HEADERS: [&str; 5] = [
+    "upgrade",
+    "connection",
+    "sec-websocket-key",
+    "sec-websocket-version",
+    "sec-websocket-protocol",
+];
+/// Headers of the runtime's WebSocket 101 the client needs.
+const WEBSOCKET_SWITCH_HEADERS: [&str; 4] = [
+    "upgrade",
+    "connection",
+    "sec-websocket-accept",
+    "sec-websocket-protocol",
+];
 
 fn transport(req: &Request<Incoming>, kind: Kind) -> Result<Transport, Refusal> {
     let upgrade = header_str(req, header::UPGRADE);
@@ -254,10 +276,11 @@ fn transport(req: &Request<Incoming>, kind: Kind) -> Result<Transport, Refusal> 
         if offered.split(',').any(|p| p.trim() == TUNNEL_PROTOCOL) {
             return Ok(Transport::Tunnel { key });
         }
-        return Err(refuse(
-            400,
-            format!("unable to upgrade: unable to negotiate protocol: client supports [{offered}], server supports [{TUNNEL_PROTOCOL}]"),
-        ));
+        let handshake = WEBSOCKET_HEADERS
+            .iter()
+            .flat_map(|h| req.headers().get_all(*h).iter().map(|v| (*h, v.clone())))
+            .collect();
+        return Ok(Transport::RuntimeWebSocket { handshake });
     }
     let (name, proto) = Protocol::negotiate(offered).ok_or_else(|| {
         refuse(
@@ -401,12 +424,28 @@ pub async fn serve(
         Kind::PortForward => Wanted::default(),
         _ => Options::from_query(kind, &query)?.want,
     };
-    let offered = match &transport {
-        Transport::Channel { .. } => vec!["v4.channel.k8s.io".to_string()],
-        Transport::Tunnel { .. } => vec![PORT_FORWARD_PROTOCOL.to_string()],
-        Transport::Spdy { offered } => offered.clone(),
+    let spdy = |offered: &[&str]| {
+        let mut h = vec![
+            ("connection", HeaderValue::from_static("Upgrade")),
+            ("upgrade", HeaderValue::from_static("SPDY/3.1")),
+        ];
+        h.extend(
+            offered
+                .iter()
+                .filter_map(|p| HeaderValue::from_str(p).ok())
+                .map(|v| (STREAM_PROTOCOL, v)),
+        );
+        h
     };
-    let (runtime_io, chosen) = dial_stream_server(&url, &offered).await?;
+    let upgrade = match &transport {
+        Transport::Channel { .. } => spdy(&["v4.channel.k8s.io"]),
+        Transport::Tunnel { .. } => spdy(&[PORT_FORWARD_PROTOCOL]),
+        Transport::Spdy { offered } => {
+            spdy(&offered.iter().map(String::as_str).collect::<Vec<_>>())
+        }
+        Transport::RuntimeWebSocket { handshake } => handshake.clone(),
+    };
+    let (runtime_io, switched) = dial_stream_server(&url, upgrade).await?;
     let resp = match &transport {
         Transport::Channel { key, name, .. } => websocket_switch(key, name),
         Transport::Tunnel { key } => websocket_switch(key, TUNNEL_PROTOCOL),
@@ -416,8 +455,18 @@ pub async fn serve(
             let h = resp.headers_mut();
             h.insert(header::UPGRADE, HeaderValue::from_static("SPDY/3.1"));
             h.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
-            if let Some(v) = chosen {
-                h.insert(STREAM_PROTOCOL, v);
+            if let Some(v) = switched.get(STREAM_PROTOCOL) {
+                h.insert(STREAM_PROTOCOL, v.clone());
+            }
+            resp
+        }
+        Transport::RuntimeWebSocket { .. } => {
+            let mut resp = Response::new(Empty::new());
+            *resp.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+            for h in WEBSOCKET_SWITCH_HEADERS {
+                for v in switched.get_all(h) {
+                    resp.headers_mut().append(h, v.clone());
+                }
             }
             resp
         }
@@ -452,13 +501,13 @@ pub async fn serve(
                     tunnel::run(ws, TokioIo::new(runtime_io)).await,
                 )
             }
-            Transport::Spdy { .. } => {
+            Transport::Spdy { .. } | Transport::RuntimeWebSocket { .. } => {
                 let mut client = TokioIo::new(upgraded);
                 let mut runtime = TokioIo::new(runtime_io);
                 let r = tokio::io::copy_bidirectional(&mut client, &mut runtime)
                     .await
                     .map(|_| ());
-                ("SPDY/3.1", r)
+                ("relayed", r)
             }
         };
         metrics.stream_sessions.dec();
