@@ -28,6 +28,7 @@ pub mod node_proxy;
 pub mod params;
 pub mod patch;
 pub mod pki;
+pub mod pod_streams;
 pub mod protobuf;
 pub mod read;
 pub mod registry;
@@ -287,6 +288,11 @@ impl ApiServer {
                     r.headers_mut().insert(header::ETAG, etag);
                 }
                 Ok(r)
+            }
+            // Upgrades: the request (not its body) goes on to the kubelet.
+            Route::Resource(rr) if pod_streams::serves(&rr) => {
+                let sessions = self.metrics.stream_sessions.clone();
+                pod_streams::connect(&self.registry, sessions, &rr, &method, req).await
             }
             Route::Resource(rr) => {
                 let body = read_body(req).await?;

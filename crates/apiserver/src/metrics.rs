@@ -43,6 +43,8 @@ pub struct Metrics {
     pub requests: Family<RequestLabels, Counter>,
     pub latency: Family<LatencyLabels, Histogram>,
     pub watchers: Family<ResourceLabels, Gauge>,
+    /// Open exec and attach connections relayed to kubelets (crate::pod_streams).
+    pub stream_sessions: Gauge,
     rss: Gauge<i64, AtomicI64>,
 }
 
@@ -67,6 +69,12 @@ impl Metrics {
         );
         let watchers = Family::<ResourceLabels, Gauge>::default();
         let rss = Gauge::<i64, AtomicI64>::default();
+        let stream_sessions = Gauge::default();
+        registry.register(
+            "apiserver_stream_sessions",
+            "Open exec and attach connections relayed to kubelets",
+            stream_sessions.clone(),
+        );
         registry.register(
             "apiserver_request",
             "Requests by verb, resource and HTTP code",
@@ -92,6 +100,7 @@ impl Metrics {
             requests,
             latency,
             watchers,
+            stream_sessions,
             rss,
         }
     }

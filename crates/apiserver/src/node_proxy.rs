@@ -86,18 +86,41 @@ pub async fn pod_log(
     let kv = reg.get(info, ns, name).await?;
     let pod = decode_stored(info, &kv)?;
     let ns = ns.unwrap_or("default");
+    let container = pick_container(&pod, name, q.get("container"))?;
+    let (ip, port) = kubelet_of(reg, &pod, name).await?;
+    let query = {
+        let mut s = form_urlencoded::Serializer::new(String::new());
+        for p in LOG_PARAMS {
+            if let Some(v) = q.get(p) {
+                s.append_pair(p, v);
+            }
+        }
+        s.finish()
+    };
+    let path = format!("/containerLogs/{ns}/{name}/{container}?{query}");
+    fetch(ip, port, &path).await
+}
+
+/// The container a pod subresource request names, or the pod's only one; upstream's messages.
+pub(crate) fn pick_container(pod: &Value, name: &str, asked: Option<&str>) -> ApiResult<String> {
     let containers = names(&pod["spec"]["containers"]);
     let inits = names(&pod["spec"]["initContainers"]);
-    let container = match q.get("container").filter(|c| !c.is_empty()) {
+    let ephemeral = names(&pod["spec"]["ephemeralContainers"]);
+    match asked.filter(|c| !c.is_empty()) {
         Some(c) => {
-            if !containers.iter().chain(inits.iter()).any(|x| x == c) {
+            if !containers
+                .iter()
+                .chain(inits.iter())
+                .chain(ephemeral.iter())
+                .any(|x| x == c)
+            {
                 return Err(ApiError::bad_request(format!(
                     "container {c} is not valid for pod {name}"
                 )));
             }
-            c.to_string()
+            Ok(c.to_string())
         }
-        None if containers.len() == 1 => containers[0].clone(),
+        None if containers.len() == 1 => Ok(containers[0].clone()),
         None => {
             let mut m = format!(
                 "a container name must be specified for pod {name}, choose one of: [{}]",
@@ -109,9 +132,17 @@ pub async fn pod_log(
                     inits.join(" ")
                 ));
             }
-            return Err(ApiError::bad_request(m));
+            Err(ApiError::bad_request(m))
         }
-    };
+    }
+}
+
+/// The address of the kubelet running `pod` (InternalIP and kubelet port of its Node).
+pub(crate) async fn kubelet_of(
+    reg: &Registry,
+    pod: &Value,
+    name: &str,
+) -> ApiResult<(IpAddr, u16)> {
     let node = pod["spec"]["nodeName"].as_str().unwrap_or_default();
     if node.is_empty() {
         return Err(ApiError::bad_request(format!(
@@ -133,17 +164,7 @@ pub async fn pod_log(
         node,
         &node_obj["status"]["daemonEndpoints"]["kubeletEndpoint"]["Port"],
     )?;
-    let query = {
-        let mut s = form_urlencoded::Serializer::new(String::new());
-        for p in LOG_PARAMS {
-            if let Some(v) = q.get(p) {
-                s.append_pair(p, v);
-            }
-        }
-        s.finish()
-    };
-    let path = format!("/containerLogs/{ns}/{name}/{container}?{query}");
-    fetch(ip, port, &path).await
+    Ok((ip, port))
 }
 
 /// The node's kubelet port from its status: unset or not positive means the default (as
@@ -163,11 +184,21 @@ fn kubelet_port(node: &str, v: &serde_json::Value) -> ApiResult<u16> {
     }
 }
 
-fn unreachable(ip: IpAddr, port: u16, path: &str, e: impl std::fmt::Display) -> ApiError {
+pub(crate) fn unreachable(
+    ip: IpAddr,
+    port: u16,
+    path: &str,
+    e: impl std::fmt::Display,
+) -> ApiError {
     ApiError::internal(format!("Get \"https://{ip}:{port}{path}\": {e}"))
 }
 
-async fn fetch(ip: IpAddr, port: u16, path: &str) -> ApiResult<Response<Body>> {
+/// A TLS connection to a kubelet, presenting the API server's client certificate.
+pub(crate) async fn dial(
+    ip: IpAddr,
+    port: u16,
+    path: &str,
+) -> ApiResult<tokio_rustls::client::TlsStream<tokio::net::TcpStream>> {
     let client = CLIENT.get().ok_or_else(|| {
         ApiError::service_unavailable("this server has no credentials for kubelets")
     })?;
@@ -187,10 +218,15 @@ async fn fetch(ip: IpAddr, port: u16, path: &str) -> ApiResult<Response<Body>> {
     })?;
     let connector = tokio_rustls::TlsConnector::from(client.tls.clone());
     let server_name = rustls_pki_types::ServerName::IpAddress(ip.into());
-    let tls = connector
+    let _ = tcp.set_nodelay(true);
+    connector
         .connect(server_name, tcp)
         .await
-        .map_err(|e| unreachable(ip, port, path, format!("tls: {e}")))?;
+        .map_err(|e| unreachable(ip, port, path, format!("tls: {e}")))
+}
+
+async fn fetch(ip: IpAddr, port: u16, path: &str) -> ApiResult<Response<Body>> {
+    let tls = dial(ip, port, path).await?;
     let (mut sender, conn) =
         hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
             .await

@@ -81,6 +81,12 @@ pub trait Cri: Send + Sync + 'static {
     async fn container_status(&self, id: &str) -> Result<pb::ContainerStatus>;
     async fn exec_sync(&self, id: &str, cmd: Vec<String>, timeout: Duration) -> Result<ExecResult>;
     async fn reopen_container_log(&self, id: &str) -> Result<()>;
+    /// A one-use URL on the runtime's stream server that runs `req` (SPDY or WebSocket).
+    async fn exec(&self, req: pb::ExecRequest) -> Result<String>;
+    /// A one-use URL on the runtime's stream server attached to a container's main process.
+    async fn attach(&self, req: pb::AttachRequest) -> Result<String>;
+    /// A one-use URL on the runtime's stream server forwarding ports of a pod sandbox.
+    async fn port_forward(&self, req: pb::PortForwardRequest) -> Result<String>;
 
     async fn image_status(&self, image: &str) -> Result<Option<pb::Image>>;
     async fn pull_image(&self, image: &str, auth: Option<pb::AuthConfig>) -> Result<String>;
@@ -360,6 +366,28 @@ impl Cri for GrpcCri {
             .await;
         r.map(|_| ())
             .map_err(|s| Error::new("ReopenContainerLog", s))
+    }
+
+    async fn exec(&self, msg: pb::ExecRequest) -> Result<String> {
+        let r = self.runtime.clone().exec(req(msg, CALL_TIMEOUT)).await;
+        r.map(|r| r.into_inner().url)
+            .map_err(|s| Error::new("Exec", s))
+    }
+
+    async fn attach(&self, msg: pb::AttachRequest) -> Result<String> {
+        let r = self.runtime.clone().attach(req(msg, CALL_TIMEOUT)).await;
+        r.map(|r| r.into_inner().url)
+            .map_err(|s| Error::new("Attach", s))
+    }
+
+    async fn port_forward(&self, msg: pb::PortForwardRequest) -> Result<String> {
+        let r = self
+            .runtime
+            .clone()
+            .port_forward(req(msg, CALL_TIMEOUT))
+            .await;
+        r.map(|r| r.into_inner().url)
+            .map_err(|s| Error::new("PortForward", s))
     }
 
     async fn image_status(&self, image: &str) -> Result<Option<pb::Image>> {

@@ -28,6 +28,7 @@ pub mod podroutes;
 pub mod pods;
 pub mod registries;
 pub mod server;
+pub mod streams;
 pub mod util;
 pub mod vxlan;
 

@@ -22,6 +22,8 @@ pub struct Metrics {
     pub pod_routes: Gauge,
     pub pod_route_changes: Counter,
     pub pod_route_errors: Counter,
+    /// Open exec and attach sessions (crate::streams).
+    pub stream_sessions: Gauge,
 }
 
 impl Default for Metrics {
@@ -83,6 +85,12 @@ impl Metrics {
             "Failed reads or changes of the pod routes",
             pod_route_errors.clone(),
         );
+        let stream_sessions = Gauge::default();
+        registry.register(
+            "stream_sessions",
+            "Open exec and attach sessions",
+            stream_sessions.clone(),
+        );
         Self {
             registry,
             extra: Default::default(),
@@ -95,6 +103,7 @@ impl Metrics {
             pod_routes,
             pod_route_changes,
             pod_route_errors,
+            stream_sessions,
         }
     }
 

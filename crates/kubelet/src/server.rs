@@ -1,7 +1,8 @@
 //! The kubelet port: HTTPS with a serving certificate signed by the cluster CA, and only
 //! clients holding a certificate from that CA with the clientAuth usage (the API server)
 //! admitted. Serves `/containerLogs/{ns}/{pod}/{container}` (what pods/log proxies to),
-//! `/healthz` and `/metrics`.
+//! `/exec/...`, `/attach/...` and `/portForward/...` (upgrades, see [`crate::streams`]), `/healthz` and
+//! `/metrics`.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -19,6 +20,7 @@ use crate::cri::api as pb;
 use crate::logs;
 use crate::pods::observe::keys;
 use crate::pods::Shared;
+use crate::streams;
 
 /// The kubelet port's TLS material (PEM).
 #[derive(Clone, Debug)]
@@ -154,6 +156,7 @@ pub async fn spawn(
                 });
                 let _ = builder
                     .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
+                    .with_upgrades()
                     .await;
             });
         }
@@ -164,6 +167,27 @@ pub async fn spawn(
 async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Body> {
     let path = req.uri().path().to_string();
     let query = req.uri().query().unwrap_or("").to_string();
+    let parts: Vec<String> = path
+        .trim_start_matches('/')
+        .split('/')
+        .map(str::to_string)
+        .collect();
+    let parts: Vec<&str> = parts.iter().map(String::as_str).collect();
+    let stream = match parts.as_slice() {
+        ["exec", ns, pod, container] => Some((streams::Kind::Exec, *ns, *pod, *container)),
+        ["attach", ns, pod, container] => Some((streams::Kind::Attach, *ns, *pod, *container)),
+        ["portForward", ns, pod] => Some((streams::Kind::PortForward, *ns, *pod, "")),
+        _ => None,
+    };
+    if let Some((kind, ns, pod, container)) = stream {
+        return match streams::serve(shared, req, kind, ns, pod, container).await {
+            Ok(r) => r.map(|b| b.map_err(|e| match e {}).boxed_unsync()),
+            Err(e) => {
+                tracing::info!(%path, status = e.status, error = %e.message, "stream request refused");
+                text(e.status, e.message)
+            }
+        };
+    }
     if req.method() != http::Method::GET {
         return text(405, "method not allowed");
     }
