@@ -6,13 +6,13 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::apps::v1::{
     ControllerRevision, DaemonSet, Deployment, ReplicaSet, StatefulSet,
 };
+use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::core::v1::{
-    Endpoints, Namespace, Node, PersistentVolume, PersistentVolumeClaim, Pod, ReplicationController, Service,
-    ServiceAccount,
+    Endpoints, Namespace, Node, PersistentVolume, PersistentVolumeClaim, Pod,
+    ReplicationController, Service, ServiceAccount,
 };
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
@@ -37,8 +37,8 @@ use crate::podgc::PodGc;
 use crate::replicaset::ReplicaController;
 use crate::serviceaccount::ServiceAccountController;
 use crate::servicelb::ServiceLbController;
-use crate::ttlafterfinished::TtlAfterFinishedController;
 use crate::statefulset::StatefulSetController;
+use crate::ttlafterfinished::TtlAfterFinishedController;
 use crate::volume::VolumeController;
 use capstan_runtime::leader::{LeaderElector, RENEW_DEADLINE, RETRY_PERIOD};
 use capstan_runtime::{run_workers, sleep_or_shutdown, Informer};
@@ -284,6 +284,8 @@ async fn run_controllers(client: Client, config: Config, shutdown: watch::Receiv
             &mut nodes,
             config.terminated_pod_gc_threshold
         )
+    );
+    controller!(
         "daemonset",
         2,
         DaemonSetController::new(client.clone(), &mut dss, &mut pods, &mut nodes, &mut revs)
@@ -293,6 +295,7 @@ async fn run_controllers(client: Client, config: Config, shutdown: watch::Receiv
         2,
         StatefulSetController::new(client.clone(), &mut stss, &mut pods, &mut revs, &mut pvcs)
     );
+    controller!(
         "persistentvolume-binder",
         2,
         VolumeController::new(
