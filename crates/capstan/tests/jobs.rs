@@ -368,6 +368,33 @@ fn ttl_seconds_after_finished_deletes_a_finished_job_and_its_pods() {
             .contains("deleted job whose ttlSecondsAfterFinished expired"),
         "the TTL controller deleted it"
     );
+
+    // A Job deleted with --cascade=orphan leaves its running pod, let go of: no owner, no
+    // tracking finalizer, so deleting it later completes.
+    s.apply(&job("keep", "", "sleep 600", ""));
+    let pod = eventually(WAIT, "the keep pod to run", || {
+        let pods = pods_of(&s, "keep");
+        (pods.len() == 1 && pods[0]["status"]["phase"] == "Running")
+            .then(|| pods[0]["metadata"]["name"].as_str().unwrap().to_string())
+    });
+    s.ok(&["delete", "job", "keep", "--cascade=orphan"]);
+    eventually(
+        WAIT,
+        "the orphaned pod to lose its owner and finalizer",
+        || {
+            let p = s.get_json(&["pod", &pod]);
+            let m = &p["metadata"];
+            let no_owner = m
+                .get("ownerReferences")
+                .is_none_or(|r| r == &serde_json::json!([]));
+            let no_finalizer = m
+                .get("finalizers")
+                .is_none_or(|f| f == &serde_json::json!([]));
+            (no_owner && no_finalizer).then_some(())
+        },
+    );
+    assert_eq!(s.jsonpath(&["pod", &pod], "{.status.phase}"), "Running");
+    s.ok(&["delete", "pod", &pod, "--wait=true", "--timeout=60s"]);
 }
 
 #[test]
