@@ -648,6 +648,8 @@ impl KindHooks for Job {
             "Suspended"
         } else if has_true_condition(status, "FailureTarget") {
             "FailureTarget"
+        } else if has_true_condition(status, "SuccessCriteriaMet") {
+            "SuccessCriteriaMet"
         } else {
             "Running"
         };
@@ -1017,6 +1019,9 @@ mod tests {
         assert_eq!(cells[1], "Running");
         assert_eq!(cells[2], "0/1 of 3");
         assert_eq!(cells[3], "30m");
+        // Succeeded but pods still terminating: the interim condition shows.
+        j["status"]["conditions"] = json!([{"type": "SuccessCriteriaMet", "status": "True"}]);
+        assert_eq!(row::<Job>(&j)[1], "SuccessCriteriaMet");
     }
 
     fn cron_job() -> Value {
