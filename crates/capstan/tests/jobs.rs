@@ -338,6 +338,14 @@ fn failing_pods_back_off_until_the_backoff_limit_and_pod_failure_policies_apply(
             .any(|e| e.0 == "Warning" && e.1 == "BackoffLimitExceeded")
             .then_some(())
     });
+    let metrics = s.ok(&["get", "--raw", "/metrics"]);
+    for want in [
+        r#"job_controller_jobs_finished_total{completion_mode="NonIndexed",result="failed",reason="BackoffLimitExceeded"} 1"#,
+        r#"job_controller_jobs_finished_total{completion_mode="NonIndexed",result="failed",reason="PodFailurePolicy"} 1"#,
+        r#"job_controller_jobs_finished_total{completion_mode="NonIndexed",result="succeeded",reason="CompletionsReached"} 1"#,
+    ] {
+        assert!(metrics.contains(want), "{want} in /metrics");
+    }
     let table = s.ok(&["get", "jobs"]);
     let row = table
         .lines()

@@ -454,6 +454,17 @@ impl JobController {
         if serde_json::to_value(&plan.status)? != current {
             self.write_status(job, key, &plan.status, rv).await?;
         }
+        if let Some((failed, reason)) = &plan.finished {
+            let mode = job.spec.as_ref().and_then(|s| s.completion_mode.clone());
+            metrics::global()
+                .jobs_finished
+                .get_or_create(&metrics::JobFinishedLabels {
+                    completion_mode: mode.unwrap_or_else(|| "NonIndexed".into()),
+                    result: if *failed { "failed" } else { "succeeded" }.into(),
+                    reason: reason.clone(),
+                })
+                .inc();
+        }
         for e in &plan.events {
             if e.warning {
                 self.recorder.warning(job, e.reason, e.message.clone());
