@@ -287,6 +287,21 @@ fn failing_pods_back_off_until_the_backoff_limit_and_pod_failure_policies_apply(
         "",
     ));
 
+    s.apply(&job(
+        "deadline",
+        "  activeDeadlineSeconds: 3\n",
+        "sleep 600",
+        "",
+    ));
+    // Index 1 always fails: retried once (backoffLimitPerIndex), then that index alone fails
+    // while the others complete.
+    s.apply(&job(
+        "perindex",
+        "  completions: 3\n  parallelism: 3\n  completionMode: Indexed\n  backoffLimitPerIndex: 1\n  maxFailedIndexes: 1\n",
+        "test $JOB_COMPLETION_INDEX != 1",
+        "",
+    ));
+
     wait_condition(&s, "failjob", "failed");
     let j = s.get_json(&["job", "failjob"]);
     let c = condition(&j, "Failed").unwrap_or_else(|| panic!("{}", j["status"]));
@@ -338,6 +353,54 @@ fn failing_pods_back_off_until_the_backoff_limit_and_pod_failure_policies_apply(
             .any(|e| e.0 == "Warning" && e.1 == "BackoffLimitExceeded")
             .then_some(())
     });
+    wait_condition(&s, "deadline", "failed");
+    let j = s.get_json(&["job", "deadline"]);
+    let c = condition(&j, "Failed").unwrap();
+    assert_eq!(
+        (c["reason"].as_str(), c["message"].as_str()),
+        (
+            Some("DeadlineExceeded"),
+            Some("Job was active longer than specified deadline")
+        )
+    );
+    eventually(WAIT, "the deadline Job's pod to be stopped", || {
+        pods_of(&s, "deadline").is_empty().then_some(())
+    });
+
+    wait_condition(&s, "perindex", "failed");
+    let j = s.get_json(&["job", "perindex"]);
+    let st = &j["status"];
+    assert_eq!(
+        (
+            st["completedIndexes"].as_str(),
+            st["failedIndexes"].as_str()
+        ),
+        (Some("0,2"), Some("1")),
+        "{st}"
+    );
+    assert_eq!(
+        (st["succeeded"].as_i64(), st["failed"].as_i64()),
+        (Some(2), Some(2))
+    );
+    let c = condition(&j, "Failed").unwrap();
+    assert_eq!(
+        (c["reason"].as_str(), c["message"].as_str()),
+        (Some("FailedIndexes"), Some("Job has failed indexes"))
+    );
+    let retries: Vec<String> = pods_of(&s, "perindex")
+        .iter()
+        .filter(|p| p["metadata"]["labels"]["batch.kubernetes.io/job-completion-index"] == "1")
+        .map(|p| {
+            p["metadata"]["annotations"]["batch.kubernetes.io/job-index-failure-count"]
+                .as_str()
+                .unwrap_or("")
+                .to_string()
+        })
+        .collect();
+    let mut retries = retries;
+    retries.sort();
+    assert_eq!(retries, ["0", "1"], "index 1 ran twice");
+
     let metrics = s.ok(&["get", "--raw", "/metrics"]);
     for want in [
         r#"job_controller_jobs_finished_total{completion_mode="NonIndexed",result="failed",reason="BackoffLimitExceeded"} 1"#,
