@@ -418,6 +418,35 @@ fn failing_pods_back_off_until_the_backoff_limit_and_pod_failure_policies_apply(
 }
 
 #[test]
+fn a_server_restart_mid_job_neither_misses_nor_double_counts_a_pod() {
+    let mut s = Server::start_with_agent(BIN, &[]);
+    s.apply(&job(
+        "steady",
+        "  completions: 6\n  parallelism: 2\n",
+        "sleep 2",
+        "",
+    ));
+    eventually(WAIT, "a first success", || {
+        let n = s.jsonpath(&["job", "steady"], "{.status.succeeded}");
+        (n.parse::<i64>().unwrap_or(0) >= 1).then_some(())
+    });
+    // The controller manager stops mid-way (pods finishing meanwhile keep their tracking
+    // finalizer) and the next one carries on from the Job's status and the pods.
+    s.restart();
+    s.wait_node_ready();
+    wait_condition(&s, "steady", "complete");
+    let st = s.get_json(&["job", "steady"])["status"].clone();
+    assert_eq!(st["succeeded"], 6, "{st}");
+    assert!(st.get("failed").is_none(), "{st}");
+    let pods = pods_of(&s, "steady");
+    let succeeded = pods
+        .iter()
+        .filter(|p| p["status"]["phase"] == "Succeeded")
+        .count();
+    assert_eq!((pods.len(), succeeded), (6, 6), "one pod per completion");
+}
+
+#[test]
 fn ttl_seconds_after_finished_deletes_a_finished_job_and_its_pods() {
     let s = Server::start_with_agent(BIN, &[]);
     s.apply(&job(
