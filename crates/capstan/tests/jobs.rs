@@ -287,6 +287,21 @@ fn failing_pods_back_off_until_the_backoff_limit_and_pod_failure_policies_apply(
         "",
     ));
 
+    s.apply(&job(
+        "deadline",
+        "  activeDeadlineSeconds: 3\n",
+        "sleep 600",
+        "",
+    ));
+    // Index 1 always fails: retried once (backoffLimitPerIndex), then that index alone fails
+    // while the others complete.
+    s.apply(&job(
+        "perindex",
+        "  completions: 3\n  parallelism: 3\n  completionMode: Indexed\n  backoffLimitPerIndex: 1\n  maxFailedIndexes: 1\n",
+        "test $JOB_COMPLETION_INDEX != 1",
+        "",
+    ));
+
     wait_condition(&s, "failjob", "failed");
     let j = s.get_json(&["job", "failjob"]);
     let c = condition(&j, "Failed").unwrap_or_else(|| panic!("{}", j["status"]));
@@ -338,12 +353,97 @@ fn failing_pods_back_off_until_the_backoff_limit_and_pod_failure_policies_apply(
             .any(|e| e.0 == "Warning" && e.1 == "BackoffLimitExceeded")
             .then_some(())
     });
+    wait_condition(&s, "deadline", "failed");
+    let j = s.get_json(&["job", "deadline"]);
+    let c = condition(&j, "Failed").unwrap();
+    assert_eq!(
+        (c["reason"].as_str(), c["message"].as_str()),
+        (
+            Some("DeadlineExceeded"),
+            Some("Job was active longer than specified deadline")
+        )
+    );
+    eventually(WAIT, "the deadline Job's pod to be stopped", || {
+        pods_of(&s, "deadline").is_empty().then_some(())
+    });
+
+    wait_condition(&s, "perindex", "failed");
+    let j = s.get_json(&["job", "perindex"]);
+    let st = &j["status"];
+    assert_eq!(
+        (
+            st["completedIndexes"].as_str(),
+            st["failedIndexes"].as_str()
+        ),
+        (Some("0,2"), Some("1")),
+        "{st}"
+    );
+    assert_eq!(
+        (st["succeeded"].as_i64(), st["failed"].as_i64()),
+        (Some(2), Some(2))
+    );
+    let c = condition(&j, "Failed").unwrap();
+    assert_eq!(
+        (c["reason"].as_str(), c["message"].as_str()),
+        (Some("FailedIndexes"), Some("Job has failed indexes"))
+    );
+    let retries: Vec<String> = pods_of(&s, "perindex")
+        .iter()
+        .filter(|p| p["metadata"]["labels"]["batch.kubernetes.io/job-completion-index"] == "1")
+        .map(|p| {
+            p["metadata"]["annotations"]["batch.kubernetes.io/job-index-failure-count"]
+                .as_str()
+                .unwrap_or("")
+                .to_string()
+        })
+        .collect();
+    let mut retries = retries;
+    retries.sort();
+    assert_eq!(retries, ["0", "1"], "index 1 ran twice");
+
+    let metrics = s.ok(&["get", "--raw", "/metrics"]);
+    for want in [
+        r#"job_controller_jobs_finished_total{completion_mode="NonIndexed",result="failed",reason="BackoffLimitExceeded"} 1"#,
+        r#"job_controller_jobs_finished_total{completion_mode="NonIndexed",result="failed",reason="PodFailurePolicy"} 1"#,
+        r#"job_controller_jobs_finished_total{completion_mode="NonIndexed",result="succeeded",reason="CompletionsReached"} 1"#,
+    ] {
+        assert!(metrics.contains(want), "{want} in /metrics");
+    }
     let table = s.ok(&["get", "jobs"]);
     let row = table
         .lines()
         .find(|l| l.starts_with("fail "))
         .expect(&table);
     assert_eq!(row.split_whitespace().nth(1), Some("Failed"), "{table}");
+}
+
+#[test]
+fn a_server_restart_mid_job_neither_misses_nor_double_counts_a_pod() {
+    let mut s = Server::start_with_agent(BIN, &[]);
+    s.apply(&job(
+        "steady",
+        "  completions: 6\n  parallelism: 2\n",
+        "sleep 2",
+        "",
+    ));
+    eventually(WAIT, "a first success", || {
+        let n = s.jsonpath(&["job", "steady"], "{.status.succeeded}");
+        (n.parse::<i64>().unwrap_or(0) >= 1).then_some(())
+    });
+    // The controller manager stops mid-way (pods finishing meanwhile keep their tracking
+    // finalizer) and the next one carries on from the Job's status and the pods.
+    s.restart();
+    s.wait_node_ready();
+    wait_condition(&s, "steady", "complete");
+    let st = s.get_json(&["job", "steady"])["status"].clone();
+    assert_eq!(st["succeeded"], 6, "{st}");
+    assert!(st.get("failed").is_none(), "{st}");
+    let pods = pods_of(&s, "steady");
+    let succeeded = pods
+        .iter()
+        .filter(|p| p["status"]["phase"] == "Succeeded")
+        .count();
+    assert_eq!((pods.len(), succeeded), (6, 6), "one pod per completion");
 }
 
 #[test]
@@ -368,6 +468,33 @@ fn ttl_seconds_after_finished_deletes_a_finished_job_and_its_pods() {
             .contains("deleted job whose ttlSecondsAfterFinished expired"),
         "the TTL controller deleted it"
     );
+
+    // A Job deleted with --cascade=orphan leaves its running pod, let go of: no owner, no
+    // tracking finalizer, so deleting it later completes.
+    s.apply(&job("keep", "", "sleep 600", ""));
+    let pod = eventually(WAIT, "the keep pod to run", || {
+        let pods = pods_of(&s, "keep");
+        (pods.len() == 1 && pods[0]["status"]["phase"] == "Running")
+            .then(|| pods[0]["metadata"]["name"].as_str().unwrap().to_string())
+    });
+    s.ok(&["delete", "job", "keep", "--cascade=orphan"]);
+    eventually(
+        WAIT,
+        "the orphaned pod to lose its owner and finalizer",
+        || {
+            let p = s.get_json(&["pod", &pod]);
+            let m = &p["metadata"];
+            let no_owner = m
+                .get("ownerReferences")
+                .is_none_or(|r| r == &serde_json::json!([]));
+            let no_finalizer = m
+                .get("finalizers")
+                .is_none_or(|f| f == &serde_json::json!([]));
+            (no_owner && no_finalizer).then_some(())
+        },
+    );
+    assert_eq!(s.jsonpath(&["pod", &pod], "{.status.phase}"), "Running");
+    s.ok(&["delete", "pod", &pod, "--wait=true", "--timeout=60s"]);
 }
 
 #[test]

@@ -15,6 +15,14 @@ pub struct ControllerLabels {
     pub controller: String,
 }
 
+/// Upstream's job_controller_jobs_finished labels.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct JobFinishedLabels {
+    pub completion_mode: String,
+    pub result: String,
+    pub reason: String,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct WriteLabels {
     pub controller: String,
@@ -29,6 +37,7 @@ pub struct Metrics {
     pub queue_depth: Family<ControllerLabels, Gauge>,
     pub writes: Family<WriteLabels, Counter>,
     pub leader: Gauge,
+    pub jobs_finished: Family<JobFinishedLabels, Counter>,
 }
 
 impl Metrics {
@@ -39,6 +48,7 @@ impl Metrics {
         let queue_depth = Family::<ControllerLabels, Gauge>::default();
         let writes = Family::<WriteLabels, Counter>::default();
         let leader = Gauge::default();
+        let jobs_finished = Family::<JobFinishedLabels, Counter>::default();
         registry.register(
             "controller_reconciles",
             "Reconciles run, by controller",
@@ -64,6 +74,11 @@ impl Metrics {
             "1 while this server holds the controller-manager Lease",
             leader.clone(),
         );
+        registry.register(
+            "job_controller_jobs_finished",
+            "Jobs the job controller finished, by completion mode, result and reason",
+            jobs_finished.clone(),
+        );
         Self {
             registry,
             reconciles,
@@ -71,6 +86,7 @@ impl Metrics {
             queue_depth,
             writes,
             leader,
+            jobs_finished,
         }
     }
 

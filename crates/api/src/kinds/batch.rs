@@ -280,6 +280,124 @@ fn validate_pod_failure_policy(
     }
 }
 
+const MAX_SUCCESS_POLICY_RULES: usize = 20;
+const MAX_SUCCEEDED_INDEXES_LENGTH: usize = 64 * 1024;
+
+/// Upstream's `validateIndexesFormat`: ordered, non-overlapping intervals below
+/// `completions`; the number of indexes they hold.
+fn validate_indexes_format(indexes: &str, completions: i32) -> Result<i64, String> {
+    if indexes.is_empty() {
+        return Ok(0);
+    }
+    let mut last: Option<i64> = None;
+    let mut total = 0i64;
+    for interval in indexes.split(',') {
+        let limits: Vec<&str> = interval.split('-').collect();
+        if limits.len() > 2 {
+            return Err(format!("the fragment {interval:?} violates the requirement that an index interval can have at most two parts separated by '-'"));
+        }
+        let parse = |s: &str| {
+            s.parse::<i64>()
+                .map_err(|_| format!("cannot convert string to integer for index: {s:?}"))
+        };
+        let x = parse(limits[0])?;
+        if x >= i64::from(completions) {
+            return Err(format!("too large index: {:?}", limits[0]));
+        }
+        if let Some(l) = last.filter(|l| *l >= x) {
+            return Err(format!("non-increasing order, previous: {l}, current: {x}"));
+        }
+        total += 1;
+        last = Some(x);
+        if let Some(hi) = limits.get(1) {
+            let y = parse(hi)?;
+            if y >= i64::from(completions) {
+                return Err(format!("too large index: {hi:?}"));
+            }
+            if x >= y {
+                return Err(format!("non-increasing order, previous: {x}, current: {y}"));
+            }
+            total += y - x;
+            last = Some(y);
+        }
+    }
+    Ok(total)
+}
+
+/// Upstream's `validateSuccessPolicy` (Indexed Jobs only).
+fn validate_success_policy(
+    spec: &JobSpec,
+    policy: &SuccessPolicy,
+    path: &Path,
+    errs: &mut ErrorList,
+) {
+    if spec.completion_mode.as_deref() != Some("Indexed") {
+        errs.push(FieldError::invalid(
+            path,
+            serde_json::to_value(policy).unwrap_or(Value::Null),
+            "requires indexed completion mode",
+        ));
+        return;
+    }
+    let completions = spec.completions.unwrap_or(0);
+    let rules_path = path.child("rules");
+    if policy.rules.is_empty() {
+        errs.push(FieldError::required(
+            &rules_path,
+            "at least one rules must be specified when the successPolicy is specified",
+        ));
+    }
+    if policy.rules.len() > MAX_SUCCESS_POLICY_RULES {
+        errs.push(too_many(
+            &rules_path,
+            policy.rules.len(),
+            MAX_SUCCESS_POLICY_RULES,
+        ));
+    }
+    for (i, rule) in policy.rules.iter().enumerate() {
+        let rp = rules_path.index(i);
+        if rule.succeeded_count.is_none() && rule.succeeded_indexes.is_none() {
+            errs.push(FieldError::required(
+                &rp,
+                "at least one of succeededCount or succeededIndexes must be specified",
+            ));
+        }
+        let mut total = 0;
+        if let Some(idx) = &rule.succeeded_indexes {
+            let ip = rp.child("succeededIndexes");
+            if idx.len() > MAX_SUCCEEDED_INDEXES_LENGTH {
+                errs.push(FieldError::too_long(&ip, MAX_SUCCEEDED_INDEXES_LENGTH));
+            }
+            match validate_indexes_format(idx, completions) {
+                Ok(t) => total = t,
+                Err(e) => errs.push(FieldError::invalid(
+                    &ip,
+                    idx.as_str(),
+                    format!("error parsing succeededIndexes: {e}"),
+                )),
+            }
+        }
+        if let Some(c) = rule.succeeded_count {
+            let cp = rp.child("succeededCount");
+            non_negative(i64::from(c), &cp, errs);
+            if c > completions {
+                errs.push(FieldError::invalid(
+                    &cp,
+                    c,
+                    format!("must be less than or equal to {completions} (the number of specified completions)"),
+                ));
+            }
+            if rule.succeeded_indexes.is_some() && i64::from(c) > total {
+                errs.push(FieldError::invalid(
+                    &cp,
+                    c,
+                    format!("must be less than or equal to {total} (the number of indexes in the specified succeededIndexes field)"),
+                ));
+            }
+        }
+    }
+}
+
 /// Upstream's `validateJobSpec`: everything but the selector.
 fn validate_job_spec(spec: &JobSpec, path: &Path, errs: &mut ErrorList) {
     non_negative_opt(spec.parallelism, &path.child("parallelism"), errs);
@@ -381,6 +499,9 @@ fn validate_job_spec(spec: &JobSpec, path: &Path, errs: &mut ErrorList) {
     }
     if let Some(policy) = &spec.pod_failure_policy {
         validate_pod_failure_policy(spec, policy, &path.child("podFailurePolicy"), errs);
+    }
+    if let Some(policy) = &spec.success_policy {
+        validate_success_policy(spec, policy, &path.child("successPolicy"), errs);
     }
     if let Some(rp) = spec.pod_replacement_policy.as_deref() {
         if spec.pod_failure_policy.is_some() {
@@ -648,6 +769,8 @@ impl KindHooks for Job {
             "Suspended"
         } else if has_true_condition(status, "FailureTarget") {
             "FailureTarget"
+        } else if has_true_condition(status, "SuccessCriteriaMet") {
+            "SuccessCriteriaMet"
         } else {
             "Running"
         };
@@ -922,6 +1045,39 @@ mod tests {
     }
 
     #[test]
+    fn success_policies_need_indexed_jobs_and_well_formed_rules() {
+        let mut j = job();
+        j["spec"]["successPolicy"] = json!({"rules": [{"succeededCount": 1}]});
+        let errs = errors::<Job>(&create::<Job>(j.clone()));
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert!(
+            errs[0].contains("spec.successPolicy: Invalid value")
+                && errs[0].ends_with("requires indexed completion mode"),
+            "{errs:?}"
+        );
+        j["spec"]["completionMode"] = json!("Indexed");
+        j["spec"]["completions"] = json!(5);
+        j["spec"]["successPolicy"] = json!({"rules": [
+            {},
+            {"succeededIndexes": "3-1"},
+            {"succeededIndexes": "0-1", "succeededCount": 3},
+            {"succeededIndexes": "0,2-4", "succeededCount": 4},
+        ]});
+        let errs = errors::<Job>(&create::<Job>(j.clone()));
+        assert_eq!(
+            errs,
+            vec![
+                "spec.successPolicy.rules[0]: Required value: at least one of succeededCount or succeededIndexes must be specified",
+                "spec.successPolicy.rules[1].succeededIndexes: Invalid value: \"3-1\": error parsing succeededIndexes: non-increasing order, previous: 3, current: 1",
+                "spec.successPolicy.rules[2].succeededCount: Invalid value: 3: must be less than or equal to 2 (the number of indexes in the specified succeededIndexes field)",
+            ]
+        );
+        j["spec"]["successPolicy"] = json!({"rules": [{"succeededIndexes": "0,7"}]});
+        let errs = errors::<Job>(&create::<Job>(j));
+        assert_eq!(errs, vec!["spec.successPolicy.rules[0].succeededIndexes: Invalid value: \"0,7\": error parsing succeededIndexes: too large index: \"7\""]);
+    }
+
+    #[test]
     fn job_pods_may_not_restart_always() {
         let mut j = job();
         j["spec"]["template"]["spec"]["restartPolicy"] = json!("Always");
@@ -1017,6 +1173,9 @@ mod tests {
         assert_eq!(cells[1], "Running");
         assert_eq!(cells[2], "0/1 of 3");
         assert_eq!(cells[3], "30m");
+        // Succeeded but pods still terminating: the interim condition shows.
+        j["status"]["conditions"] = json!([{"type": "SuccessCriteriaMet", "status": "True"}]);
+        assert_eq!(row::<Job>(&j)[1], "SuccessCriteriaMet");
     }
 
     fn cron_job() -> Value {

@@ -165,7 +165,12 @@ impl JobController {
             }
         };
         pods.on_change(move |c| {
-            let Some(k) = job_key_of(c.latest()) else {
+            // A pod orphaned from its Job (`--cascade=orphan`) is its old Job's to let go of.
+            let key = match c {
+                Change::Updated { old, new } => job_key_of(new).or_else(|| job_key_of(old)),
+                _ => job_key_of(c.latest()),
+            };
+            let Some(k) = key else {
                 return;
             };
             match c {
@@ -389,13 +394,21 @@ impl JobController {
 
     /// One pass over the namespace's pods: those the Job (uid `job_uid`) controls, and
     /// orphans still holding the tracking finalizer because their Job of this name is gone
-    /// or was replaced (they are let go of, so their deletion can complete).
+    /// or was replaced, or they were orphaned (they are let go of, so their deletion can
+    /// complete).
     fn pods_of(&self, key: &str, job_uid: Option<&str>) -> (Vec<Arc<Pod>>, Vec<PodRef>) {
         let (ns, name) = split_key(key);
         let mut owned = Vec::new();
         let mut orphans = Vec::new();
         for p in self.pods.list_ns(ns.unwrap_or("default")) {
             let Some(r) = controller_ref(&p.metadata) else {
+                // Orphaned: no Job counts it any more.
+                if has_tracking_finalizer(&p) {
+                    orphans.push(PodRef {
+                        name: p.name_any(),
+                        uid: p.metadata.uid.clone().unwrap_or_default(),
+                    });
+                }
                 continue;
             };
             if Some(r.uid.as_str()) == job_uid {
@@ -440,6 +453,17 @@ impl JobController {
         let current = serde_json::to_value(job.status.clone().unwrap_or_default())?;
         if serde_json::to_value(&plan.status)? != current {
             self.write_status(job, key, &plan.status, rv).await?;
+        }
+        if let Some((failed, reason)) = &plan.finished {
+            let mode = job.spec.as_ref().and_then(|s| s.completion_mode.clone());
+            metrics::global()
+                .jobs_finished
+                .get_or_create(&metrics::JobFinishedLabels {
+                    completion_mode: mode.unwrap_or_else(|| "NonIndexed".into()),
+                    result: if *failed { "failed" } else { "succeeded" }.into(),
+                    reason: reason.clone(),
+                })
+                .inc();
         }
         for e in &plan.events {
             if e.warning {

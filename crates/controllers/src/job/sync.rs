@@ -77,6 +77,8 @@ pub struct Plan {
     pub events: Vec<Event>,
     /// Look again after this long (back-off, activeDeadlineSeconds).
     pub requeue: Option<Duration>,
+    /// Set when this sync finishes the Job: (failed, reason).
+    pub finished: Option<(bool, String)>,
 }
 
 fn phase(p: &Pod) -> &str {
@@ -529,6 +531,7 @@ pub fn plan(input: &Input) -> Plan {
                 &f.message,
                 &now,
             );
+            plan.finished = Some((f.failed, f.reason.clone()));
             if f.failed {
                 plan.events.push(Event {
                     warning: true,

@@ -176,6 +176,10 @@ fn completion_sets_success_criteria_then_complete_with_completion_time() {
     );
     assert_eq!(p.status.completion_time.as_ref().map(|t| t.0), Some(now()));
     assert_eq!(p.events[0].reason, "Completed");
+    assert_eq!(
+        p.finished,
+        Some((false, REASON_COMPLETIONS_REACHED.to_string()))
+    );
     assert_eq!(p.status.succeeded, Some(2));
 }
 
@@ -230,6 +234,7 @@ fn failures_back_off_and_then_exceed_the_backoff_limit() {
         ]
     );
     assert!(p.events[0].warning && p.events[0].reason == REASON_BACKOFF_LIMIT);
+    assert_eq!(p.finished, Some((true, REASON_BACKOFF_LIMIT.to_string())));
     assert!(p.status.completion_time.is_none());
 }
 
@@ -259,7 +264,7 @@ fn failing_stops_running_pods_and_waits_for_them_before_the_final_condition() {
         )]
     );
     assert_eq!(p.status.terminating, Some(1));
-    assert!(p.events.is_empty());
+    assert!(p.events.is_empty() && p.finished.is_none());
 }
 
 #[test]
