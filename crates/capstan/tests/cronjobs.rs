@@ -127,6 +127,79 @@ fn a_cron_job_starts_a_job_on_schedule_and_forbid_skips_while_it_runs() {
     assert_eq!(jobs_of(&s, &uid).len(), 1, "no second Job under Forbid");
 }
 
+#[test]
+fn missed_times_start_only_the_latest_and_replace_supersedes_the_running_job() {
+    let s = Server::start(BIN);
+    s.ok_stdin(
+        &["apply", "-f", "-"],
+        &cron_job(
+            "swap",
+            "* * * * *",
+            json!({"concurrencyPolicy": "Replace", "suspend": true}),
+        ),
+    );
+    let uid = s.jsonpath(&["cronjob", "swap"], "{.metadata.uid}");
+    // As if the server had been down for three hours since the last scheduled time.
+    let minute = (Timestamp::now().as_second() - 3 * 3600) / 60 * 60;
+    let stamp = Timestamp::from_second(minute)
+        .unwrap()
+        .strftime("%Y-%m-%dT%H:%M:%SZ")
+        .to_string();
+    s.ok(&[
+        "patch",
+        "cronjob",
+        "swap",
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        &json!({"status": {"lastScheduleTime": stamp}}).to_string(),
+    ]);
+    s.ok(&[
+        "patch",
+        "cronjob",
+        "swap",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"suspend":false}}"#,
+    ]);
+    let first = eventually(WAIT, "one Job for the latest missed time", || {
+        jobs_of(&s, &uid).into_iter().next()
+    });
+    let first_name = first["metadata"]["name"].as_str().unwrap().to_string();
+    let minute: i64 = first_name.trim_start_matches("swap-").parse().unwrap();
+    let now_minute = Timestamp::now().as_second() / 60;
+    assert!(
+        now_minute - minute <= 1,
+        "the latest time, not the oldest: {first_name}"
+    );
+    let warning = eventually(WAIT, "TooManyMissedTimes", || {
+        events_for(&s, "swap", "TooManyMissedTimes")
+            .into_iter()
+            .next()
+    });
+    assert_eq!(warning["type"], "Warning");
+    assert_eq!(
+        warning["message"],
+        "too many missed start times. Set or decrease .spec.startingDeadlineSeconds or check clock skew"
+    );
+    assert_eq!(jobs_of(&s, &uid).len(), 1, "one Job, not 180");
+    // At the next minute the running Job is replaced.
+    let second = eventually(ONE_MINUTE, "the replacement Job", || {
+        let jobs = jobs_of(&s, &uid);
+        let names: Vec<String> = jobs
+            .iter()
+            .map(|j| j["metadata"]["name"].as_str().unwrap().to_string())
+            .collect();
+        (names.len() == 1 && names[0] != first_name).then(|| names[0].clone())
+    });
+    let deleted = events_for(&s, "swap", "SuccessfulDelete");
+    assert_eq!(deleted[0]["message"], format!("Deleted job {first_name}"));
+    eventually(WAIT, "status lists only the replacement", || {
+        let active = s.jsonpath(&["cronjob", "swap"], "{.status.active[*].name}");
+        (active == second).then_some(())
+    });
+}
+
 /// A Job's status as the Job controller would write it when it finishes.
 fn finish(s: &Server, job: &str, condition: &str, at: &str) {
     let conds = if condition == "Complete" {
