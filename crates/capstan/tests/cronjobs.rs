@@ -363,13 +363,18 @@ fn a_pdb_reports_allowed_disruptions_for_a_ready_deployment() {
         "--selector=app=web",
         "--max-unavailable=50%",
     ]);
-    s.ok(&[
-        "create",
-        "pdb",
-        "nobody",
-        "--selector=app=none",
-        "--min-available=1",
-    ]);
+    s.ok_stdin(
+        &["apply", "-f", "-"],
+        &json!({"apiVersion": "policy/v1", "kind": "PodDisruptionBudget",
+                "metadata": {"name": "nobody", "namespace": "default"},
+                "spec": {"selector": {"matchLabels": {"app": "none"}}, "minAvailable": 1,
+                         "unhealthyPodEvictionPolicy": "AlwaysAllow"}})
+        .to_string(),
+    );
+    assert_eq!(
+        s.jsonpath(&["pdb", "nobody"], "{.spec.unhealthyPodEvictionPolicy}"),
+        "AlwaysAllow"
+    );
     let table = eventually(WAIT, "allowed disruptions", || {
         let out = s.ok(&["get", "pdb"]);
         let row = |name: &str| -> Vec<String> {
@@ -478,12 +483,34 @@ fn pod_gc_deletes_terminated_pods_beyond_the_threshold_and_pods_of_deleted_nodes
         ]);
     }
     s.ok(&["delete", "node", "ghost"]);
+    // A pod terminating on a not-ready Node taken out of service: nobody will finish it.
+    s.ok_stdin(
+        &["apply", "-f", "-"],
+        &json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "broken"},
+                "spec": {"taints": [{"key": "node.kubernetes.io/out-of-service", "effect": "NoExecute"}]}})
+        .to_string(),
+    );
+    let mut stuck: Value = serde_json::from_str(&pod_yaml("stuck", "broken")).unwrap();
+    stuck["spec"]["terminationGracePeriodSeconds"] = json!(3600);
+    s.ok_stdin(&["apply", "-f", "-"], &stuck.to_string());
+    s.ok(&["delete", "pod", "stuck", "--wait=false"]);
+    assert!(
+        !s.jsonpath(&["pod", "stuck"], "{.metadata.deletionTimestamp}")
+            .is_empty(),
+        "the pod waits for its node to finish it"
+    );
     // Up to one 20 s period for the terminated pods; the orphan waits out the 40 s quarantine.
-    eventually(WAIT, "the two oldest terminated pods collected", || {
-        let names = pod_names(&s);
-        (!names.contains(&"done-1".to_string()) && !names.contains(&"done-2".to_string()))
+    eventually(
+        WAIT,
+        "the two oldest terminated pods and the stuck pod collected",
+        || {
+            let names = pod_names(&s);
+            (!names.contains(&"done-1".to_string())
+                && !names.contains(&"done-2".to_string())
+                && !names.contains(&"stuck".to_string()))
             .then_some(())
-    });
+        },
+    );
     eventually(
         Duration::from_secs(100),
         "the orphaned pod collected",
