@@ -426,6 +426,36 @@ fn a_pdb_reports_allowed_disruptions_for_a_ready_deployment() {
         (st["conditions"][0]["reason"] == "InsufficientPods").then_some(st)
     });
     assert_eq!(nobody["disruptionsAllowed"], 0);
+    // A percentage budget over a pod whose controller has no scale cannot be computed: it
+    // fails safe.
+    s.ok(&["create", "job", "batch", "--image=busybox"]);
+    let job_uid = s.jsonpath(&["job", "batch"], "{.metadata.uid}");
+    s.ok_stdin(
+        &["apply", "-f", "-"],
+        &json!({"apiVersion": "v1", "kind": "Pod",
+                "metadata": {"name": "worker", "namespace": "default", "labels": {"app": "batch"},
+                             "ownerReferences": [{"apiVersion": "batch/v1", "kind": "Job", "name": "batch",
+                                                  "uid": job_uid, "controller": true}]},
+                "spec": {"containers": [{"name": "c", "image": "busybox"}]}})
+        .to_string(),
+    );
+    s.ok(&[
+        "create",
+        "pdb",
+        "batch",
+        "--selector=app=batch",
+        "--max-unavailable=1",
+    ]);
+    let failed = eventually(WAIT, "SyncFailed", || {
+        let st = s.get_json(&["pdb", "batch"])["status"].clone();
+        (st["conditions"][0]["reason"] == "SyncFailed").then_some(st)
+    });
+    assert_eq!(
+        failed["conditions"][0]["message"],
+        "found no controllers for pod \"worker\""
+    );
+    assert_eq!(failed["disruptionsAllowed"], 0);
+
     // Scaling down to 2 leaves web-min no room.
     s.ok(&["scale", "deployment/web", "--replicas=2"]);
     eventually(WAIT, "no disruptions allowed", || {
