@@ -135,7 +135,7 @@ fn missed_times_start_only_the_latest_and_replace_supersedes_the_running_job() {
         &cron_job(
             "swap",
             "* * * * *",
-            json!({"concurrencyPolicy": "Replace", "suspend": true}),
+            json!({"concurrencyPolicy": "Replace", "suspend": true, "timeZone": "Asia/Kolkata"}),
         ),
     );
     let uid = s.jsonpath(&["cronjob", "swap"], "{.metadata.uid}");
@@ -172,6 +172,12 @@ fn missed_times_start_only_the_latest_and_replace_supersedes_the_running_job() {
         now_minute - minute <= 1,
         "the latest time, not the oldest: {first_name}"
     );
+    // The scheduled time is written in the CronJob's zone.
+    let stamp = first["metadata"]["annotations"]["batch.kubernetes.io/cronjob-scheduled-timestamp"]
+        .as_str()
+        .unwrap();
+    assert!(stamp.ends_with("+05:30"), "{stamp}");
+    assert_eq!(stamp.parse::<Timestamp>().unwrap().as_second(), minute * 60);
     let warning = eventually(WAIT, "TooManyMissedTimes", || {
         events_for(&s, "swap", "TooManyMissedTimes")
             .into_iter()
