@@ -557,4 +557,17 @@ fn pod_gc_deletes_terminated_pods_beyond_the_threshold_and_pods_of_deleted_nodes
         log.contains("node no longer exists"),
         "the orphan was logged"
     );
+    assert!(
+        log.lines()
+            .any(|l| l.contains("default/stuck") && l.contains("OutOfService")),
+        "the stuck pod went for being on an out-of-service node"
+    );
+    let metrics = s.ok(&["get", "--raw", "/metrics"]);
+    for line in [
+        "pod_gc_collector_force_delete_pods_total{reason=\"terminated\"} 2",
+        "pod_gc_collector_force_delete_pods_total{reason=\"orphaned\"} 1",
+        "pod_gc_collector_force_delete_pods_total{reason=\"out-of-service\"} 1",
+    ] {
+        assert!(metrics.contains(line), "{line} in:\n{metrics}");
+    }
 }

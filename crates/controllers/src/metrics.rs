@@ -22,6 +22,12 @@ pub struct WriteLabels {
     pub resource: String,
 }
 
+/// Why pod GC deleted a pod (upstream's podgc reasons).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PodGcLabels {
+    pub reason: String,
+}
+
 pub struct Metrics {
     registry: Registry,
     pub reconciles: Family<ControllerLabels, Counter>,
@@ -29,6 +35,8 @@ pub struct Metrics {
     pub queue_depth: Family<ControllerLabels, Gauge>,
     pub writes: Family<WriteLabels, Counter>,
     pub leader: Gauge,
+    pub pod_gc_deleted: Family<PodGcLabels, Counter>,
+    pub pod_gc_errors: Family<PodGcLabels, Counter>,
 }
 
 impl Metrics {
@@ -39,6 +47,18 @@ impl Metrics {
         let queue_depth = Family::<ControllerLabels, Gauge>::default();
         let writes = Family::<WriteLabels, Counter>::default();
         let leader = Gauge::default();
+        let pod_gc_deleted = Family::<PodGcLabels, Counter>::default();
+        let pod_gc_errors = Family::<PodGcLabels, Counter>::default();
+        registry.register(
+            "pod_gc_collector_force_delete_pods",
+            "Pods pod garbage collection deleted, by reason",
+            pod_gc_deleted.clone(),
+        );
+        registry.register(
+            "pod_gc_collector_force_delete_pod_errors",
+            "Pod deletions by pod garbage collection that failed, by reason",
+            pod_gc_errors.clone(),
+        );
         registry.register(
             "controller_reconciles",
             "Reconciles run, by controller",
@@ -71,6 +91,8 @@ impl Metrics {
             queue_depth,
             writes,
             leader,
+            pod_gc_deleted,
+            pod_gc_errors,
         }
     }
 
