@@ -199,10 +199,16 @@ fn missed_times_start_only_the_latest_and_replace_supersedes_the_running_job() {
         (names.len() == 1 && names[0] != first_name).then(|| names[0].clone())
     });
     let deleted = events_for(&s, "swap", "SuccessfulDelete");
-    assert_eq!(deleted[0]["message"], format!("Deleted job {first_name}"));
+    let want = format!("Deleted job {first_name}");
+    assert!(
+        deleted.iter().any(|e| e["message"] == want.as_str()),
+        "{deleted:?}"
+    );
+    // One active Job, never the replaced one (a slow machine may see a later minute's).
     eventually(WAIT, "status lists only the replacement", || {
         let active = s.jsonpath(&["cronjob", "swap"], "{.status.active[*].name}");
-        (active == second).then_some(())
+        let names: Vec<&str> = active.split_whitespace().collect();
+        (names.len() == 1 && names[0] != first_name && names[0] >= second.as_str()).then_some(())
     });
 }
 
