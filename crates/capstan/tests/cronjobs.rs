@@ -127,6 +127,91 @@ fn a_cron_job_starts_a_job_on_schedule_and_forbid_skips_while_it_runs() {
     assert_eq!(jobs_of(&s, &uid).len(), 1, "no second Job under Forbid");
 }
 
+#[test]
+fn missed_times_start_only_the_latest_and_replace_supersedes_the_running_job() {
+    let s = Server::start(BIN);
+    s.ok_stdin(
+        &["apply", "-f", "-"],
+        &cron_job(
+            "swap",
+            "* * * * *",
+            json!({"concurrencyPolicy": "Replace", "suspend": true, "timeZone": "Asia/Kolkata"}),
+        ),
+    );
+    let uid = s.jsonpath(&["cronjob", "swap"], "{.metadata.uid}");
+    // As if the server had been down for three hours since the last scheduled time.
+    let minute = (Timestamp::now().as_second() - 3 * 3600) / 60 * 60;
+    let stamp = Timestamp::from_second(minute)
+        .unwrap()
+        .strftime("%Y-%m-%dT%H:%M:%SZ")
+        .to_string();
+    s.ok(&[
+        "patch",
+        "cronjob",
+        "swap",
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        &json!({"status": {"lastScheduleTime": stamp}}).to_string(),
+    ]);
+    s.ok(&[
+        "patch",
+        "cronjob",
+        "swap",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"suspend":false}}"#,
+    ]);
+    let first = eventually(WAIT, "one Job for the latest missed time", || {
+        jobs_of(&s, &uid).into_iter().next()
+    });
+    let first_name = first["metadata"]["name"].as_str().unwrap().to_string();
+    let minute: i64 = first_name.trim_start_matches("swap-").parse().unwrap();
+    let now_minute = Timestamp::now().as_second() / 60;
+    assert!(
+        now_minute - minute <= 1,
+        "the latest time, not the oldest: {first_name}"
+    );
+    // The scheduled time is written in the CronJob's zone.
+    let stamp = first["metadata"]["annotations"]["batch.kubernetes.io/cronjob-scheduled-timestamp"]
+        .as_str()
+        .unwrap();
+    assert!(stamp.ends_with("+05:30"), "{stamp}");
+    assert_eq!(stamp.parse::<Timestamp>().unwrap().as_second(), minute * 60);
+    let warning = eventually(WAIT, "TooManyMissedTimes", || {
+        events_for(&s, "swap", "TooManyMissedTimes")
+            .into_iter()
+            .next()
+    });
+    assert_eq!(warning["type"], "Warning");
+    assert_eq!(
+        warning["message"],
+        "too many missed start times. Set or decrease .spec.startingDeadlineSeconds or check clock skew"
+    );
+    assert_eq!(jobs_of(&s, &uid).len(), 1, "one Job, not 180");
+    // At the next minute the running Job is replaced.
+    let second = eventually(ONE_MINUTE, "the replacement Job", || {
+        let jobs = jobs_of(&s, &uid);
+        let names: Vec<String> = jobs
+            .iter()
+            .map(|j| j["metadata"]["name"].as_str().unwrap().to_string())
+            .collect();
+        (names.len() == 1 && names[0] != first_name).then(|| names[0].clone())
+    });
+    let deleted = events_for(&s, "swap", "SuccessfulDelete");
+    let want = format!("Deleted job {first_name}");
+    assert!(
+        deleted.iter().any(|e| e["message"] == want.as_str()),
+        "{deleted:?}"
+    );
+    // One active Job, never the replaced one (a slow machine may see a later minute's).
+    eventually(WAIT, "status lists only the replacement", || {
+        let active = s.jsonpath(&["cronjob", "swap"], "{.status.active[*].name}");
+        let names: Vec<&str> = active.split_whitespace().collect();
+        (names.len() == 1 && names[0] != first_name && names[0] >= second.as_str()).then_some(())
+    });
+}
+
 /// A Job's status as the Job controller would write it when it finishes.
 fn finish(s: &Server, job: &str, condition: &str, at: &str) {
     let conds = if condition == "Complete" {
@@ -290,13 +375,18 @@ fn a_pdb_reports_allowed_disruptions_for_a_ready_deployment() {
         "--selector=app=web",
         "--max-unavailable=50%",
     ]);
-    s.ok(&[
-        "create",
-        "pdb",
-        "nobody",
-        "--selector=app=none",
-        "--min-available=1",
-    ]);
+    s.ok_stdin(
+        &["apply", "-f", "-"],
+        &json!({"apiVersion": "policy/v1", "kind": "PodDisruptionBudget",
+                "metadata": {"name": "nobody", "namespace": "default"},
+                "spec": {"selector": {"matchLabels": {"app": "none"}}, "minAvailable": 1,
+                         "unhealthyPodEvictionPolicy": "AlwaysAllow"}})
+        .to_string(),
+    );
+    assert_eq!(
+        s.jsonpath(&["pdb", "nobody"], "{.spec.unhealthyPodEvictionPolicy}"),
+        "AlwaysAllow"
+    );
     let table = eventually(WAIT, "allowed disruptions", || {
         let out = s.ok(&["get", "pdb"]);
         let row = |name: &str| -> Vec<String> {
@@ -348,6 +438,36 @@ fn a_pdb_reports_allowed_disruptions_for_a_ready_deployment() {
         (st["conditions"][0]["reason"] == "InsufficientPods").then_some(st)
     });
     assert_eq!(nobody["disruptionsAllowed"], 0);
+    // A percentage budget over a pod whose controller has no scale cannot be computed: it
+    // fails safe.
+    s.ok(&["create", "job", "batch", "--image=busybox"]);
+    let job_uid = s.jsonpath(&["job", "batch"], "{.metadata.uid}");
+    s.ok_stdin(
+        &["apply", "-f", "-"],
+        &json!({"apiVersion": "v1", "kind": "Pod",
+                "metadata": {"name": "worker", "namespace": "default", "labels": {"app": "batch"},
+                             "ownerReferences": [{"apiVersion": "batch/v1", "kind": "Job", "name": "batch",
+                                                  "uid": job_uid, "controller": true}]},
+                "spec": {"containers": [{"name": "c", "image": "busybox"}]}})
+        .to_string(),
+    );
+    s.ok(&[
+        "create",
+        "pdb",
+        "batch",
+        "--selector=app=batch",
+        "--max-unavailable=1",
+    ]);
+    let failed = eventually(WAIT, "SyncFailed", || {
+        let st = s.get_json(&["pdb", "batch"])["status"].clone();
+        (st["conditions"][0]["reason"] == "SyncFailed").then_some(st)
+    });
+    assert_eq!(
+        failed["conditions"][0]["message"],
+        "found no controllers for pod \"worker\""
+    );
+    assert_eq!(failed["disruptionsAllowed"], 0);
+
     // Scaling down to 2 leaves web-min no room.
     s.ok(&["scale", "deployment/web", "--replicas=2"]);
     eventually(WAIT, "no disruptions allowed", || {
@@ -405,12 +525,34 @@ fn pod_gc_deletes_terminated_pods_beyond_the_threshold_and_pods_of_deleted_nodes
         ]);
     }
     s.ok(&["delete", "node", "ghost"]);
+    // A pod terminating on a not-ready Node taken out of service: nobody will finish it.
+    s.ok_stdin(
+        &["apply", "-f", "-"],
+        &json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "broken"},
+                "spec": {"taints": [{"key": "node.kubernetes.io/out-of-service", "effect": "NoExecute"}]}})
+        .to_string(),
+    );
+    let mut stuck: Value = serde_json::from_str(&pod_yaml("stuck", "broken")).unwrap();
+    stuck["spec"]["terminationGracePeriodSeconds"] = json!(3600);
+    s.ok_stdin(&["apply", "-f", "-"], &stuck.to_string());
+    s.ok(&["delete", "pod", "stuck", "--wait=false"]);
+    assert!(
+        !s.jsonpath(&["pod", "stuck"], "{.metadata.deletionTimestamp}")
+            .is_empty(),
+        "the pod waits for its node to finish it"
+    );
     // Up to one 20 s period for the terminated pods; the orphan waits out the 40 s quarantine.
-    eventually(WAIT, "the two oldest terminated pods collected", || {
-        let names = pod_names(&s);
-        (!names.contains(&"done-1".to_string()) && !names.contains(&"done-2".to_string()))
+    eventually(
+        WAIT,
+        "the two oldest terminated pods and the stuck pod collected",
+        || {
+            let names = pod_names(&s);
+            (!names.contains(&"done-1".to_string())
+                && !names.contains(&"done-2".to_string())
+                && !names.contains(&"stuck".to_string()))
             .then_some(())
-    });
+        },
+    );
     eventually(
         Duration::from_secs(100),
         "the orphaned pod collected",
@@ -421,4 +563,17 @@ fn pod_gc_deletes_terminated_pods_beyond_the_threshold_and_pods_of_deleted_nodes
         log.contains("node no longer exists"),
         "the orphan was logged"
     );
+    assert!(
+        log.lines()
+            .any(|l| l.contains("default/stuck") && l.contains("OutOfService")),
+        "the stuck pod went for being on an out-of-service node"
+    );
+    let metrics = s.ok(&["get", "--raw", "/metrics"]);
+    for line in [
+        "pod_gc_collector_force_delete_pods_total{reason=\"terminated\"} 2",
+        "pod_gc_collector_force_delete_pods_total{reason=\"orphaned\"} 1",
+        "pod_gc_collector_force_delete_pods_total{reason=\"out-of-service\"} 1",
+    ] {
+        assert!(metrics.contains(line), "{line} in:\n{metrics}");
+    }
 }

@@ -409,12 +409,23 @@ impl Reconciler for DisruptionController {
         match self.compute(&pdb, &current, now).await {
             Ok((status, recheck)) => {
                 if differs(&current, &status) {
+                    if current["disruptionsAllowed"] != status["disruptionsAllowed"] {
+                        tracing::info!(
+                            pdb = %key,
+                            disruptions_allowed = %status["disruptionsAllowed"],
+                            current_healthy = %status["currentHealthy"],
+                            desired_healthy = %status["desiredHealthy"],
+                            expected_pods = %status["expectedPods"],
+                            "disruption budget changed"
+                        );
+                    }
                     self.write_status(&pdb, status).await?;
                 }
                 Ok(recheck)
             }
             Err(e) => {
                 // Fail safe: no disruptions while the budget cannot be computed.
+                tracing::warn!(pdb = %key, error = %e, "disruption budget cannot be computed; allowing none");
                 let generation = current["observedGeneration"].as_i64().unwrap_or(0);
                 let status = json!({
                     "disruptionsAllowed": 0,

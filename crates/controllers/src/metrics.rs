@@ -30,6 +30,12 @@ pub struct WriteLabels {
     pub resource: String,
 }
 
+/// Why pod GC deleted a pod (upstream's podgc reasons).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PodGcLabels {
+    pub reason: String,
+}
+
 pub struct Metrics {
     registry: Registry,
     pub reconciles: Family<ControllerLabels, Counter>,
@@ -38,6 +44,8 @@ pub struct Metrics {
     pub writes: Family<WriteLabels, Counter>,
     pub leader: Gauge,
     pub jobs_finished: Family<JobFinishedLabels, Counter>,
+    pub pod_gc_deleted: Family<PodGcLabels, Counter>,
+    pub pod_gc_errors: Family<PodGcLabels, Counter>,
 }
 
 impl Metrics {
@@ -49,6 +57,18 @@ impl Metrics {
         let writes = Family::<WriteLabels, Counter>::default();
         let leader = Gauge::default();
         let jobs_finished = Family::<JobFinishedLabels, Counter>::default();
+        let pod_gc_deleted = Family::<PodGcLabels, Counter>::default();
+        let pod_gc_errors = Family::<PodGcLabels, Counter>::default();
+        registry.register(
+            "pod_gc_collector_force_delete_pods",
+            "Pods pod garbage collection deleted, by reason",
+            pod_gc_deleted.clone(),
+        );
+        registry.register(
+            "pod_gc_collector_force_delete_pod_errors",
+            "Pod deletions by pod garbage collection that failed, by reason",
+            pod_gc_errors.clone(),
+        );
         registry.register(
             "controller_reconciles",
             "Reconciles run, by controller",
@@ -87,6 +107,8 @@ impl Metrics {
             writes,
             leader,
             jobs_finished,
+            pod_gc_deleted,
+            pod_gc_errors,
         }
     }
 

@@ -166,13 +166,28 @@ pub struct PodGc {
     quarantine: Mutex<Quarantine>,
 }
 
-/// Why a pod is collected (logs).
+/// Why a pod is collected (logs, metrics).
 #[derive(Clone, Copy, Debug)]
 enum Reason {
     Terminated,
     OutOfService,
     Orphaned,
     UnscheduledTerminating,
+}
+
+impl Reason {
+    /// Upstream's metric label.
+    fn label(self) -> metrics::PodGcLabels {
+        let reason = match self {
+            Reason::Terminated => "terminated",
+            Reason::OutOfService => "out-of-service",
+            Reason::Orphaned => "orphaned",
+            Reason::UnscheduledTerminating => "unscheduled",
+        };
+        metrics::PodGcLabels {
+            reason: reason.into(),
+        }
+    }
 }
 
 impl PodGc {
@@ -203,6 +218,7 @@ impl PodGc {
         let ns = pod.metadata.namespace.clone().unwrap_or_default();
         let api: Api<Pod> = Api::namespaced(self.client.clone(), &ns);
         let name = pod.name_any();
+        let m = metrics::global();
         if !matches!(phase(pod), "Succeeded" | "Failed") {
             let mut status = json!({"phase": "Failed"});
             if let Some(c) = condition {
@@ -227,6 +243,7 @@ impl PodGc {
                 .await
             {
                 if !matches!(&e, kube::Error::Api(s) if s.code == 404) {
+                    m.pod_gc_errors.get_or_create(&reason.label()).inc();
                     tracing::warn!(pod = %format!("{ns}/{name}"), error = %e, "pod GC: marking the pod Failed failed");
                 }
                 return;
@@ -239,11 +256,13 @@ impl PodGc {
         };
         match api.delete(&name, &dp).await {
             Ok(_) => {
-                tracing::info!(pod = %format!("{ns}/{name}"), reason = ?reason, "pod GC deleted pod")
+                m.pod_gc_deleted.get_or_create(&reason.label()).inc();
+                tracing::info!(pod = %format!("{ns}/{name}"), reason = ?reason, "pod GC deleted pod");
             }
             Err(kube::Error::Api(s)) if s.code == 404 => {}
             Err(e) => {
-                tracing::warn!(pod = %format!("{ns}/{name}"), error = %e, "pod GC: deleting failed")
+                m.pod_gc_errors.get_or_create(&reason.label()).inc();
+                tracing::warn!(pod = %format!("{ns}/{name}"), error = %e, "pod GC: deleting failed");
             }
         }
     }

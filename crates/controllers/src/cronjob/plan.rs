@@ -240,6 +240,14 @@ pub fn plan(cj: &CronJob, jobs: &[&Job], gone: &HashSet<String>, now: Timestamp)
     if cj.metadata.deletion_timestamp.is_some() {
         return p;
     }
+    let text = cj.spec.as_ref().map_or("", |s| s.schedule.as_str());
+    if text.starts_with("TZ=") || text.starts_with("CRON_TZ=") {
+        // Validation refuses these now; objects stored before may still carry one.
+        p.notes.push(Note::warning(
+            "UnsupportedSchedule",
+            format!("CRON_TZ or TZ used in schedule {text:?} is not officially supported, see https://kubernetes.io/docs/concepts/workloads/controllers/cron-jobs/ for more details"),
+        ));
+    }
     let sched = match schedule::parse(cj) {
         Ok(s) => s,
         Err(e) => {
@@ -624,6 +632,17 @@ mod tests {
         w.sync(ts("2024-01-01T00:10:00Z"));
         assert_eq!(w.count("UnexpectedJob"), 1);
         assert_eq!(w.active(), 0);
+    }
+
+    #[test]
+    fn a_stored_tz_prefix_still_runs_with_a_warning() {
+        let mut w = World::new(cron("TZ=Europe/Paris 0 9 * * *", "Allow"));
+        w.sync(ts("2024-01-01T08:00:30Z"));
+        assert_eq!(w.count("UnsupportedSchedule"), 1);
+        assert_eq!(
+            w.created,
+            vec![schedule::job_name("tick", ts("2024-01-01T08:00:00Z"))]
+        );
     }
 
     #[test]
