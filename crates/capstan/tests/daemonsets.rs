@@ -208,6 +208,29 @@ fn daemon_pods_follow_nodes_taints_and_tolerations() {
         &["sim-0001", "sim-0002", "sim-0003", "extra-0000"],
     );
 
+    // A failed daemon pod is replaced.
+    let failed = daemon_pods(&s, "app=agent")["sim-0001"]["metadata"]["name"]
+        .as_str()
+        .expect("name")
+        .to_string();
+    s.ok(&[
+        "patch",
+        "pod",
+        &failed,
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        r#"{"status":{"phase":"Failed"}}"#,
+    ]);
+    eventually(WAIT, "the failed pod replaced", || {
+        let pods = wait_pods_on(
+            &s,
+            "app=agent",
+            &["sim-0001", "sim-0002", "sim-0003", "extra-0000"],
+        );
+        (pods["sim-0001"]["metadata"]["name"] != failed.as_str()).then_some(())
+    });
+
     // A removed node loses its pod.
     s.ok(&["delete", "node", "extra-0000"]);
     wait_pods_on(&s, "app=agent", &["sim-0001", "sim-0002", "sim-0003"]);
