@@ -428,3 +428,55 @@ fn rolling_update_keeps_max_unavailable_and_rollout_history_and_undo_work() {
     assert_eq!(revisions, ["2", "3"], "{history}");
     assert_eq!(watch.worst.load(Ordering::SeqCst), 1);
 }
+
+#[test]
+fn a_surge_update_starts_each_new_pod_before_its_old_one_goes() {
+    let s = cluster(3);
+    let nodes = ["sim-0000", "sim-0001", "sim-0002"];
+    s.ok_stdin(
+        &["apply", "-f", "-"],
+        &ROLL_DS.replace(
+            "rollingUpdate: {maxUnavailable: 1}",
+            "rollingUpdate: {maxUnavailable: 0, maxSurge: 1}",
+        ),
+    );
+    s.ok(&["rollout", "status", "ds/roll", "--timeout=60s"]);
+    let first = wait_pods_on(&s, "app=roll", &nodes);
+    let watch = Unavailability::watch(&s, "app=roll", nodes.len());
+    eventually(WAIT, "the watch to see the pods", || {
+        let l = watch.log.lock().expect("lock");
+        l.last().filter(|e| e.starts_with("0 down")).map(|_| ())
+    });
+    watch.armed.store(true, Ordering::SeqCst);
+    s.ok(&["set", "image", "ds/roll", "c=example.test/roll:2"]);
+    s.ok(&["rollout", "status", "ds/roll", "--timeout=90s"]);
+    let second = wait_pods_on(&s, "app=roll", &nodes);
+    assert_eq!(
+        images(&s),
+        BTreeSet::from(["example.test/roll:2".to_string()])
+    );
+    for n in nodes {
+        assert_ne!(
+            first[n]["metadata"]["name"], second[n]["metadata"]["name"],
+            "{n} kept its pod"
+        );
+    }
+    let log = watch.log.lock().expect("lock").clone();
+    assert_eq!(
+        watch.worst.load(Ordering::SeqCst),
+        0,
+        "a node was without a ready pod: {log:#?}"
+    );
+    // Two pods on one node at some moment: the surge happened.
+    assert!(
+        log.iter().any(|l| {
+            let on: Vec<&str> = nodes
+                .iter()
+                .copied()
+                .filter(|n| l.matches(&format!("\"{n}\"")).count() >= 2)
+                .collect();
+            !on.is_empty()
+        }),
+        "no node ever had two pods: {log:#?}"
+    );
+}
