@@ -248,6 +248,19 @@ fn ordered_pods_start_in_order_keep_their_names_and_scale_down_in_reverse() {
     });
     wait_ready_pods(&s, "app=web", &["web-0", "web-1", "web-2"]);
 
+    // A pod's identity label is put back.
+    s.ok(&[
+        "label",
+        "pod",
+        "web-0",
+        "statefulset.kubernetes.io/pod-name-",
+    ]);
+    eventually(WAIT, "web-0's pod-name label back", || {
+        (s.get_json(&["pod", "web-0"])["metadata"]["labels"]["statefulset.kubernetes.io/pod-name"]
+            == "web-0")
+            .then_some(())
+    });
+
     // Scale down: web-2 goes first, web-1 only once web-2 is gone.
     s.ok(&["scale", "sts", "web", "--replicas=1"]);
     wait_ready_pods(&s, "app=web", &["web-0"]);
