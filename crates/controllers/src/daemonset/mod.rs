@@ -583,14 +583,14 @@ impl DaemonSetController {
         })?;
         // Pods by the node they are for; finished pods already being deleted are done with.
         let mut node_pods: BTreeMap<String, Vec<&Pod>> = BTreeMap::new();
-        let mut unplaced: Vec<&Pod> = Vec::new();
         for p in &daemon_pods {
             if p.metadata.deletion_timestamp.is_some() && pods::is_terminal(p) {
                 continue;
             }
-            match nodes::target_node(p) {
-                Some(n) => node_pods.entry(n).or_default().push(p),
-                None => unplaced.push(p),
+            // A pod neither bound nor pinned (an adopted orphan) is left alone, as upstream
+            // leaves a pod whose target node it cannot tell.
+            if let Some(n) = nodes::target_node(p) {
+                node_pods.entry(n).or_default().push(p);
             }
         }
         let spec = daemon_spec(ds);
@@ -654,7 +654,8 @@ impl DaemonSetController {
             }
             // Pods for nodes that no longer exist: unbound ones go (upstream's
             // getUnscheduledPodsWithoutNode), and bound ones go at once, as the pod garbage
-            // collector would, since no kubelet is left to finish a graceful deletion.
+            // collector would (no kubelet is left to finish a graceful deletion), so the
+            // DaemonSet does not depend on when the pod GC gets to them.
             let known: HashSet<&str> = eligibility.iter().map(|(n, _)| n.as_str()).collect();
             let mut force = HashSet::new();
             for (node, on) in &node_pods {
@@ -675,12 +676,6 @@ impl DaemonSetController {
                     }
                     plan.delete.push(p.name_any());
                 }
-            }
-            for p in unplaced
-                .iter()
-                .filter(|p| p.metadata.deletion_timestamp.is_none())
-            {
-                plan.delete.push(p.name_any());
             }
             let acted = !plan.create_on.is_empty() || !plan.delete.is_empty();
             if acted {
