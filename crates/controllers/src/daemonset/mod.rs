@@ -567,6 +567,8 @@ impl DaemonSetController {
             return Ok(None);
         }
         let (hash, revs) = self.construct_history(ds, &ns, &sel).await?;
+        // How long deciding takes (claiming, node eligibility, the plan), for the log.
+        let deciding = std::time::Instant::now();
         let daemon_pods = claim(
             &self.pod_api(&ns),
             NAME,
@@ -681,8 +683,10 @@ impl DaemonSetController {
             if acted {
                 tracing::info!(
                     daemonset = key,
+                    nodes = eligibility.len(),
                     create = plan.create_on.len(),
                     delete = plan.delete.len(),
+                    decided_ms = deciding.elapsed().as_secs_f64() * 1000.0,
                     "daemonset sync"
                 );
             }
