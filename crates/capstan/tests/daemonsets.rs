@@ -479,4 +479,50 @@ fn a_surge_update_starts_each_new_pod_before_its_old_one_goes() {
         }),
         "no node ever had two pods: {log:#?}"
     );
+
+    // Orphaned and adopted again: the same DaemonSet takes the pods back instead of making
+    // new ones, and its revision with them.
+    s.ok(&["delete", "ds", "roll", "--cascade=orphan"]);
+    eventually(WAIT, "the pods orphaned", || {
+        daemon_pods(&s, "app=roll")
+            .values()
+            .all(|p| {
+                p["metadata"]["ownerReferences"]
+                    .as_array()
+                    .is_none_or(|refs| refs.is_empty())
+            })
+            .then_some(())
+    });
+    s.ok_stdin(
+        &["apply", "-f", "-"],
+        &ROLL_DS
+            .replace(
+                "rollingUpdate: {maxUnavailable: 1}",
+                "rollingUpdate: {maxUnavailable: 0, maxSurge: 1}",
+            )
+            .replace("roll:1", "roll:2"),
+    );
+    eventually(WAIT, "the pods adopted", || {
+        let pods = daemon_pods(&s, "app=roll");
+        (pods.len() == 3
+            && pods
+                .values()
+                .all(|p| p["metadata"]["ownerReferences"][0]["kind"] == "DaemonSet"))
+        .then_some(pods)
+    });
+    let adopted = wait_pods_on(&s, "app=roll", &nodes);
+    for n in nodes {
+        assert_eq!(
+            second[n]["metadata"]["name"], adopted[n]["metadata"]["name"],
+            "{n}: a new pod"
+        );
+    }
+    let revs = s.get_json(&["controllerrevisions", "-l", "app=roll"]);
+    let owned = revs["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|r| r["metadata"]["ownerReferences"][0]["kind"] == "DaemonSet")
+        .count();
+    assert!(owned >= 1, "{revs}");
 }
