@@ -208,6 +208,29 @@ fn daemon_pods_follow_nodes_taints_and_tolerations() {
         &["sim-0001", "sim-0002", "sim-0003", "extra-0000"],
     );
 
+    // A failed daemon pod is replaced.
+    let failed = daemon_pods(&s, "app=agent")["sim-0001"]["metadata"]["name"]
+        .as_str()
+        .expect("name")
+        .to_string();
+    s.ok(&[
+        "patch",
+        "pod",
+        &failed,
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        r#"{"status":{"phase":"Failed"}}"#,
+    ]);
+    eventually(WAIT, "the failed pod replaced", || {
+        let pods = wait_pods_on(
+            &s,
+            "app=agent",
+            &["sim-0001", "sim-0002", "sim-0003", "extra-0000"],
+        );
+        (pods["sim-0001"]["metadata"]["name"] != failed.as_str()).then_some(())
+    });
+
     // A removed node loses its pod.
     s.ok(&["delete", "node", "extra-0000"]);
     wait_pods_on(&s, "app=agent", &["sim-0001", "sim-0002", "sim-0003"]);
@@ -404,4 +427,102 @@ fn rolling_update_keeps_max_unavailable_and_rollout_history_and_undo_work() {
         .collect();
     assert_eq!(revisions, ["2", "3"], "{history}");
     assert_eq!(watch.worst.load(Ordering::SeqCst), 1);
+}
+
+#[test]
+fn a_surge_update_starts_each_new_pod_before_its_old_one_goes() {
+    let s = cluster(3);
+    let nodes = ["sim-0000", "sim-0001", "sim-0002"];
+    s.ok_stdin(
+        &["apply", "-f", "-"],
+        &ROLL_DS.replace(
+            "rollingUpdate: {maxUnavailable: 1}",
+            "rollingUpdate: {maxUnavailable: 0, maxSurge: 1}",
+        ),
+    );
+    s.ok(&["rollout", "status", "ds/roll", "--timeout=60s"]);
+    let first = wait_pods_on(&s, "app=roll", &nodes);
+    let watch = Unavailability::watch(&s, "app=roll", nodes.len());
+    eventually(WAIT, "the watch to see the pods", || {
+        let l = watch.log.lock().expect("lock");
+        l.last().filter(|e| e.starts_with("0 down")).map(|_| ())
+    });
+    watch.armed.store(true, Ordering::SeqCst);
+    s.ok(&["set", "image", "ds/roll", "c=example.test/roll:2"]);
+    s.ok(&["rollout", "status", "ds/roll", "--timeout=90s"]);
+    let second = wait_pods_on(&s, "app=roll", &nodes);
+    assert_eq!(
+        images(&s),
+        BTreeSet::from(["example.test/roll:2".to_string()])
+    );
+    for n in nodes {
+        assert_ne!(
+            first[n]["metadata"]["name"], second[n]["metadata"]["name"],
+            "{n} kept its pod"
+        );
+    }
+    let log = watch.log.lock().expect("lock").clone();
+    assert_eq!(
+        watch.worst.load(Ordering::SeqCst),
+        0,
+        "a node was without a ready pod: {log:#?}"
+    );
+    // Two pods on one node at some moment: the surge happened.
+    assert!(
+        log.iter().any(|l| {
+            let on: Vec<&str> = nodes
+                .iter()
+                .copied()
+                .filter(|n| l.matches(&format!("\"{n}\"")).count() >= 2)
+                .collect();
+            !on.is_empty()
+        }),
+        "no node ever had two pods: {log:#?}"
+    );
+
+    // Orphaned and adopted again: the same DaemonSet takes the pods back instead of making
+    // new ones, and its revision with them.
+    s.ok(&["delete", "ds", "roll", "--cascade=orphan"]);
+    eventually(WAIT, "the pods orphaned", || {
+        daemon_pods(&s, "app=roll")
+            .values()
+            .all(|p| {
+                p["metadata"]["ownerReferences"]
+                    .as_array()
+                    .is_none_or(|refs| refs.is_empty())
+            })
+            .then_some(())
+    });
+    s.ok_stdin(
+        &["apply", "-f", "-"],
+        &ROLL_DS
+            .replace(
+                "rollingUpdate: {maxUnavailable: 1}",
+                "rollingUpdate: {maxUnavailable: 0, maxSurge: 1}",
+            )
+            .replace("roll:1", "roll:2"),
+    );
+    eventually(WAIT, "the pods adopted", || {
+        let pods = daemon_pods(&s, "app=roll");
+        (pods.len() == 3
+            && pods
+                .values()
+                .all(|p| p["metadata"]["ownerReferences"][0]["kind"] == "DaemonSet"))
+        .then_some(pods)
+    });
+    let adopted = wait_pods_on(&s, "app=roll", &nodes);
+    for n in nodes {
+        assert_eq!(
+            second[n]["metadata"]["name"], adopted[n]["metadata"]["name"],
+            "{n}: a new pod"
+        );
+    }
+    let revs = s.get_json(&["controllerrevisions", "-l", "app=roll"]);
+    let owned = revs["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|r| r["metadata"]["ownerReferences"][0]["kind"] == "DaemonSet")
+        .count();
+    assert!(owned >= 1, "{revs}");
 }

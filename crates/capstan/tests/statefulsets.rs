@@ -248,6 +248,19 @@ fn ordered_pods_start_in_order_keep_their_names_and_scale_down_in_reverse() {
     });
     wait_ready_pods(&s, "app=web", &["web-0", "web-1", "web-2"]);
 
+    // A pod's identity label is put back.
+    s.ok(&[
+        "label",
+        "pod",
+        "web-0",
+        "statefulset.kubernetes.io/pod-name-",
+    ]);
+    eventually(WAIT, "web-0's pod-name label back", || {
+        (s.get_json(&["pod", "web-0"])["metadata"]["labels"]["statefulset.kubernetes.io/pod-name"]
+            == "web-0")
+            .then_some(())
+    });
+
     // Scale down: web-2 goes first, web-1 only once web-2 is gone.
     s.ok(&["scale", "sts", "web", "--replicas=1"]);
     wait_ready_pods(&s, "app=web", &["web-0"]);
@@ -479,5 +492,69 @@ fn claims_are_made_per_pod_and_kept_or_deleted_on_scale_down_as_the_policy_says(
         (names(&s, "app=db") == set(&["db-0", "db-1"])
             && claim_names(&s, "app=db") == set(&["data-db-0", "data-db-1"]))
         .then_some(())
+    });
+}
+
+/// A pod of a StatefulSet with a claim keeps its data when it is recreated, on real
+/// containerd. Each start appends a line to the claim and prints what was there, so the
+/// second incarnation's log shows the first one's line.
+#[test]
+#[ignore = "needs the local-path provisioner and PVC-backed volumes (branch h-storage): enable once both are merged"]
+fn a_recreated_pod_finds_the_data_its_predecessor_wrote_to_its_claim() {
+    use capstan_testkit::agent::BUSYBOX;
+    let s = Server::start_with_agent(BIN, &[]);
+    s.apply(&format!(
+        r#"
+apiVersion: apps/v1
+kind: StatefulSet
+metadata: {{name: keep}}
+spec:
+  serviceName: keep
+  replicas: 1
+  selector: {{matchLabels: {{app: keep}}}}
+  template:
+    metadata: {{labels: {{app: keep}}}}
+    spec:
+      terminationGracePeriodSeconds: 1
+      containers:
+      - name: c
+        image: {BUSYBOX}
+        command: [sh, -c, 'cat /data/log 2>/dev/null; echo "started $(cat /proc/sys/kernel/random/uuid)" >> /data/log; sleep 3600']
+        volumeMounts: [{{name: data, mountPath: /data}}]
+  volumeClaimTemplates:
+  - metadata: {{name: data}}
+    spec:
+      accessModes: [ReadWriteOnce]
+      resources: {{requests: {{storage: 1Gi}}}}
+"#
+    ));
+    let wait = Duration::from_secs(120);
+    let first = eventually(wait, "keep-0 running", || {
+        let p = s.get_json(&["pod", "keep-0"]);
+        (p["status"]["phase"] == "Running")
+            .then(|| p["metadata"]["uid"].as_str().unwrap_or("").to_string())
+    });
+    assert_eq!(
+        s.jsonpath(&["pvc", "data-keep-0"], "{.status.phase}"),
+        "Bound"
+    );
+    // The claim's volume is a directory on this host (local-path).
+    let pv = s.jsonpath(&["pvc", "data-keep-0"], "{.spec.volumeName}");
+    let dir = s.jsonpath(&["pv", &pv], "{.spec.hostPath.path}");
+    let written = eventually(wait, "the first start's line", || {
+        let text = std::fs::read_to_string(std::path::Path::new(&dir).join("log")).ok()?;
+        text.lines()
+            .next()
+            .filter(|l| l.starts_with("started "))
+            .map(str::to_string)
+    });
+    s.ok(&["delete", "pod", "keep-0"]);
+    eventually(wait, "keep-0 back", || {
+        let p = s.get_json(&["pod", "keep-0"]);
+        (p["status"]["phase"] == "Running" && p["metadata"]["uid"].as_str() != Some(first.as_str()))
+            .then_some(())
+    });
+    eventually(wait, "the new pod to print the old line", || {
+        s.ok(&["logs", "keep-0"]).contains(&written).then_some(())
     });
 }

@@ -5,6 +5,7 @@
 //! OnDelete updates; ControllerRevision history (`kubectl rollout history|undo`); status
 //! through the status subresource; events as upstream's daemonset-controller.
 
+pub mod backoff;
 pub mod nodes;
 pub mod plan;
 
@@ -90,6 +91,7 @@ pub struct DaemonSetController {
     expectations: Arc<Expectations>,
     history: History,
     recorder: Recorder,
+    failed_backoff: backoff::FailedPodBackoff,
 }
 
 /// The key of the DaemonSet an object's controller reference points at, if we know it.
@@ -280,6 +282,7 @@ impl DaemonSetController {
             nodes: nodes.cache(),
             revisions: revisions.cache(),
             expectations,
+            failed_backoff: Default::default(),
         });
         (me, queue)
     }
@@ -564,6 +567,8 @@ impl DaemonSetController {
             return Ok(None);
         }
         let (hash, revs) = self.construct_history(ds, &ns, &sel).await?;
+        // How long deciding takes (claiming, node eligibility, the plan), for the log.
+        let deciding = std::time::Instant::now();
         let daemon_pods = claim(
             &self.pod_api(&ns),
             NAME,
@@ -580,14 +585,14 @@ impl DaemonSetController {
         })?;
         // Pods by the node they are for; finished pods already being deleted are done with.
         let mut node_pods: BTreeMap<String, Vec<&Pod>> = BTreeMap::new();
-        let mut unplaced: Vec<&Pod> = Vec::new();
         for p in &daemon_pods {
             if p.metadata.deletion_timestamp.is_some() && pods::is_terminal(p) {
                 continue;
             }
-            match nodes::target_node(p) {
-                Some(n) => node_pods.entry(n).or_default().push(p),
-                None => unplaced.push(p),
+            // A pod neither bound nor pinned (an adopted orphan) is left alone, as upstream
+            // leaves a pod whose target node it cannot tell.
+            if let Some(n) = nodes::target_node(p) {
+                node_pods.entry(n).or_default().push(p);
             }
         }
         let spec = daemon_spec(ds);
@@ -612,33 +617,47 @@ impl DaemonSetController {
         let mrs = min_ready_seconds(ds);
         let now = Timestamp::now();
         let mut err = None;
+        let mut requeue: Option<Duration> = None;
         if self.expectations.satisfied(key) {
             let desired = eligibility.iter().filter(|(_, e)| e.should_run).count() as i32;
             let (max_surge, max_unavailable) = surge_and_unavailable(ds, desired);
             let surge = max_surge > 0 && is_rolling_update(ds);
             let mut plan = Plan::default();
             let empty = Vec::new();
+            let mut retry_failed: Option<Duration> = None;
             for (node, e) in &eligibility {
                 let on = node_pods.get(node).unwrap_or(&empty);
                 plan::on_node(node, *e, on, &updated, surge, mrs, now, &mut plan);
-                for p in on.iter().filter(|p| {
-                    matches!(
-                        p.status.as_ref().and_then(|s| s.phase.as_deref()),
-                        Some("Failed")
-                    )
-                }) {
-                    if p.metadata.deletion_timestamp.is_none() {
-                        self.recorder.warning(
+                let failed = on.iter().filter(|p| {
+                    p.metadata.deletion_timestamp.is_none()
+                        && p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Failed")
+                });
+                for p in failed {
+                    let name = p.name_any();
+                    if !e.should_run || !plan.delete.contains(&name) {
+                        continue;
+                    }
+                    match self.failed_backoff.try_take(key, node) {
+                        None => self.recorder.warning(
                             ds,
                             "FailedDaemonPod",
-                            format!("Found failed daemon pod {ns}/{} on node {node}, will try to kill it", p.name_any()),
-                        );
+                            format!("Found failed daemon pod {ns}/{name} on node {node}, will try to kill it"),
+                        ),
+                        Some(wait) => {
+                            plan.delete.retain(|d| d != &name);
+                            retry_failed = Some(retry_failed.map_or(wait, |r| r.min(wait)));
+                        }
                     }
                 }
             }
+            self.failed_backoff.gc();
+            if let Some(wait) = retry_failed {
+                requeue = Some(wait);
+            }
             // Pods for nodes that no longer exist: unbound ones go (upstream's
             // getUnscheduledPodsWithoutNode), and bound ones go at once, as the pod garbage
-            // collector would, since no kubelet is left to finish a graceful deletion.
+            // collector would (no kubelet is left to finish a graceful deletion), so the
+            // DaemonSet does not depend on when the pod GC gets to them.
             let known: HashSet<&str> = eligibility.iter().map(|(n, _)| n.as_str()).collect();
             let mut force = HashSet::new();
             for (node, on) in &node_pods {
@@ -660,18 +679,14 @@ impl DaemonSetController {
                     plan.delete.push(p.name_any());
                 }
             }
-            for p in unplaced
-                .iter()
-                .filter(|p| p.metadata.deletion_timestamp.is_none())
-            {
-                plan.delete.push(p.name_any());
-            }
             let acted = !plan.create_on.is_empty() || !plan.delete.is_empty();
             if acted {
                 tracing::info!(
                     daemonset = key,
+                    nodes = eligibility.len(),
                     create = plan.create_on.len(),
                     delete = plan.delete.len(),
+                    decided_ms = deciding.elapsed().as_secs_f64() * 1000.0,
                     "daemonset sync"
                 );
             }
@@ -726,8 +741,10 @@ impl DaemonSetController {
         let next = daemon_pods
             .iter()
             .filter_map(|p| pods::until_available(p, mrs, now))
+            .map(|d| d + Duration::from_millis(100))
+            .chain(requeue)
             .min();
-        Ok(next.map(|d| d + Duration::from_millis(100)))
+        Ok(next)
     }
 }
 

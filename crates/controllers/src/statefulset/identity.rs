@@ -154,6 +154,21 @@ pub fn new_pod(set: &StatefulSet, template: &PodTemplateSpec, ordinal: i32, revi
     }
 }
 
+/// The identity labels a live pod lacks or has wrong (upstream's `identityMatches`).
+pub fn missing_identity_labels(pod: &Pod, ordinal: i32) -> BTreeMap<String, String> {
+    let name = pod.name_any();
+    let empty = BTreeMap::new();
+    let have = pod.metadata.labels.as_ref().unwrap_or(&empty);
+    [
+        (POD_NAME_LABEL, name),
+        (POD_INDEX_LABEL, ordinal.to_string()),
+    ]
+    .into_iter()
+    .filter(|(k, v)| have.get(*k) != Some(v))
+    .map(|(k, v)| (k.to_string(), v))
+    .collect()
+}
+
 /// The retention policy: (whenDeleted is Delete, whenScaled is Delete).
 pub fn retention(set: &StatefulSet) -> (bool, bool) {
     let p = set
@@ -277,6 +292,24 @@ mod tests {
             serde_json::to_value(&c[0].metadata.labels).expect("labels"),
             json!({"app": "nginx", "tier": "data"})
         );
+    }
+
+    #[test]
+    fn identity_labels_are_restored() {
+        let s = web();
+        let t = s
+            .spec
+            .as_ref()
+            .map(|s| s.template.clone())
+            .expect("template");
+        let mut p = new_pod(&s, &t, 1, "r");
+        assert!(missing_identity_labels(&p, 1).is_empty());
+        if let Some(l) = p.metadata.labels.as_mut() {
+            l.remove(POD_NAME_LABEL);
+        }
+        let m = missing_identity_labels(&p, 1);
+        assert_eq!(m.get(POD_NAME_LABEL).map(String::as_str), Some("web-1"));
+        assert_eq!(m.len(), 1);
     }
 
     #[test]

@@ -77,6 +77,12 @@ pub enum Error {
         #[source]
         source: kube::Error,
     },
+    #[error("restoring the identity labels of pod {pod}: {source}")]
+    Identity {
+        pod: String,
+        #[source]
+        source: kube::Error,
+    },
     #[error("creating pod {pod}: {source}")]
     Create {
         pod: String,
@@ -331,13 +337,18 @@ impl StatefulSetController {
     }
 
     /// Creates the pod's missing claims (upstream's `createPersistentVolumeClaims`).
-    async fn create_claims(&self, set: &StatefulSet, ordinal: i32) -> Result<(), Error> {
+    async fn create_claims(
+        &self,
+        set: &StatefulSet,
+        ordinal: i32,
+        wait_for_terminating: bool,
+    ) -> Result<(), Error> {
         let ns = set.namespace().unwrap_or_default();
         let pod = identity::pod_name(&set.name_any(), ordinal);
         for mut c in identity::claims(set, ordinal) {
             let cname = c.name_any();
             if let Some(existing) = self.claims.get_in(&ns, &cname) {
-                if existing.metadata.deletion_timestamp.is_some() {
+                if existing.metadata.deletion_timestamp.is_some() && wait_for_terminating {
                     return Err(Error::ClaimTerminating(cname));
                 }
                 continue;
@@ -421,6 +432,49 @@ impl StatefulSetController {
         Ok(())
     }
 
+    /// Restores a live pod's identity labels and its missing claims (upstream's
+    /// `identityMatches`/`storageMatches` and `UpdateStatefulPod`).
+    async fn restore_identity(
+        &self,
+        set: &StatefulSet,
+        members: &BTreeMap<i32, &Pod>,
+    ) -> Result<(), Error> {
+        let start = identity::start_ordinal(set);
+        let end = start + identity::replicas(set);
+        for (ord, pod) in members.range(start..end) {
+            if pod.metadata.deletion_timestamp.is_some() {
+                continue;
+            }
+            let missing = identity::missing_identity_labels(pod, *ord);
+            if !missing.is_empty() {
+                metrics::global().write(NAME, "patch", "pods");
+                let patch = json!({"metadata": {"labels": missing}});
+                match self
+                    .pod_api(&set.namespace().unwrap_or_default())
+                    .patch(
+                        &pod.name_any(),
+                        &PatchParams::default(),
+                        &Patch::Merge(&patch),
+                    )
+                    .await
+                {
+                    Ok(_) => {}
+                    Err(kube::Error::Api(s)) if s.code == 404 => {}
+                    Err(source) => {
+                        return Err(Error::Identity {
+                            pod: pod.name_any(),
+                            source,
+                        })
+                    }
+                }
+            }
+            // A claim deleted under a running pod stays until the pod goes (protection
+            // finalizer); only absent ones are made again.
+            self.create_claims(set, *ord, false).await?;
+        }
+        Ok(())
+    }
+
     async fn create_pod(
         &self,
         set: &StatefulSet,
@@ -428,7 +482,7 @@ impl StatefulSetController {
         ordinal: i32,
         revision: &str,
     ) -> Result<(), Error> {
-        self.create_claims(set, ordinal).await?;
+        self.create_claims(set, ordinal, true).await?;
         let pod = identity::new_pod(set, template, ordinal, revision);
         let name = pod.name_any();
         metrics::global().write(NAME, "create", "pods");
@@ -576,6 +630,7 @@ impl StatefulSetController {
         let actions = plan::plan(&input);
         // Claims change owners before their pods go (whenScaled: Delete).
         self.sync_claim_owners(set, &members).await?;
+        self.restore_identity(set, &members).await?;
         let mut err = None;
         if !actions.is_empty() {
             tracing::info!(statefulset = key, actions = ?actions, "statefulset sync");

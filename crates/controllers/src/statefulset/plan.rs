@@ -381,6 +381,25 @@ mod tests {
     }
 
     #[test]
+    fn ordinals_start_where_the_set_says() {
+        let pods = [pod("web-5", "new", "Running", true)];
+        let mut i = input(&pods, 2, false, ROLL);
+        i.start = 5;
+        assert_eq!(plan(&i), vec![Action::Create(6, Rev::Update)]);
+        // web-5 is below start 6 once the start moves: condemned.
+        i.start = 6;
+        assert_eq!(plan(&i), vec![Action::Create(6, Rev::Update)]);
+        let all = [
+            pod("web-6", "new", "Running", true),
+            pod("web-7", "new", "Running", true),
+            pod("web-5", "new", "Running", true),
+        ];
+        let mut i = input(&all, 2, false, ROLL);
+        i.start = 6;
+        assert_eq!(plan(&i), vec![Action::ScaleDown("web-5".into())]);
+    }
+
+    #[test]
     fn counts_split_current_and_updated() {
         let pods = [
             pod("web-0", "old", "Running", true),
