@@ -199,6 +199,41 @@ fn local_path_claims_are_provisioned_on_the_consumers_node_keep_data_and_are_del
     eventually(WAIT, "the directory to be gone", || {
         (!dir.exists()).then_some(())
     });
+
+    // A pod placed by hand on an unbound claim waits in ContainerCreating, saying why...
+    s.apply(&claim("later", "  storageClassName: \"\"\n"));
+    let manifest = pod_with_claim(
+        "pinned",
+        "later",
+        "test \"$(cat /data/seed)\" = seed && ! touch /data/new && exec sleep 3600",
+        "Never",
+    )
+    .replace("spec:\n", &format!("spec:\n  nodeName: {node}\n"))
+    .replace("claimName: later", "claimName: later\n      readOnly: true");
+    s.apply(&manifest);
+    eventually(WAIT, "the FailedMount event", || {
+        events(&s, "Pod", "pinned")
+            .contains("FailedMount: Unable to attach or mount volumes: unmounted volumes=[data], unattached volumes=[data], failed to process volumes=[data]: error processing PVC default/later: PVC is not bound")
+            .then_some(())
+    });
+    eventually(WAIT, "the pod to wait in ContainerCreating", || {
+        (s.jsonpath(
+            &["pod", "pinned"],
+            "{.status.containerStatuses[0].state.waiting.reason}",
+        ) == "ContainerCreating")
+            .then_some(())
+    });
+    // ...until a static hostPath volume binds it; the pod then sees its files, read-only.
+    let static_dir = s.data_dir().join("static-ro");
+    std::fs::create_dir_all(&static_dir).expect("static dir");
+    std::fs::write(static_dir.join("seed"), "seed").expect("seed file");
+    s.apply(&format!(
+        "apiVersion: v1\nkind: PersistentVolume\nmetadata:\n  name: static-ro\nspec:\n  storageClassName: \"\"\n  capacity:\n    storage: 1Gi\n  accessModes: [ReadWriteOnce]\n  hostPath:\n    path: {}\n",
+        static_dir.display()
+    ));
+    wait_phase(&s, &["pvc", "later"], "Bound");
+    wait_phase(&s, &["pod", "pinned"], "Running");
+    assert!(!static_dir.join("new").exists());
 }
 
 #[test]

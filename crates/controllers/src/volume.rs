@@ -111,6 +111,44 @@ fn claim_in_use(pods: &[Arc<Pod>], claim: &str) -> bool {
     })
 }
 
+fn ns_of(c: &PersistentVolumeClaim) -> &str {
+    c.metadata.namespace.as_deref().unwrap_or("")
+}
+
+/// The event of a WaitForFirstConsumer claim without a selected node: waiting for a pod to
+/// use it, or for the pods that do to be scheduled (upstream's wording).
+fn waiting_for_consumer(pods: &[Arc<Pod>], claim: &str) -> (&'static str, String) {
+    let mut waiting: Vec<String> = pods
+        .iter()
+        .filter(|p| {
+            p.spec.as_ref().is_some_and(|s| {
+                s.node_name.as_deref().unwrap_or("").is_empty()
+                    && s.volumes.iter().flatten().any(|v| {
+                        v.persistent_volume_claim
+                            .as_ref()
+                            .is_some_and(|c| c.claim_name == claim)
+                    })
+            })
+        })
+        .map(|p| p.name_any())
+        .collect();
+    waiting.sort();
+    match waiting.len() {
+        0 => (
+            "WaitForFirstConsumer",
+            "waiting for first consumer to be created before binding".into(),
+        ),
+        1 => (
+            "WaitForPodScheduled",
+            format!("waiting for pod {} to be scheduled", waiting[0]),
+        ),
+        _ => (
+            "WaitForPodScheduled",
+            format!("waiting for pods {} to be scheduled", waiting.join(",")),
+        ),
+    }
+}
+
 fn err(what: &str, e: kube::Error) -> ReconcileError {
     ReconcileError::from(format!("{what}: {e}"))
 }
@@ -373,11 +411,9 @@ impl VolumeController {
         }
         self.set_claim_phase(claim, "Pending").await?;
         if delay && node_name.is_none() {
-            self.recorder.normal(
-                claim,
-                "WaitForFirstConsumer",
-                "waiting for first consumer to be created before binding",
-            );
+            let (reason, message) =
+                waiting_for_consumer(&self.pods.list_ns(ns_of(claim)), &claim.name_any());
+            self.recorder.normal(claim, reason, message);
             return Ok(Some(RESYNC));
         }
         if class_name.is_empty() {
@@ -737,6 +773,21 @@ mod tests {
         assert!(claim_in_use(&[pod("Pending", "data")], "data"));
         assert!(!claim_in_use(&[pod("Succeeded", "data")], "data"));
         assert!(!claim_in_use(&[pod("Running", "other")], "data"));
+    }
+
+    #[test]
+    fn a_waiting_claim_names_the_unscheduled_pods_that_use_it() {
+        assert_eq!(
+            waiting_for_consumer(&[pod("Running", "other")], "data").0,
+            "WaitForFirstConsumer"
+        );
+        assert_eq!(
+            waiting_for_consumer(&[pod("Pending", "data")], "data"),
+            (
+                "WaitForPodScheduled",
+                "waiting for pod p to be scheduled".to_string()
+            )
+        );
     }
 
     #[test]
