@@ -3,7 +3,7 @@
 //! dir, node affinity, reclaim Delete), pods writing to and reading from their claim across
 //! pod restarts, the protection finalizer, expansion; static volumes bound by matching with
 //! Retain; claims of missing classes and pods of unbindable claims waiting with upstream's
-//! messages.
+//! messages; a joined agent making volumes in its own data dir.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed step is the test failing
 
 use std::path::PathBuf;
@@ -322,4 +322,56 @@ fn static_volumes_bind_by_matching_and_unbindable_claims_say_why() {
             .starts_with("0/1 nodes are available: persistentvolumeclaim \"missing\" not found."),
         "{message}"
     );
+}
+
+#[test]
+fn a_joined_agent_provisions_local_path_volumes_in_its_own_data_dir() {
+    let c = capstan_testkit::cluster::Cluster::start(BIN);
+    let names = c.node_names();
+    let far = names[1].clone();
+
+    // The claim's first pod is pinned to the second agent: the volume is made there.
+    c.apply(&claim("far", ""));
+    let manifest = pod_with_claim("far-writer", "far", "echo far > /data/file", "Never").replace(
+        "spec:\n",
+        &format!("spec:\n  nodeSelector:\n    kubernetes.io/hostname: {far}\n"),
+    );
+    c.apply(&manifest);
+    wait_phase(&c, &["pod", "far-writer"], "Succeeded");
+    wait_phase(&c, &["pvc", "far"], "Bound");
+    let pv = c.jsonpath(&["pvc", "far"], "{.spec.volumeName}");
+    let dir = c
+        .node(&far)
+        .data_dir()
+        .join("storage")
+        .join(format!("{pv}_default_far"));
+    assert_eq!(
+        std::fs::read_to_string(dir.join("file")).expect("the file on the far node"),
+        "far\n"
+    );
+    assert_eq!(
+        c.jsonpath(
+            &["pv", &pv],
+            "{.spec.nodeAffinity.required.nodeSelectorTerms[0].matchExpressions[0].values[0]}"
+        ),
+        far
+    );
+    for other in names.iter().filter(|n| **n != far) {
+        assert!(!c
+            .node(other)
+            .data_dir()
+            .join("storage")
+            .join(format!("{pv}_default_far"))
+            .exists());
+    }
+
+    // Deleting the claim deletes the directory on that node, then the volume.
+    c.ok(&["delete", "pod", "far-writer"]);
+    c.ok(&["delete", "pvc", "far", "--wait=true"]);
+    eventually(WAIT, "the far directory to be gone", || {
+        (!dir.exists()).then_some(())
+    });
+    eventually(WAIT, "the volume to be gone", || {
+        (!c.kubectl(&["get", "pv", &pv]).status.success()).then_some(())
+    });
 }
