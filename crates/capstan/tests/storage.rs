@@ -88,6 +88,9 @@ fn local_path_claims_are_provisioned_on_the_consumers_node_keep_data_and_are_del
     ));
     wait_phase(&s, &["pod", "writer"], "Succeeded");
     wait_phase(&s, &["pvc", "data"], "Bound");
+    // The scheduler bound the pod only once its claim was bound: it never waited to mount.
+    let pod_events = events(&s, "Pod", "writer");
+    assert!(!pod_events.contains("FailedMount"), "{pod_events}");
     let pvc = s.get_json(&["pvc", "data"]);
     assert_eq!(
         pvc["metadata"]["annotations"]["volume.kubernetes.io/selected-node"],

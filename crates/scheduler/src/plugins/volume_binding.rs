@@ -151,8 +151,9 @@ pub fn filter(state: Option<&State>, objects: &Objects, node: &NodeInfo) -> Opti
     None
 }
 
-/// The pod's unbound WaitForFirstConsumer claims not yet marked with `node`, as `ns/name`.
-pub fn claims_to_select(pod: &PodInfo, objects: &Objects, node: &str) -> Vec<(String, String)> {
+/// The pod's unbound WaitForFirstConsumer claims (namespace, name): the binder marks them
+/// with the chosen node (again, if a retry finds them marked) and waits for them to be bound.
+pub fn claims_to_select(pod: &PodInfo, objects: &Objects) -> Vec<(String, String)> {
     pod.claims
         .iter()
         .filter_map(|name| objects.claim(&pod.namespace, name))
@@ -163,7 +164,6 @@ pub fn claims_to_select(pod: &PodInfo, objects: &Objects, node: &str) -> Vec<(St
                 .unwrap_or("")
                 .is_empty()
                 && objects.delayed(c)
-                && vol::selected_node(c) != Some(node)
         })
         .map(|c| {
             (
@@ -281,7 +281,7 @@ mod tests {
         let state = pre_filter(&p, &o).expect("claims").expect("passes");
         assert!(filter(Some(&state), &o, &node("a")).is_none());
         assert_eq!(
-            claims_to_select(&p, &o, "a"),
+            claims_to_select(&p, &o),
             vec![("default".to_string(), "auto".to_string())]
         );
         let p = using("byhand");
