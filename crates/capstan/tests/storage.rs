@@ -275,6 +275,70 @@ fn static_volumes_bind_by_matching_and_unbindable_claims_say_why() {
         "static"
     );
 
+    // A bound volume is protected: deleting it waits while its claim holds it; forcing it
+    // away leaves the claim Lost.
+    s.apply(&claim("keeper", "  storageClassName: manual\n"));
+    wait_phase(&s, &["pvc", "keeper"], "Bound");
+    assert_eq!(s.jsonpath(&["pvc", "keeper"], "{.spec.volumeName}"), "big");
+    s.ok(&["delete", "pv", "big", "--wait=false"]);
+    assert!(s.ok(&["get", "pv", "big"]).contains("Terminating"));
+    assert_eq!(
+        s.jsonpath(&["pv", "big"], "{.metadata.finalizers[0]}"),
+        "kubernetes.io/pv-protection"
+    );
+    s.ok(&[
+        "patch",
+        "pv",
+        "big",
+        "--type=json",
+        "-p",
+        r#"[{"op":"remove","path":"/metadata/finalizers"}]"#,
+    ]);
+    wait_phase(&s, &["pvc", "keeper"], "Lost");
+    eventually(WAIT, "the ClaimLost event", || {
+        events(&s, "PersistentVolumeClaim", "keeper")
+            .contains(
+                "ClaimLost: Bound claim has lost its PersistentVolume. Data on the volume is lost!",
+            )
+            .then_some(())
+    });
+
+    // Delete of a volume no provisioner made cannot be carried out: the volume is Failed.
+    s.apply("apiVersion: v1\nkind: PersistentVolume\nmetadata:\n  name: doomed\nspec:\n  storageClassName: once\n  capacity:\n    storage: 1Gi\n  accessModes: [ReadWriteOnce]\n  persistentVolumeReclaimPolicy: Delete\n  hostPath:\n    path: /tmp/capstan-static-doomed\n");
+    s.apply(&claim("brief", "  storageClassName: once\n"));
+    wait_phase(&s, &["pvc", "brief"], "Bound");
+    s.ok(&["delete", "pvc", "brief", "--wait=true"]);
+    wait_phase(&s, &["pv", "doomed"], "Failed");
+    eventually(WAIT, "the VolumeFailedDelete event", || {
+        events(&s, "PersistentVolume", "doomed")
+            .contains("VolumeFailedDelete: error getting deleter volume plugin for volume \"doomed\": no deletable volume plugin matched")
+            .then_some(())
+    });
+
+    // A claim made while no class was the default gets the default once there is one.
+    s.ok(&[
+        "annotate",
+        "storageclass",
+        "local-path",
+        "--overwrite",
+        "storageclass.kubernetes.io/is-default-class=false",
+    ]);
+    s.apply(&claim("early", ""));
+    assert_eq!(
+        s.jsonpath(&["pvc", "early"], "{.spec.storageClassName}"),
+        ""
+    );
+    s.ok(&[
+        "annotate",
+        "storageclass",
+        "local-path",
+        "--overwrite",
+        "storageclass.kubernetes.io/is-default-class=true",
+    ]);
+    eventually(WAIT, "the default class to be assigned", || {
+        (s.jsonpath(&["pvc", "early"], "{.spec.storageClassName}") == "local-path").then_some(())
+    });
+
     // A claim naming a class that does not exist waits, saying so.
     s.apply(&claim("nowhere", "  storageClassName: nope\n"));
     eventually(WAIT, "the ProvisioningFailed event", || {

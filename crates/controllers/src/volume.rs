@@ -111,6 +111,38 @@ fn claim_in_use(pods: &[Arc<Pod>], claim: &str) -> bool {
     })
 }
 
+/// The default StorageClass: the newest of those marked default (the name breaks ties), as
+/// the API server's DefaultStorageClass admission picks it.
+fn default_class(classes: &[Arc<StorageClass>]) -> Option<String> {
+    let marked = |c: &StorageClass| {
+        [
+            vol::DEFAULT_CLASS_ANNOTATION,
+            vol::BETA_DEFAULT_CLASS_ANNOTATION,
+        ]
+        .iter()
+        .any(|a| {
+            c.metadata
+                .annotations
+                .as_ref()
+                .and_then(|m| m.get(*a))
+                .map(String::as_str)
+                == Some("true")
+        })
+    };
+    classes
+        .iter()
+        .filter(|c| marked(c))
+        .max_by(|a, b| {
+            a.metadata
+                .creation_timestamp
+                .as_ref()
+                .map(|t| t.0)
+                .cmp(&b.metadata.creation_timestamp.as_ref().map(|t| t.0))
+                .then_with(|| b.name_any().cmp(&a.name_any()))
+        })
+        .map(|c| c.name_any())
+}
+
 fn ns_of(c: &PersistentVolumeClaim) -> &str {
     c.metadata.namespace.as_deref().unwrap_or("")
 }
@@ -381,6 +413,10 @@ impl VolumeController {
             .await?;
             return Ok(None);
         }
+        if self.assign_default_class(claim).await? {
+            // The claim changes; its next sync binds it with the class.
+            return Ok(None);
+        }
         let class_name = vol::claim_class(claim);
         let class = (!class_name.is_empty())
             .then(|| self.classes.get(class_name))
@@ -454,6 +490,30 @@ impl VolumeController {
         }
         self.recorder.normal(claim, "ExternalProvisioning", format!("Waiting for a volume to be created either by the external provisioner '{provisioner}' or manually by the system administrator. If volume creation is delayed, please verify that the provisioner is running and correctly registered."));
         Ok(Some(RESYNC))
+    }
+
+    /// Upstream's retroactive default class: a claim created with no class at all (not even
+    /// "") before any class was the default gets the default class once one exists. Returns
+    /// whether it patched the claim.
+    async fn assign_default_class(
+        &self,
+        claim: &PersistentVolumeClaim,
+    ) -> Result<bool, ReconcileError> {
+        let unset = claim
+            .spec
+            .as_ref()
+            .is_none_or(|s| s.storage_class_name.is_none())
+            && !has_annotation(&claim.metadata, vol::BETA_CLASS_ANNOTATION);
+        if !unset {
+            return Ok(false);
+        }
+        let Some(default) = default_class(&self.classes.list()) else {
+            return Ok(false);
+        };
+        self.patch_claim(claim, json!({"spec": {"storageClassName": default}}))
+            .await?;
+        tracing::info!(claim = %key_of(claim), class = %default, "assigned the default StorageClass to a claim without one");
+        Ok(true)
     }
 
     /// A claim naming its volume: finish or check the binding.
@@ -788,6 +848,26 @@ mod tests {
                 "waiting for pod p to be scheduled".to_string()
             )
         );
+    }
+
+    #[test]
+    fn the_default_class_is_the_newest_marked_one() {
+        let class = |name: &str, default: &str, created: &str| -> Arc<StorageClass> {
+            Arc::new(
+                serde_json::from_value(
+                    json!({"metadata": {"name": name, "creationTimestamp": created,
+                    "annotations": {vol::DEFAULT_CLASS_ANNOTATION: default}}, "provisioner": "p"}),
+                )
+                .expect("class"),
+            )
+        };
+        let classes = [
+            class("old", "true", "2024-01-01T00:00:00Z"),
+            class("new", "true", "2025-01-01T00:00:00Z"),
+            class("newest", "false", "2026-01-01T00:00:00Z"),
+        ];
+        assert_eq!(default_class(&classes).as_deref(), Some("new"));
+        assert_eq!(default_class(&classes[2..]), None);
     }
 
     #[test]
