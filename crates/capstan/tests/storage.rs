@@ -80,6 +80,7 @@ fn local_path_claims_are_provisioned_on_the_consumers_node_keep_data_and_are_del
     assert_eq!(s.jsonpath(&["pvc", "data"], "{.status.phase}"), "Pending");
 
     // A pod writes to it: the claim is bound once the pod is scheduled.
+    let started = std::time::Instant::now();
     s.apply(&pod_with_claim(
         "writer",
         "data",
@@ -87,6 +88,10 @@ fn local_path_claims_are_provisioned_on_the_consumers_node_keep_data_and_are_del
         "Never",
     ));
     wait_phase(&s, &["pod", "writer"], "Succeeded");
+    eprintln!(
+        "writer pod created to Succeeded, its claim provisioned and bound on the way: {:?}",
+        started.elapsed()
+    );
     wait_phase(&s, &["pvc", "data"], "Bound");
     // The scheduler bound the pod only once its claim was bound: it never waited to mount.
     let pod_events = events(&s, "Pod", "writer");
