@@ -72,7 +72,7 @@ pub struct ServerArgs {
 
     /// Controllers not to run, comma-separated: replicaset, replicationcontroller, deployment,
     /// garbagecollector, namespace, endpoints, endpointslice, serviceaccount, servicelb,
-    /// persistentvolume-binder; `all` for none.
+    /// persistentvolume-binder, ephemeral-volume; `all` for none.
     #[arg(long, env = "CAPSTAN_DISABLE_CONTROLLERS", value_delimiter = ',')]
     pub disable_controllers: Vec<String>,
 

@@ -3,7 +3,7 @@
 //! dir, node affinity, reclaim Delete), pods writing to and reading from their claim across
 //! pod restarts, the protection finalizer, expansion; static volumes bound by matching with
 //! Retain; claims of missing classes and pods of unbindable claims waiting with upstream's
-//! messages; a joined agent making volumes in its own data dir.
+//! messages; ephemeral volumes; a joined agent making volumes in its own data dir.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed step is the test failing
 
 use std::path::PathBuf;
@@ -207,6 +207,39 @@ fn local_path_claims_are_provisioned_on_the_consumers_node_keep_data_and_are_del
     eventually(WAIT, "the directory to be gone", || {
         (!dir.exists()).then_some(())
     });
+
+    // An ephemeral volume: its claim is made for the pod, owned by it, and goes with it.
+    s.apply(&format!(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: scratch\nspec:\n  terminationGracePeriodSeconds: 1\n  containers:\n  - name: c\n    image: {BUSYBOX}\n    command: [sh, -c, 'echo tmp > /cache/file && exec sleep 3600']\n    volumeMounts:\n    - name: cache\n      mountPath: /cache\n  volumes:\n  - name: cache\n    ephemeral:\n      volumeClaimTemplate:\n        spec:\n          accessModes: [ReadWriteOnce]\n          resources:\n            requests:\n              storage: 1Gi\n"
+    ));
+    wait_phase(&s, &["pod", "scratch"], "Running");
+    let scratch = s.get_json(&["pvc", "scratch-cache"]);
+    assert_eq!(scratch["status"]["phase"], "Bound");
+    assert_eq!(scratch["spec"]["storageClassName"], "local-path");
+    assert_eq!(scratch["metadata"]["ownerReferences"][0]["kind"], "Pod");
+    assert_eq!(scratch["metadata"]["ownerReferences"][0]["name"], "scratch");
+    let scratch_pv = scratch["spec"]["volumeName"]
+        .as_str()
+        .expect("volume")
+        .to_string();
+    let scratch_dir = s
+        .data_dir()
+        .join("storage")
+        .join(format!("{scratch_pv}_default_scratch-cache"));
+    eventually(WAIT, "the pod's file in its ephemeral volume", || {
+        (std::fs::read_to_string(scratch_dir.join("file")).ok()? == "tmp\n").then_some(())
+    });
+    s.ok(&["delete", "pod", "scratch", "--wait=true"]);
+    eventually(
+        WAIT,
+        "the ephemeral claim, its volume and directory to be gone",
+        || {
+            (!s.kubectl(&["get", "pvc", "scratch-cache"]).status.success()
+                && !s.kubectl(&["get", "pv", &scratch_pv]).status.success()
+                && !scratch_dir.exists())
+            .then_some(())
+        },
+    );
 
     // A pod placed by hand on an unbound claim waits in ContainerCreating, saying why...
     s.apply(&claim("later", "  storageClassName: \"\"\n"));

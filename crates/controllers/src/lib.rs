@@ -7,6 +7,7 @@ pub mod deployment;
 pub mod discovery;
 pub mod endpoints;
 pub mod endpointslice;
+pub mod ephemeral;
 pub mod expectations;
 pub mod garbagecollector;
 pub mod manager;

@@ -22,6 +22,7 @@ use tokio::time::Instant;
 use crate::deployment::DeploymentController;
 use crate::endpoints::EndpointsController;
 use crate::endpointslice::{EndpointSliceController, MANAGED_BY, MANAGED_BY_LABEL};
+use crate::ephemeral::EphemeralVolumeController;
 use crate::garbagecollector::GarbageCollector;
 use crate::metrics;
 use crate::namespace::NamespaceController;
@@ -44,6 +45,7 @@ pub const CONTROLLERS: &[&str] = &[
     "serviceaccount",
     "servicelb",
     "persistentvolume-binder",
+    "ephemeral-volume",
 ];
 
 /// Where the lease lives.
@@ -229,6 +231,11 @@ async fn run_controllers(client: Client, config: Config, shutdown: watch::Receiv
             &mut pods,
             &mut nodes
         )
+    );
+    controller!(
+        "ephemeral-volume",
+        2,
+        EphemeralVolumeController::new(client.clone(), &mut pods, &mut pvcs)
     );
 
     // Start the informers controllers use, and wait for their first lists.

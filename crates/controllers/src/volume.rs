@@ -47,12 +47,14 @@ pub struct VolumeController {
 /// The claims a pod's volumes name, as queue keys.
 fn pod_claim_keys(p: &Pod) -> Vec<String> {
     let ns = p.metadata.namespace.as_deref().unwrap_or("");
-    p.spec
-        .iter()
-        .flat_map(|s| s.volumes.iter().flatten())
-        .filter_map(|v| v.persistent_volume_claim.as_ref())
-        .map(|c| format!("{CLAIM}{ns}/{}", c.claim_name))
+    vol::pod_claims(p)
+        .into_iter()
+        .map(|c| format!("{CLAIM}{ns}/{}", c.claim))
         .collect()
+}
+
+fn uses_claim(p: &Pod, claim: &str) -> bool {
+    vol::pod_claims(p).iter().any(|c| c.claim == claim)
 }
 
 fn claim_ref_key(v: &PersistentVolume) -> Option<String> {
@@ -99,15 +101,7 @@ fn claim_in_use(pods: &[Arc<Pod>], claim: &str) -> bool {
             p.status.as_ref().and_then(|s| s.phase.as_deref()),
             Some("Succeeded" | "Failed")
         );
-        !finished
-            && p.spec
-                .iter()
-                .flat_map(|s| s.volumes.iter().flatten())
-                .any(|v| {
-                    v.persistent_volume_claim
-                        .as_ref()
-                        .is_some_and(|c| c.claim_name == claim)
-                })
+        !finished && uses_claim(p, claim)
     })
 }
 
@@ -153,14 +147,10 @@ fn waiting_for_consumer(pods: &[Arc<Pod>], claim: &str) -> (&'static str, String
     let mut waiting: Vec<String> = pods
         .iter()
         .filter(|p| {
-            p.spec.as_ref().is_some_and(|s| {
-                s.node_name.as_deref().unwrap_or("").is_empty()
-                    && s.volumes.iter().flatten().any(|v| {
-                        v.persistent_volume_claim
-                            .as_ref()
-                            .is_some_and(|c| c.claim_name == claim)
-                    })
-            })
+            p.spec
+                .as_ref()
+                .is_some_and(|s| s.node_name.as_deref().unwrap_or("").is_empty())
+                && uses_claim(p, claim)
         })
         .map(|p| p.name_any())
         .collect();
