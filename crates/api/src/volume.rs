@@ -216,6 +216,41 @@ pub fn best_match<'a, L: LabelLookup>(
     best.map(|(_, _, _, v)| v)
 }
 
+/// One pod volume backed by a claim: a `persistentVolumeClaim` volume, or an `ephemeral`
+/// one, whose claim is `<pod>-<volume>` (made for the pod by the ephemeral volume controller).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PodClaim {
+    pub volume: String,
+    pub claim: String,
+    pub ephemeral: bool,
+    pub read_only: bool,
+}
+
+/// The claims a pod's volumes use, in volume order.
+pub fn pod_claims(pod: &k8s_openapi::api::core::v1::Pod) -> Vec<PodClaim> {
+    let pod_name = pod.metadata.name.as_deref().unwrap_or("");
+    pod.spec
+        .iter()
+        .flat_map(|s| s.volumes.iter().flatten())
+        .filter_map(|v| {
+            if let Some(c) = &v.persistent_volume_claim {
+                return Some(PodClaim {
+                    volume: v.name.clone(),
+                    claim: c.claim_name.clone(),
+                    ephemeral: false,
+                    read_only: c.read_only == Some(true),
+                });
+            }
+            v.ephemeral.as_ref().map(|_| PodClaim {
+                volume: v.name.clone(),
+                claim: format!("{pod_name}-{}", v.name),
+                ephemeral: true,
+                read_only: false,
+            })
+        })
+        .collect()
+}
+
 /// The volume's host directory when it is a hostPath or local volume.
 pub fn host_directory(v: &PersistentVolume) -> Option<&str> {
     let spec = v.spec.as_ref()?;
@@ -260,6 +295,28 @@ mod tests {
     fn pick<'a>(c: &PersistentVolumeClaim, vs: &'a [PersistentVolume]) -> Option<&'a str> {
         best_match::<BTreeMap<String, String>>(c, vs, None, false)
             .and_then(|v| v.metadata.name.as_deref())
+    }
+
+    #[test]
+    fn ephemeral_volumes_use_a_claim_named_after_the_pod_and_the_volume() {
+        let pod: k8s_openapi::api::core::v1::Pod = serde_json::from_value(json!({
+            "metadata": {"name": "web-0"},
+            "spec": {"containers": [], "volumes": [
+                {"name": "cache", "ephemeral": {"volumeClaimTemplate": {"spec": {}}}},
+                {"name": "data", "persistentVolumeClaim": {"claimName": "shared", "readOnly": true}},
+                {"name": "tmp", "emptyDir": {}}]}}))
+        .expect("pod");
+        let claims: Vec<(String, bool, bool)> = pod_claims(&pod)
+            .into_iter()
+            .map(|c| (c.claim, c.ephemeral, c.read_only))
+            .collect();
+        assert_eq!(
+            claims,
+            vec![
+                ("web-0-cache".to_string(), true, false),
+                ("shared".to_string(), false, true)
+            ]
+        );
     }
 
     #[test]

@@ -73,7 +73,7 @@ pub struct ServerArgs {
     /// Controllers not to run, comma-separated: replicaset, replicationcontroller, deployment,
     /// garbagecollector, namespace, endpoints, endpointslice, serviceaccount, servicelb, job,
     /// ttl-after-finished, cronjob, disruption, podgc, daemonset, statefulset,
-    /// persistentvolume-binder; `all` for none.
+    /// persistentvolume-binder, ephemeral-volume; `all` for none.
     #[arg(long, env = "CAPSTAN_DISABLE_CONTROLLERS", value_delimiter = ',')]
     pub disable_controllers: Vec<String>,
 

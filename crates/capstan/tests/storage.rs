@@ -3,7 +3,7 @@
 //! dir, node affinity, reclaim Delete), pods writing to and reading from their claim across
 //! pod restarts, the protection finalizer, expansion; static volumes bound by matching with
 //! Retain; claims of missing classes and pods of unbindable claims waiting with upstream's
-//! messages.
+//! messages; ephemeral volumes; a joined agent making volumes in its own data dir.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed step is the test failing
 
 use std::path::PathBuf;
@@ -80,6 +80,7 @@ fn local_path_claims_are_provisioned_on_the_consumers_node_keep_data_and_are_del
     assert_eq!(s.jsonpath(&["pvc", "data"], "{.status.phase}"), "Pending");
 
     // A pod writes to it: the claim is bound once the pod is scheduled.
+    let started = std::time::Instant::now();
     s.apply(&pod_with_claim(
         "writer",
         "data",
@@ -87,7 +88,14 @@ fn local_path_claims_are_provisioned_on_the_consumers_node_keep_data_and_are_del
         "Never",
     ));
     wait_phase(&s, &["pod", "writer"], "Succeeded");
+    eprintln!(
+        "writer pod created to Succeeded, its claim provisioned and bound on the way: {:?}",
+        started.elapsed()
+    );
     wait_phase(&s, &["pvc", "data"], "Bound");
+    // The scheduler bound the pod only once its claim was bound: it never waited to mount.
+    let pod_events = events(&s, "Pod", "writer");
+    assert!(!pod_events.contains("FailedMount"), "{pod_events}");
     let pvc = s.get_json(&["pvc", "data"]);
     assert_eq!(
         pvc["metadata"]["annotations"]["volume.kubernetes.io/selected-node"],
@@ -199,6 +207,74 @@ fn local_path_claims_are_provisioned_on_the_consumers_node_keep_data_and_are_del
     eventually(WAIT, "the directory to be gone", || {
         (!dir.exists()).then_some(())
     });
+
+    // An ephemeral volume: its claim is made for the pod, owned by it, and goes with it.
+    s.apply(&format!(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: scratch\nspec:\n  terminationGracePeriodSeconds: 1\n  containers:\n  - name: c\n    image: {BUSYBOX}\n    command: [sh, -c, 'echo tmp > /cache/file && exec sleep 3600']\n    volumeMounts:\n    - name: cache\n      mountPath: /cache\n  volumes:\n  - name: cache\n    ephemeral:\n      volumeClaimTemplate:\n        spec:\n          accessModes: [ReadWriteOnce]\n          resources:\n            requests:\n              storage: 1Gi\n"
+    ));
+    wait_phase(&s, &["pod", "scratch"], "Running");
+    let scratch = s.get_json(&["pvc", "scratch-cache"]);
+    assert_eq!(scratch["status"]["phase"], "Bound");
+    assert_eq!(scratch["spec"]["storageClassName"], "local-path");
+    assert_eq!(scratch["metadata"]["ownerReferences"][0]["kind"], "Pod");
+    assert_eq!(scratch["metadata"]["ownerReferences"][0]["name"], "scratch");
+    let scratch_pv = scratch["spec"]["volumeName"]
+        .as_str()
+        .expect("volume")
+        .to_string();
+    let scratch_dir = s
+        .data_dir()
+        .join("storage")
+        .join(format!("{scratch_pv}_default_scratch-cache"));
+    eventually(WAIT, "the pod's file in its ephemeral volume", || {
+        (std::fs::read_to_string(scratch_dir.join("file")).ok()? == "tmp\n").then_some(())
+    });
+    s.ok(&["delete", "pod", "scratch", "--wait=true"]);
+    eventually(
+        WAIT,
+        "the ephemeral claim, its volume and directory to be gone",
+        || {
+            (!s.kubectl(&["get", "pvc", "scratch-cache"]).status.success()
+                && !s.kubectl(&["get", "pv", &scratch_pv]).status.success()
+                && !scratch_dir.exists())
+            .then_some(())
+        },
+    );
+
+    // A pod placed by hand on an unbound claim waits in ContainerCreating, saying why...
+    s.apply(&claim("later", "  storageClassName: \"\"\n"));
+    let manifest = pod_with_claim(
+        "pinned",
+        "later",
+        "test \"$(cat /data/seed)\" = seed && ! touch /data/new && exec sleep 3600",
+        "Never",
+    )
+    .replace("spec:\n", &format!("spec:\n  nodeName: {node}\n"))
+    .replace("claimName: later", "claimName: later\n      readOnly: true");
+    s.apply(&manifest);
+    eventually(WAIT, "the FailedMount event", || {
+        events(&s, "Pod", "pinned")
+            .contains("FailedMount: Unable to attach or mount volumes: unmounted volumes=[data], unattached volumes=[data], failed to process volumes=[data]: error processing PVC default/later: PVC is not bound")
+            .then_some(())
+    });
+    eventually(WAIT, "the pod to wait in ContainerCreating", || {
+        (s.jsonpath(
+            &["pod", "pinned"],
+            "{.status.containerStatuses[0].state.waiting.reason}",
+        ) == "ContainerCreating")
+            .then_some(())
+    });
+    // ...until a static hostPath volume binds it; the pod then sees its files, read-only.
+    let static_dir = s.data_dir().join("static-ro");
+    std::fs::create_dir_all(&static_dir).expect("static dir");
+    std::fs::write(static_dir.join("seed"), "seed").expect("seed file");
+    s.apply(&format!(
+        "apiVersion: v1\nkind: PersistentVolume\nmetadata:\n  name: static-ro\nspec:\n  storageClassName: \"\"\n  capacity:\n    storage: 1Gi\n  accessModes: [ReadWriteOnce]\n  hostPath:\n    path: {}\n",
+        static_dir.display()
+    ));
+    wait_phase(&s, &["pvc", "later"], "Bound");
+    wait_phase(&s, &["pod", "pinned"], "Running");
+    assert!(!static_dir.join("new").exists());
 }
 
 #[test]
@@ -236,6 +312,70 @@ fn static_volumes_bind_by_matching_and_unbindable_claims_say_why() {
         s.jsonpath(&["pv", "fits"], "{.spec.claimRef.name}"),
         "static"
     );
+
+    // A bound volume is protected: deleting it waits while its claim holds it; forcing it
+    // away leaves the claim Lost.
+    s.apply(&claim("keeper", "  storageClassName: manual\n"));
+    wait_phase(&s, &["pvc", "keeper"], "Bound");
+    assert_eq!(s.jsonpath(&["pvc", "keeper"], "{.spec.volumeName}"), "big");
+    s.ok(&["delete", "pv", "big", "--wait=false"]);
+    assert!(s.ok(&["get", "pv", "big"]).contains("Terminating"));
+    assert_eq!(
+        s.jsonpath(&["pv", "big"], "{.metadata.finalizers[0]}"),
+        "kubernetes.io/pv-protection"
+    );
+    s.ok(&[
+        "patch",
+        "pv",
+        "big",
+        "--type=json",
+        "-p",
+        r#"[{"op":"remove","path":"/metadata/finalizers"}]"#,
+    ]);
+    wait_phase(&s, &["pvc", "keeper"], "Lost");
+    eventually(WAIT, "the ClaimLost event", || {
+        events(&s, "PersistentVolumeClaim", "keeper")
+            .contains(
+                "ClaimLost: Bound claim has lost its PersistentVolume. Data on the volume is lost!",
+            )
+            .then_some(())
+    });
+
+    // Delete of a volume no provisioner made cannot be carried out: the volume is Failed.
+    s.apply("apiVersion: v1\nkind: PersistentVolume\nmetadata:\n  name: doomed\nspec:\n  storageClassName: once\n  capacity:\n    storage: 1Gi\n  accessModes: [ReadWriteOnce]\n  persistentVolumeReclaimPolicy: Delete\n  hostPath:\n    path: /tmp/capstan-static-doomed\n");
+    s.apply(&claim("brief", "  storageClassName: once\n"));
+    wait_phase(&s, &["pvc", "brief"], "Bound");
+    s.ok(&["delete", "pvc", "brief", "--wait=true"]);
+    wait_phase(&s, &["pv", "doomed"], "Failed");
+    eventually(WAIT, "the VolumeFailedDelete event", || {
+        events(&s, "PersistentVolume", "doomed")
+            .contains("VolumeFailedDelete: error getting deleter volume plugin for volume \"doomed\": no deletable volume plugin matched")
+            .then_some(())
+    });
+
+    // A claim made while no class was the default gets the default once there is one.
+    s.ok(&[
+        "annotate",
+        "storageclass",
+        "local-path",
+        "--overwrite",
+        "storageclass.kubernetes.io/is-default-class=false",
+    ]);
+    s.apply(&claim("early", ""));
+    assert_eq!(
+        s.jsonpath(&["pvc", "early"], "{.spec.storageClassName}"),
+        ""
+    );
+    s.ok(&[
+        "annotate",
+        "storageclass",
+        "local-path",
+        "--overwrite",
+        "storageclass.kubernetes.io/is-default-class=true",
+    ]);
+    eventually(WAIT, "the default class to be assigned", || {
+        (s.jsonpath(&["pvc", "early"], "{.spec.storageClassName}") == "local-path").then_some(())
+    });
 
     // A claim naming a class that does not exist waits, saying so.
     s.apply(&claim("nowhere", "  storageClassName: nope\n"));
@@ -287,4 +427,56 @@ fn static_volumes_bind_by_matching_and_unbindable_claims_say_why() {
             .starts_with("0/1 nodes are available: persistentvolumeclaim \"missing\" not found."),
         "{message}"
     );
+}
+
+#[test]
+fn a_joined_agent_provisions_local_path_volumes_in_its_own_data_dir() {
+    let c = capstan_testkit::cluster::Cluster::start(BIN);
+    let names = c.node_names();
+    let far = names[1].clone();
+
+    // The claim's first pod is pinned to the second agent: the volume is made there.
+    c.apply(&claim("far", ""));
+    let manifest = pod_with_claim("far-writer", "far", "echo far > /data/file", "Never").replace(
+        "spec:\n",
+        &format!("spec:\n  nodeSelector:\n    kubernetes.io/hostname: {far}\n"),
+    );
+    c.apply(&manifest);
+    wait_phase(&c, &["pod", "far-writer"], "Succeeded");
+    wait_phase(&c, &["pvc", "far"], "Bound");
+    let pv = c.jsonpath(&["pvc", "far"], "{.spec.volumeName}");
+    let dir = c
+        .node(&far)
+        .data_dir()
+        .join("storage")
+        .join(format!("{pv}_default_far"));
+    assert_eq!(
+        std::fs::read_to_string(dir.join("file")).expect("the file on the far node"),
+        "far\n"
+    );
+    assert_eq!(
+        c.jsonpath(
+            &["pv", &pv],
+            "{.spec.nodeAffinity.required.nodeSelectorTerms[0].matchExpressions[0].values[0]}"
+        ),
+        far
+    );
+    for other in names.iter().filter(|n| **n != far) {
+        assert!(!c
+            .node(other)
+            .data_dir()
+            .join("storage")
+            .join(format!("{pv}_default_far"))
+            .exists());
+    }
+
+    // Deleting the claim deletes the directory on that node, then the volume.
+    c.ok(&["delete", "pod", "far-writer"]);
+    c.ok(&["delete", "pvc", "far", "--wait=true"]);
+    eventually(WAIT, "the far directory to be gone", || {
+        (!dir.exists()).then_some(())
+    });
+    eventually(WAIT, "the volume to be gone", || {
+        (!c.kubectl(&["get", "pv", &pv]).status.success()).then_some(())
+    });
 }

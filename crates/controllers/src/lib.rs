@@ -11,6 +11,7 @@ pub mod discovery;
 pub mod disruption;
 pub mod endpoints;
 pub mod endpointslice;
+pub mod ephemeral;
 pub mod expectations;
 pub mod garbagecollector;
 pub mod history;

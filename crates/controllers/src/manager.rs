@@ -29,6 +29,7 @@ use crate::deployment::DeploymentController;
 use crate::disruption::{DisruptionController, Workloads};
 use crate::endpoints::EndpointsController;
 use crate::endpointslice::{EndpointSliceController, MANAGED_BY, MANAGED_BY_LABEL};
+use crate::ephemeral::EphemeralVolumeController;
 use crate::garbagecollector::GarbageCollector;
 use crate::job::JobController;
 use crate::metrics;
@@ -62,6 +63,7 @@ pub const CONTROLLERS: &[&str] = &[
     "daemonset",
     "statefulset",
     "persistentvolume-binder",
+    "ephemeral-volume",
 ];
 
 /// Where the lease lives.
@@ -306,6 +308,11 @@ async fn run_controllers(client: Client, config: Config, shutdown: watch::Receiv
             &mut pods,
             &mut nodes
         )
+    );
+    controller!(
+        "ephemeral-volume",
+        2,
+        EphemeralVolumeController::new(client.clone(), &mut pods, &mut pvcs)
     );
 
     // Start the informers controllers use, and wait for their first lists.

@@ -47,12 +47,14 @@ pub struct VolumeController {
 /// The claims a pod's volumes name, as queue keys.
 fn pod_claim_keys(p: &Pod) -> Vec<String> {
     let ns = p.metadata.namespace.as_deref().unwrap_or("");
-    p.spec
-        .iter()
-        .flat_map(|s| s.volumes.iter().flatten())
-        .filter_map(|v| v.persistent_volume_claim.as_ref())
-        .map(|c| format!("{CLAIM}{ns}/{}", c.claim_name))
+    vol::pod_claims(p)
+        .into_iter()
+        .map(|c| format!("{CLAIM}{ns}/{}", c.claim))
         .collect()
+}
+
+fn uses_claim(p: &Pod, claim: &str) -> bool {
+    vol::pod_claims(p).iter().any(|c| c.claim == claim)
 }
 
 fn claim_ref_key(v: &PersistentVolume) -> Option<String> {
@@ -99,16 +101,74 @@ fn claim_in_use(pods: &[Arc<Pod>], claim: &str) -> bool {
             p.status.as_ref().and_then(|s| s.phase.as_deref()),
             Some("Succeeded" | "Failed")
         );
-        !finished
-            && p.spec
-                .iter()
-                .flat_map(|s| s.volumes.iter().flatten())
-                .any(|v| {
-                    v.persistent_volume_claim
-                        .as_ref()
-                        .is_some_and(|c| c.claim_name == claim)
-                })
+        !finished && uses_claim(p, claim)
     })
+}
+
+/// The default StorageClass: the newest of those marked default (the name breaks ties), as
+/// the API server's DefaultStorageClass admission picks it.
+fn default_class(classes: &[Arc<StorageClass>]) -> Option<String> {
+    let marked = |c: &StorageClass| {
+        [
+            vol::DEFAULT_CLASS_ANNOTATION,
+            vol::BETA_DEFAULT_CLASS_ANNOTATION,
+        ]
+        .iter()
+        .any(|a| {
+            c.metadata
+                .annotations
+                .as_ref()
+                .and_then(|m| m.get(*a))
+                .map(String::as_str)
+                == Some("true")
+        })
+    };
+    classes
+        .iter()
+        .filter(|c| marked(c))
+        .max_by(|a, b| {
+            a.metadata
+                .creation_timestamp
+                .as_ref()
+                .map(|t| t.0)
+                .cmp(&b.metadata.creation_timestamp.as_ref().map(|t| t.0))
+                .then_with(|| b.name_any().cmp(&a.name_any()))
+        })
+        .map(|c| c.name_any())
+}
+
+fn ns_of(c: &PersistentVolumeClaim) -> &str {
+    c.metadata.namespace.as_deref().unwrap_or("")
+}
+
+/// The event of a WaitForFirstConsumer claim without a selected node: waiting for a pod to
+/// use it, or for the pods that do to be scheduled (upstream's wording).
+fn waiting_for_consumer(pods: &[Arc<Pod>], claim: &str) -> (&'static str, String) {
+    let mut waiting: Vec<String> = pods
+        .iter()
+        .filter(|p| {
+            p.spec
+                .as_ref()
+                .is_some_and(|s| s.node_name.as_deref().unwrap_or("").is_empty())
+                && uses_claim(p, claim)
+        })
+        .map(|p| p.name_any())
+        .collect();
+    waiting.sort();
+    match waiting.len() {
+        0 => (
+            "WaitForFirstConsumer",
+            "waiting for first consumer to be created before binding".into(),
+        ),
+        1 => (
+            "WaitForPodScheduled",
+            format!("waiting for pod {} to be scheduled", waiting[0]),
+        ),
+        _ => (
+            "WaitForPodScheduled",
+            format!("waiting for pods {} to be scheduled", waiting.join(",")),
+        ),
+    }
 }
 
 fn err(what: &str, e: kube::Error) -> ReconcileError {
@@ -343,6 +403,10 @@ impl VolumeController {
             .await?;
             return Ok(None);
         }
+        if self.assign_default_class(claim).await? {
+            // The claim changes; its next sync binds it with the class.
+            return Ok(None);
+        }
         let class_name = vol::claim_class(claim);
         let class = (!class_name.is_empty())
             .then(|| self.classes.get(class_name))
@@ -373,11 +437,9 @@ impl VolumeController {
         }
         self.set_claim_phase(claim, "Pending").await?;
         if delay && node_name.is_none() {
-            self.recorder.normal(
-                claim,
-                "WaitForFirstConsumer",
-                "waiting for first consumer to be created before binding",
-            );
+            let (reason, message) =
+                waiting_for_consumer(&self.pods.list_ns(ns_of(claim)), &claim.name_any());
+            self.recorder.normal(claim, reason, message);
             return Ok(Some(RESYNC));
         }
         if class_name.is_empty() {
@@ -418,6 +480,30 @@ impl VolumeController {
         }
         self.recorder.normal(claim, "ExternalProvisioning", format!("Waiting for a volume to be created either by the external provisioner '{provisioner}' or manually by the system administrator. If volume creation is delayed, please verify that the provisioner is running and correctly registered."));
         Ok(Some(RESYNC))
+    }
+
+    /// Upstream's retroactive default class: a claim created with no class at all (not even
+    /// "") before any class was the default gets the default class once one exists. Returns
+    /// whether it patched the claim.
+    async fn assign_default_class(
+        &self,
+        claim: &PersistentVolumeClaim,
+    ) -> Result<bool, ReconcileError> {
+        let unset = claim
+            .spec
+            .as_ref()
+            .is_none_or(|s| s.storage_class_name.is_none())
+            && !has_annotation(&claim.metadata, vol::BETA_CLASS_ANNOTATION);
+        if !unset {
+            return Ok(false);
+        }
+        let Some(default) = default_class(&self.classes.list()) else {
+            return Ok(false);
+        };
+        self.patch_claim(claim, json!({"spec": {"storageClassName": default}}))
+            .await?;
+        tracing::info!(claim = %key_of(claim), class = %default, "assigned the default StorageClass to a claim without one");
+        Ok(true)
     }
 
     /// A claim naming its volume: finish or check the binding.
@@ -737,6 +823,41 @@ mod tests {
         assert!(claim_in_use(&[pod("Pending", "data")], "data"));
         assert!(!claim_in_use(&[pod("Succeeded", "data")], "data"));
         assert!(!claim_in_use(&[pod("Running", "other")], "data"));
+    }
+
+    #[test]
+    fn a_waiting_claim_names_the_unscheduled_pods_that_use_it() {
+        assert_eq!(
+            waiting_for_consumer(&[pod("Running", "other")], "data").0,
+            "WaitForFirstConsumer"
+        );
+        assert_eq!(
+            waiting_for_consumer(&[pod("Pending", "data")], "data"),
+            (
+                "WaitForPodScheduled",
+                "waiting for pod p to be scheduled".to_string()
+            )
+        );
+    }
+
+    #[test]
+    fn the_default_class_is_the_newest_marked_one() {
+        let class = |name: &str, default: &str, created: &str| -> Arc<StorageClass> {
+            Arc::new(
+                serde_json::from_value(
+                    json!({"metadata": {"name": name, "creationTimestamp": created,
+                    "annotations": {vol::DEFAULT_CLASS_ANNOTATION: default}}, "provisioner": "p"}),
+                )
+                .expect("class"),
+            )
+        };
+        let classes = [
+            class("old", "true", "2024-01-01T00:00:00Z"),
+            class("new", "true", "2025-01-01T00:00:00Z"),
+            class("newest", "false", "2026-01-01T00:00:00Z"),
+        ];
+        assert_eq!(default_class(&classes).as_deref(), Some("new"));
+        assert_eq!(default_class(&classes[2..]), None);
     }
 
     #[test]

@@ -245,6 +245,7 @@ impl Agent {
             client.clone(),
             cfg.node_name.clone(),
             crate::localpath::storage_root(&cfg.dir),
+            &metrics,
             shutdown.clone(),
         );
         tokio::spawn(crate::podroutes::run(

@@ -30,6 +30,8 @@ use capstan_runtime::{
     key_of, run_workers, Cache, Informer, Queue, ReconcileError, Reconciler, Recorder,
     WorkerObserver,
 };
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::registry::Registry;
 
 /// k3s's provisioner name, so that manifests written for k3s work unchanged.
 pub const PROVISIONER: &str = "rancher.io/local-path";
@@ -50,7 +52,36 @@ pub fn volume_dir(root: &Path, pv: &str, ns: &str, claim: &str) -> PathBuf {
     root.join(format!("{pv}_{ns}_{claim}"))
 }
 
+/// What the provisioner has done, on the agent's `/metrics` (prefix `capstan_local_path`).
+#[derive(Clone, Default)]
+struct Counters {
+    provisioned: Counter,
+    deleted: Counter,
+    failed: Counter,
+}
+
+impl Counters {
+    fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "volumes_provisioned",
+            "Local-path volumes created (directory and PersistentVolume)",
+            self.provisioned.clone(),
+        );
+        registry.register(
+            "volumes_deleted",
+            "Released local-path volumes deleted (directory and PersistentVolume)",
+            self.deleted.clone(),
+        );
+        registry.register(
+            "failures",
+            "Provisioning or deletion attempts that failed",
+            self.failed.clone(),
+        );
+    }
+}
+
 struct LocalPath {
+    counters: Counters,
     client: Client,
     node: String,
     root: PathBuf,
@@ -70,8 +101,19 @@ impl WorkerObserver for Quiet {
     }
 }
 
-/// Starts the provisioner for `node`, keeping volumes under `root`.
-pub fn start(client: Client, node: String, root: PathBuf, shutdown: watch::Receiver<bool>) {
+/// Starts the provisioner for `node`, keeping volumes under `root`; its counters join the
+/// agent's `metrics`.
+pub fn start(
+    client: Client,
+    node: String,
+    root: PathBuf,
+    metrics: &crate::metrics::Metrics,
+    shutdown: watch::Receiver<bool>,
+) {
+    let counters = Counters::default();
+    let mut registry = Registry::with_prefix("capstan_local_path");
+    counters.register(&mut registry);
+    metrics.append_registry(registry);
     let mut claims = Informer::new(
         Api::<PersistentVolumeClaim>::all(client.clone()),
         watcher::Config::default(),
@@ -91,6 +133,7 @@ pub fn start(client: Client, node: String, root: PathBuf, shutdown: watch::Recei
     volumes.on_change(move |c| q.add(format!("{VOLUME}{}", c.latest().name_any())));
     classes.on_change(|_| {});
     let me = Arc::new(LocalPath {
+        counters,
         recorder: Recorder::new(client.clone(), &format!("{PROVISIONER}_{node}")),
         client,
         node,
@@ -231,6 +274,7 @@ impl LocalPath {
             "ProvisioningSucceeded",
             format!("Successfully provisioned volume {pv_name}"),
         );
+        self.counters.provisioned.inc();
         tracing::info!(claim = %format!("{ns}/{name}"), volume = %pv_name, dir = %dir.display(), "provisioned a local-path volume");
         Ok(())
     }
@@ -276,7 +320,10 @@ impl LocalPath {
             .delete(name, &DeleteParams::default())
             .await
         {
-            Ok(_) => Ok(()),
+            Ok(_) => {
+                self.counters.deleted.inc();
+                Ok(())
+            }
             Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
             Err(e) => Err(failed(format!("deleting volume {name}: {e}"))),
         }
@@ -297,12 +344,17 @@ impl Reconciler for LocalPath {
     }
 
     async fn reconcile(&self, key: &str) -> Result<Option<Duration>, ReconcileError> {
-        if let Some(k) = key.strip_prefix(CLAIM) {
-            self.provision(k).await?;
+        let done = if let Some(k) = key.strip_prefix(CLAIM) {
+            self.provision(k).await
         } else if let Some(k) = key.strip_prefix(VOLUME) {
-            self.delete(k).await?;
+            self.delete(k).await
+        } else {
+            Ok(())
+        };
+        if done.is_err() {
+            self.counters.failed.inc();
         }
-        Ok(None)
+        done.map(|()| None)
     }
 }
 

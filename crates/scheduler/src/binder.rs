@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
 use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::runtime::wait::await_condition;
 use serde_json::json;
 use tokio::sync::{mpsc, Semaphore};
 
@@ -70,8 +71,12 @@ impl Binder {
     }
 }
 
-/// Marks each claim with the node its first consumer goes to: the PV controller then binds
-/// a volume the node can reach, or the provisioner makes one there.
+/// How long a pod's binding waits for its claims to be bound (upstream's bindTimeoutSeconds).
+const VOLUME_BIND_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// Marks each claim with the node its first consumer goes to (the PV controller then binds a
+/// volume the node can reach, or the provisioner makes one there) and, as upstream's PreBind,
+/// waits until every claim is bound, so the pod reaches its node with volumes to mount.
 async fn select_node(
     client: &kube::Client,
     claims: &[(String, String)],
@@ -91,6 +96,27 @@ async fn select_node(
                 return Err(BindError::Failed(format!(
                     "marking claim {ns}/{name} with the selected node: {e}"
                 )))
+            }
+        }
+    }
+    for (ns, name) in claims {
+        let api: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), ns);
+        let bound = |c: Option<&PersistentVolumeClaim>| {
+            c.and_then(|c| c.status.as_ref())
+                .and_then(|s| s.phase.as_deref())
+                == Some("Bound")
+        };
+        match tokio::time::timeout(VOLUME_BIND_TIMEOUT, await_condition(api, name, bound)).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => {
+                return Err(BindError::Failed(format!(
+                    "waiting for claim {ns}/{name} to be bound: {e}"
+                )))
+            }
+            Err(_) => {
+                return Err(BindError::Failed(format!(
+                "binding volumes: claim {ns}/{name} was not bound within {VOLUME_BIND_TIMEOUT:?}"
+            )))
             }
         }
     }

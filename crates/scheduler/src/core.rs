@@ -425,11 +425,8 @@ impl Core {
                 tracing::debug!(pod = %pod.key, node = %decision.node, evaluated = decision.evaluated, feasible = decision.feasible, "scheduler: assumed pod on node");
                 let key = pod.key.clone();
                 let node = decision.node.clone();
-                let claims = crate::plugins::volume_binding::claims_to_select(
-                    &pod,
-                    self.cache.volumes(),
-                    &decision.node,
-                );
+                let claims =
+                    crate::plugins::volume_binding::claims_to_select(&pod, self.cache.volumes());
                 self.binder.bind(
                     claims,
                     pod.namespace.clone(),

@@ -315,12 +315,9 @@ impl PodInfo {
             })),
             spread,
             labels,
-            claims: spec
-                .volumes
-                .iter()
-                .flatten()
-                .filter_map(|v| v.persistent_volume_claim.as_ref())
-                .map(|c| c.claim_name.clone())
+            claims: capstan_api::volume::pod_claims(pod)
+                .into_iter()
+                .map(|c| c.claim)
                 .collect(),
         };
         let scheduled_condition = status

@@ -66,31 +66,23 @@ impl Error {
 /// hostPath type to check), or why it cannot be used yet.
 pub type ClaimVolume = std::result::Result<(PathBuf, String), String>;
 
-/// The claims a pod's volumes name.
+/// The claims a pod's volumes use (persistentVolumeClaim and ephemeral volumes).
 pub fn claim_references(pod: &Pod) -> Vec<String> {
-    pod.spec
-        .iter()
-        .flat_map(|s| s.volumes.iter().flatten())
-        .filter_map(|v| v.persistent_volume_claim.as_ref())
-        .map(|c| c.claim_name.clone())
+    capstan_api::volume::pod_claims(pod)
+        .into_iter()
+        .map(|c| c.claim)
         .collect()
 }
 
 /// Marks read-only the mounts of volumes whose source says `readOnly` (a claim's).
 pub fn apply_read_only(pod: &Pod, c: &Container, mounts: &mut [pb::Mount]) {
-    let read_only: Vec<&str> = pod
-        .spec
-        .iter()
-        .flat_map(|s| s.volumes.iter().flatten())
-        .filter(|v| {
-            v.persistent_volume_claim
-                .as_ref()
-                .is_some_and(|c| c.read_only == Some(true))
-        })
-        .map(|v| v.name.as_str())
+    let read_only: Vec<String> = capstan_api::volume::pod_claims(pod)
+        .into_iter()
+        .filter(|c| c.read_only)
+        .map(|c| c.volume)
         .collect();
     for m in c.volume_mounts.iter().flatten() {
-        if read_only.contains(&m.name.as_str()) {
+        if read_only.contains(&m.name) {
             for out in mounts
                 .iter_mut()
                 .filter(|o| o.container_path == m.mount_path)
@@ -534,6 +526,7 @@ pub fn prepare(
     let Some(spec) = &pod.spec else {
         return Ok(out);
     };
+    let claims = capstan_api::volume::pod_claims(pod);
     for v in spec.volumes.iter().flatten() {
         if let Some(h) = &v.host_path {
             let p = PathBuf::from(&h.path);
@@ -541,13 +534,13 @@ pub fn prepare(
             out.insert(v.name.clone(), p);
             continue;
         }
-        if let Some(c) = &v.persistent_volume_claim {
+        if let Some(c) = claims.iter().find(|c| c.volume == v.name) {
             let claim = format!(
                 "{}/{}",
                 pod.metadata.namespace.as_deref().unwrap_or(""),
-                c.claim_name
+                c.claim
             );
-            let (path, kind) = match objs.claims.get(&c.claim_name) {
+            let (path, kind) = match objs.claims.get(&c.claim) {
                 Some(Ok(found)) => found.clone(),
                 Some(Err(reason)) => {
                     return Err(Error::Claim {

@@ -487,7 +487,11 @@ impl Worker {
                 .insert(n.clone(), s_api.get_opt(&n).await.ok().flatten());
         }
         for n in volumes::claim_references(pod) {
-            let found = crate::claims::resolve(&self.shared.client, &ns, &n).await;
+            // A bound claim's volume does not move: resolved once, not at every refresh.
+            let found = match self.objects.claims.get(&n) {
+                Some(Ok(known)) => Ok(known.clone()),
+                _ => crate::claims::resolve(&self.shared.client, &ns, &n).await,
+            };
             objs.claims.insert(n, found);
         }
         let lookups = self.lookups(obs, &objs);

@@ -25,6 +25,11 @@ pub const ERR_PV_NOT_EXIST: &str =
     "node(s) unavailable due to one or more pvc(s) bound to non-existent pv(s)";
 /// A class whose volumes are all created by hand.
 const NO_PROVISIONER: &str = "kubernetes.io/no-provisioner";
+/// The built-in provisioner runs in the node agents...
+const LOCAL_PATH: &str = "rancher.io/local-path";
+/// ...which simulated nodes do not have (capstan's simnode label): no local-path volume can
+/// be made there, so such nodes are filtered out rather than waited for.
+const SIMULATED_LABEL: &str = "capstan.io/simulated";
 
 /// Claims, volumes and classes as the watches last saw them (keys: `ns/name`, name, name).
 #[derive(Default)]
@@ -137,10 +142,13 @@ pub fn filter(state: Option<&State>, objects: &Objects, node: &NodeInfo) -> Opti
             true,
         )
         .is_some();
+        let simulated = labels.contains_key(SIMULATED_LABEL);
         let provisionable = objects
             .classes
             .get(vol::claim_class(claim))
-            .is_some_and(|c| c.provisioner != NO_PROVISIONER);
+            .is_some_and(|c| {
+                c.provisioner != NO_PROVISIONER && !(c.provisioner == LOCAL_PATH && simulated)
+            });
         if !static_volume && !provisionable {
             return Some(Rejection::unresolvable(
                 Plugin::VolumeBinding,
@@ -151,8 +159,9 @@ pub fn filter(state: Option<&State>, objects: &Objects, node: &NodeInfo) -> Opti
     None
 }
 
-/// The pod's unbound WaitForFirstConsumer claims not yet marked with `node`, as `ns/name`.
-pub fn claims_to_select(pod: &PodInfo, objects: &Objects, node: &str) -> Vec<(String, String)> {
+/// The pod's unbound WaitForFirstConsumer claims (namespace, name): the binder marks them
+/// with the chosen node (again, if a retry finds them marked) and waits for them to be bound.
+pub fn claims_to_select(pod: &PodInfo, objects: &Objects) -> Vec<(String, String)> {
     pod.claims
         .iter()
         .filter_map(|name| objects.claim(&pod.namespace, name))
@@ -163,7 +172,6 @@ pub fn claims_to_select(pod: &PodInfo, objects: &Objects, node: &str) -> Vec<(St
                 .unwrap_or("")
                 .is_empty()
                 && objects.delayed(c)
-                && vol::selected_node(c) != Some(node)
         })
         .map(|c| {
             (
@@ -281,8 +289,16 @@ mod tests {
         let state = pre_filter(&p, &o).expect("claims").expect("passes");
         assert!(filter(Some(&state), &o, &node("a")).is_none());
         assert_eq!(
-            claims_to_select(&p, &o, "a"),
+            claims_to_select(&p, &o),
             vec![("default".to_string(), "auto".to_string())]
+        );
+        let mut sim = node("s");
+        if let Some(p) = sim.props.as_mut() {
+            p.labels.insert(SIMULATED_LABEL.into(), "true".into());
+        }
+        assert_eq!(
+            reason(filter(Some(&state), &o, &sim).expect("no")),
+            ERR_BIND_CONFLICT
         );
         let p = using("byhand");
         let state = pre_filter(&p, &o).expect("claims").expect("passes");
