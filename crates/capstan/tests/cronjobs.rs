@@ -2,7 +2,8 @@
 //! driven by the real kubectl. The CronJob checks cover what the CronJob controller owns (Jobs
 //! created on schedule with their name, owner and annotation; lastScheduleTime and active;
 //! Forbid; history pruning over Jobs whose status the test sets; `kubectl create job
-//! --from=cronjob/...`; refusals of bad schedules and zones). No nodes run the Jobs here.
+//! --from=cronjob/...`; refusals of bad schedules and zones); one test runs the whole chain,
+//! CronJob to Job to pods on a simulated node to lastSuccessfulTime.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed step is the test failing
 
 use std::time::Duration;
@@ -125,6 +126,42 @@ fn a_cron_job_starts_a_job_on_schedule_and_forbid_skips_while_it_runs() {
         "Not starting job because prior execution is running and concurrency policy is Forbid"
     );
     assert_eq!(jobs_of(&s, &uid).len(), 1, "no second Job under Forbid");
+}
+
+/// The whole chain: the CronJob controller starts a Job, the Job controller runs its pod on a
+/// simulated node (which completes Job pods), and the CronJob sees the Job finish.
+#[test]
+fn a_scheduled_job_runs_to_completion_and_sets_last_successful_time() {
+    let s = Server::start_with(BIN, &["--simulate-nodes", "1"]);
+    s.ok_stdin(
+        &["apply", "-f", "-"],
+        &cron_job(
+            "chain",
+            "* * * * *",
+            json!({"successfulJobsHistoryLimit": 1}),
+        ),
+    );
+    let uid = s.jsonpath(&["cronjob", "chain"], "{.metadata.uid}");
+    let job = eventually(ONE_MINUTE, "a Job on schedule", || {
+        jobs_of(&s, &uid)
+            .first()
+            .map(|j| j["metadata"]["name"].as_str().unwrap().to_string())
+    });
+    eventually(WAIT, "the Job Complete", || {
+        let c = s.jsonpath(
+            &["job", &job],
+            r#"{.status.conditions[?(@.type=="Complete")].status}"#,
+        );
+        (c == "True").then_some(())
+    });
+    eventually(WAIT, "lastSuccessfulTime and no active Job", || {
+        let last = s.jsonpath(&["cronjob", "chain"], "{.status.lastSuccessfulTime}");
+        let active = s.jsonpath(&["cronjob", "chain"], "{.status.active}");
+        (!last.is_empty() && active.is_empty()).then_some(())
+    });
+    eventually(WAIT, "SawCompletedJob", || {
+        (!events_for(&s, "chain", "SawCompletedJob").is_empty()).then_some(())
+    });
 }
 
 #[test]

@@ -495,11 +495,12 @@ fn claims_are_made_per_pod_and_kept_or_deleted_on_scale_down_as_the_policy_says(
     });
 }
 
-/// A pod of a StatefulSet with a claim keeps its data when it is recreated, on real
-/// containerd. Each start appends a line to the claim and prints what was there, so the
-/// second incarnation's log shows the first one's line.
+/// The issue's end-to-end case on real containerd: a StatefulSet of 3 with a claim template;
+/// every pod writes to its own claim; web-1, deleted, comes back under its name and finds its
+/// predecessor's data; scaling to 1 removes web-2 before web-1 and keeps every claim.
+/// Each start appends a line to the claim and prints what was there, so the second
+/// incarnation's log shows the first one's line.
 #[test]
-#[ignore = "needs the local-path provisioner and PVC-backed volumes (branch h-storage): enable once both are merged"]
 fn a_recreated_pod_finds_the_data_its_predecessor_wrote_to_its_claim() {
     use capstan_testkit::agent::BUSYBOX;
     let s = Server::start_with_agent(BIN, &[]);
@@ -507,19 +508,19 @@ fn a_recreated_pod_finds_the_data_its_predecessor_wrote_to_its_claim() {
         r#"
 apiVersion: apps/v1
 kind: StatefulSet
-metadata: {{name: keep}}
+metadata: {{name: web}}
 spec:
-  serviceName: keep
-  replicas: 1
-  selector: {{matchLabels: {{app: keep}}}}
+  serviceName: web
+  replicas: 3
+  selector: {{matchLabels: {{app: web}}}}
   template:
-    metadata: {{labels: {{app: keep}}}}
+    metadata: {{labels: {{app: web}}}}
     spec:
       terminationGracePeriodSeconds: 1
       containers:
       - name: c
         image: {BUSYBOX}
-        command: [sh, -c, 'cat /data/log 2>/dev/null; echo "started $(cat /proc/sys/kernel/random/uuid)" >> /data/log; sleep 3600']
+        command: [sh, -c, 'cat /data/log 2>/dev/null; echo "started $(hostname) $(cat /proc/sys/kernel/random/uuid)" >> /data/log; sleep 3600']
         volumeMounts: [{{name: data, mountPath: /data}}]
   volumeClaimTemplates:
   - metadata: {{name: data}}
@@ -528,33 +529,68 @@ spec:
       resources: {{requests: {{storage: 1Gi}}}}
 "#
     ));
-    let wait = Duration::from_secs(120);
-    let first = eventually(wait, "keep-0 running", || {
-        let p = s.get_json(&["pod", "keep-0"]);
+    let wait = Duration::from_secs(180);
+    let running_uid = |name: &str| {
+        let p = s.get_json(&["pod", name]);
         (p["status"]["phase"] == "Running")
             .then(|| p["metadata"]["uid"].as_str().unwrap_or("").to_string())
-    });
+    };
+    let first_line = |ord: usize| {
+        let claim = format!("data-web-{ord}");
+        assert_eq!(s.jsonpath(&["pvc", &claim], "{.status.phase}"), "Bound");
+        // The claim's volume is a directory on this host (local-path).
+        let pv = s.jsonpath(&["pvc", &claim], "{.spec.volumeName}");
+        let dir = s.jsonpath(&["pv", &pv], "{.spec.hostPath.path}");
+        eventually(wait, "the first start's line", || {
+            let text = std::fs::read_to_string(std::path::Path::new(&dir).join("log")).ok()?;
+            text.lines()
+                .next()
+                .filter(|l| l.starts_with(&format!("started web-{ord} ")))
+                .map(str::to_string)
+        })
+    };
+    let mut uids = Vec::new();
+    let mut lines = Vec::new();
+    for ord in 0..3 {
+        let name = format!("web-{ord}");
+        uids.push(eventually(wait, "pod running", || running_uid(&name)));
+        lines.push(first_line(ord));
+    }
+    // Three claims, three different directories, each with its own pod's line.
     assert_eq!(
-        s.jsonpath(&["pvc", "data-keep-0"], "{.status.phase}"),
-        "Bound"
+        lines.iter().collect::<std::collections::HashSet<_>>().len(),
+        3
     );
-    // The claim's volume is a directory on this host (local-path).
-    let pv = s.jsonpath(&["pvc", "data-keep-0"], "{.spec.volumeName}");
-    let dir = s.jsonpath(&["pv", &pv], "{.spec.hostPath.path}");
-    let written = eventually(wait, "the first start's line", || {
-        let text = std::fs::read_to_string(std::path::Path::new(&dir).join("log")).ok()?;
-        text.lines()
-            .next()
-            .filter(|l| l.starts_with("started "))
-            .map(str::to_string)
+
+    s.ok(&["delete", "pod", "web-1"]);
+    eventually(wait, "web-1 back", || {
+        running_uid("web-1").filter(|uid| uid != &uids[1])
     });
-    s.ok(&["delete", "pod", "keep-0"]);
-    eventually(wait, "keep-0 back", || {
-        let p = s.get_json(&["pod", "keep-0"]);
-        (p["status"]["phase"] == "Running" && p["metadata"]["uid"].as_str() != Some(first.as_str()))
-            .then_some(())
+    eventually(wait, "the new web-1 to print the old line", || {
+        s.ok(&["logs", "web-1"]).contains(&lines[1]).then_some(())
     });
-    eventually(wait, "the new pod to print the old line", || {
-        s.ok(&["logs", "keep-0"]).contains(&written).then_some(())
+
+    s.ok(&["scale", "sts/web", "--replicas=1"]);
+    // Scale-down goes from the highest ordinal: web-1 stays until web-2 is gone.
+    eventually(wait, "web-2 gone", || {
+        let names = s.ok(&["get", "pods", "-o", "name"]);
+        if names.contains("pod/web-2") {
+            assert!(
+                names.contains("pod/web-1"),
+                "web-1 went before web-2: {names}"
+            );
+            return None;
+        }
+        Some(())
     });
+    eventually(wait, "web-1 gone", || {
+        (!s.ok(&["get", "pods", "-o", "name"]).contains("pod/web-1")).then_some(())
+    });
+    // The default retention policy keeps the claims of the removed pods.
+    for ord in 0..3 {
+        assert_eq!(
+            s.jsonpath(&["pvc", &format!("data-web-{ord}")], "{.status.phase}"),
+            "Bound"
+        );
+    }
 }
