@@ -583,3 +583,114 @@ for port in (80, 8080):
     let _ = again.kill();
     let _ = again.wait();
 }
+
+#[test]
+fn proxy_subresources_reach_pods_services_and_nodes_with_upgrades() {
+    use capstan_testkit::agent::HTTPD;
+    let s = Server::start_with_agent(BIN, &[]);
+    let node = s.node_name();
+    s.apply(&format!(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: web\n  labels:\n    app: web\nspec:\n  terminationGracePeriodSeconds: 1\n  containers:\n  - name: main\n    image: {HTTPD}\n    ports:\n    - name: http\n      containerPort: 80\n---\napiVersion: v1\nkind: Service\nmetadata:\n  name: web\nspec:\n  selector:\n    app: web\n  ports:\n  - name: http\n    port: 8000\n    targetPort: 80\n---\napiVersion: v1\nkind: Service\nmetadata:\n  name: empty\nspec:\n  selector:\n    app: nobody\n  ports:\n  - port: 80\n"
+    ));
+    s.wait_pod_field("web", "{.status.phase}", "Running", Duration::from_secs(90));
+    let body = s.ok(&["get", "--raw", "/api/v1/namespaces/default/pods/web/proxy/"]);
+    assert!(body.starts_with("hello from web"), "{body}");
+    let body = s.ok(&[
+        "get",
+        "--raw",
+        "/api/v1/namespaces/default/pods/web:http/proxy/",
+    ]);
+    assert!(body.starts_with("hello from web"), "{body}");
+    let body = eventually(Duration::from_secs(30), "the Service's endpoint", || {
+        let out = s.kubectl(&[
+            "get",
+            "--raw",
+            "/api/v1/namespaces/default/services/web:8000/proxy/",
+        ]);
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+    });
+    assert!(body.starts_with("hello from web"), "{body}");
+    let body = s.ok(&[
+        "get",
+        "--raw",
+        &format!("/api/v1/nodes/{node}/proxy/healthz"),
+    ]);
+    assert_eq!(body, "ok");
+    let e = s.fails(&[
+        "get",
+        "--raw",
+        "/api/v1/namespaces/default/services/empty/proxy/",
+    ]);
+    assert!(
+        e.contains(r#"no endpoints available for service "empty""#),
+        "{e}"
+    );
+    let e = s.fails(&[
+        "get",
+        "--raw",
+        "/api/v1/namespaces/default/services/nope/proxy/",
+    ]);
+    assert!(e.contains(r#"services "nope" not found"#), "{e}");
+
+    // kubectl proxy in front of the API server.
+    let port = free_port();
+    let mut proxy = Command::new("kubectl")
+        .arg("--kubeconfig")
+        .arg(s.kubeconfig())
+        .args(["proxy", &format!("--port={port}")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("kubectl proxy");
+    let body = eventually(
+        Duration::from_secs(30),
+        "HTTP through kubectl proxy",
+        || {
+            use std::io::Read;
+            let mut c = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+            c.write_all(
+            b"GET /api/v1/namespaces/default/services/web:8000/proxy/ HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n",
+        )
+        .ok()?;
+            let mut out = String::new();
+            c.read_to_string(&mut out).ok()?;
+            out.contains(" 200 ").then_some(out)
+        },
+    );
+    assert!(body.contains("hello from web"), "{body}");
+    let _ = proxy.kill();
+    let _ = proxy.wait();
+
+    // A WebSocket upgrade through nodes/proxy: the kubelet's own exec endpoint.
+    let py = python(
+        r#"
+import ssl, sys, websocket
+url, token, ca = sys.argv[1], sys.argv[2], sys.argv[3]
+ws = websocket.create_connection(url, header=["Authorization: Bearer " + token],
+                                 subprotocols=["v4.channel.k8s.io"], sslopt={"ca_certs": ca})
+out = b""
+while True:
+    try:
+        op, data = ws.recv_data()
+    except Exception:
+        break
+    if op == websocket.ABNF.OPCODE_CLOSE:
+        break
+    out += data
+print(repr(out))
+"#,
+        &[
+            &format!(
+                "{}/api/v1/nodes/{node}/proxy/exec/default/web/main?command=echo&command=via-node-proxy&stdout=1",
+                s.url().replace("https://", "wss://")
+            ),
+            &s.admin_token(),
+            s.ca_file().to_str().unwrap(),
+        ],
+    );
+    let py_out = String::from_utf8_lossy(&py.stdout);
+    assert!(py_out.contains("\\x01via-node-proxy"), "{py:?}");
+    assert!(py_out.contains("Success"), "{py:?}");
+}
