@@ -694,3 +694,74 @@ print(repr(out))
     assert!(py_out.contains("\\x01via-node-proxy"), "{py:?}");
     assert!(py_out.contains("Success"), "{py:?}");
 }
+
+#[test]
+fn debug_adds_an_ephemeral_container_that_sees_the_targets_processes() {
+    let s = Server::start_with_agent(BIN, &[]);
+    idle_pod(&s, "dbg", "");
+    let out = s.kubectl_stdin(
+        &[
+            "debug",
+            "-i",
+            "dbg",
+            &format!("--image={BUSYBOX}"),
+            "--target=main",
+            "--",
+            "sh",
+            "-c",
+            "read x; ps",
+        ],
+        "go\n",
+    );
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout)
+            .contains("Defaulting debug container name to debugger-"),
+        "{out:?}"
+    );
+    let pod = s.get_json(&["pod", "dbg"]);
+    let eph = &pod["spec"]["ephemeralContainers"][0];
+    assert_eq!(eph["targetContainerName"], "main", "{pod}");
+    let name = eph["name"].as_str().expect("a debugger name").to_string();
+    let st = eventually(
+        Duration::from_secs(30),
+        "the ephemeral container's status",
+        || {
+            let pod = s.get_json(&["pod", "dbg"]);
+            let st = pod["status"]["ephemeralContainerStatuses"][0].clone();
+            (st["name"] == name.as_str() && st["state"]["terminated"].is_object()).then_some(st)
+        },
+    );
+    assert_eq!(st["state"]["terminated"]["exitCode"], 0, "{st}");
+    // What it printed (read back from its log: a process this short may end before an
+    // attached client has read its output, with containerd as upstream): the target's `sleep`
+    // as PID 1, so it shares the target's process namespace.
+    let logs = s.ok(&["logs", "dbg", "-c", &name]);
+    assert!(
+        logs.lines()
+            .any(|l| l.trim_start().starts_with("1 ") && l.contains("sleep 3600")),
+        "{logs}"
+    );
+    // Existing ephemeral containers cannot be removed (upstream's rule), nor is the pod's
+    // main spec changed through the subresource.
+    let mut pod = s.get_json(&["pod", "dbg"]);
+    pod["spec"]["ephemeralContainers"] = serde_json::json!([]);
+    let (code, body) = capstan_testkit::http(
+        &s,
+        "PUT",
+        "/api/v1/namespaces/default/pods/dbg/ephemeralcontainers",
+        Some(pod.to_string().as_bytes()),
+        "application/json",
+        true,
+    );
+    assert_eq!(code, 422, "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("may not be removed"),
+        "{body}"
+    );
+    // The container ran once: the pod still runs its app container, untouched.
+    assert_eq!(s.jsonpath(&["pod", "dbg"], "{.status.phase}"), "Running");
+}
