@@ -765,3 +765,63 @@ fn debug_adds_an_ephemeral_container_that_sees_the_targets_processes() {
     // The container ran once: the pod still runs its app container, untouched.
     assert_eq!(s.jsonpath(&["pod", "dbg"], "{.status.phase}"), "Running");
 }
+
+/// Resident memory of process `pid`, in bytes.
+fn rss(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .expect("VmRSS")
+        * 1024
+}
+
+#[test]
+fn a_client_that_stops_reading_holds_the_process_back_instead_of_filling_memory() {
+    let s = Server::start_with_agent(BIN, &[]);
+    idle_pod(&s, "fast", "");
+    let pid = s.pid().expect("server pid");
+    let before = rss(pid);
+    // A process writing as fast as it can to a kubectl that reads nothing (stopped).
+    let mut kubectl = Command::new("kubectl")
+        .arg("--kubeconfig")
+        .arg(s.kubeconfig())
+        .args(["exec", "fast", "--", "cat", "/dev/zero"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("kubectl");
+    let mut out = kubectl.stdout.take().expect("stdout");
+    let mut first = [0u8; 4096];
+    std::io::Read::read_exact(&mut out, &mut first).expect("data flows");
+    Command::new("kill")
+        .args(["-STOP", &kubectl.id().to_string()])
+        .status()
+        .expect("kill -STOP");
+    // The server's memory settles (every buffer on the way is full and the writer waits)
+    // instead of growing with the gigabytes `cat` could write meanwhile.
+    let mut last = rss(pid);
+    let settled = eventually(Duration::from_secs(60), "memory to settle", || {
+        std::thread::sleep(Duration::from_millis(500));
+        let now = rss(pid);
+        let steady = now.abs_diff(last) < 2 * 1024 * 1024;
+        last = now;
+        steady.then_some(now)
+    });
+    assert!(
+        settled < before + 64 * 1024 * 1024,
+        "server RSS grew from {} MB to {} MB behind a stopped client",
+        before >> 20,
+        settled >> 20
+    );
+    assert_eq!(api_sessions(&s), 1);
+    Command::new("kill")
+        .args(["-KILL", &kubectl.id().to_string()])
+        .status()
+        .expect("kill");
+    let _ = kubectl.wait();
+    eventually(Duration::from_secs(30), "no open session", || {
+        (api_sessions(&s) == 0 && agent_sessions(&s) == 0).then_some(())
+    });
+}
