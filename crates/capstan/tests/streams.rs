@@ -360,6 +360,31 @@ fn a_terminal_resizes_and_attach_and_run_carry_stdin() {
         String::from_utf8_lossy(&out.stdout).contains("EXIT:3"),
         "{out:?}"
     );
+    // run -it --rm: attach with a terminal, resized the same way; the pod is deleted after.
+    let image = format!("--image={BUSYBOX}");
+    let out = python(
+        PTY_DRIVER,
+        &[
+            "kubectl",
+            "--kubeconfig",
+            &kc,
+            "run",
+            "shell",
+            "-it",
+            "--rm",
+            "--restart=Never",
+            &image,
+            "--",
+            "sh",
+        ],
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("EXIT:"),
+        "{out:?}"
+    );
+    eventually(Duration::from_secs(60), "the shell pod deleted", || {
+        (!s.kubectl(&["get", "pod", "shell"]).status.success()).then_some(())
+    });
 
     // attach to a container reading stdin (stdinOnce: the end of our stdin is its end).
     s.apply(&format!(
