@@ -2,8 +2,8 @@
 //! same run, alternating so both see the same load:
 //! - `kubectl exec pod -- true` round trips against `ctr tasks exec` of the same command in the
 //!   same container (containerd's own client; crictl is not installed on these machines);
-//! - a 1 GiB stream through `kubectl port-forward` against the same stream read straight from
-//!   the pod IP.
+//! - a 1 GiB HTTP response (busybox httpd, a CGI streaming zeros) through `kubectl
+//!   port-forward` against the same response read straight from the pod IP.
 //!
 //! ```sh
 //! cargo build --release -p capstan
@@ -20,6 +20,8 @@ use capstan_testkit::agent::BUSYBOX;
 use capstan_testkit::{eventually, Server};
 
 const ROUNDS: usize = 40;
+/// busybox httpd on port 9000 with a CGI streaming zeros for as long as the client reads.
+const ZERO: &str = "mkdir -p /www/cgi-bin && printf '#!/bin/sh\\necho Content-Type: application/octet-stream\\necho\\nexec cat /dev/zero\\n' > /www/cgi-bin/zero && chmod +x /www/cgi-bin/zero && exec httpd -f -p 9000 -h /www";
 const GIB: u64 = 1 << 30;
 
 fn bin() -> String {
@@ -63,6 +65,7 @@ fn free_port() -> u16 {
 fn read_stream(addr: (&str, u16), n: u64) -> Option<f64> {
     let t = Instant::now();
     let mut s = std::net::TcpStream::connect(addr).ok()?;
+    std::io::Write::write_all(&mut s, b"GET /cgi-bin/zero HTTP/1.0\r\n\r\n").ok()?;
     let mut buf = vec![0u8; 256 * 1024];
     let mut got = 0u64;
     while got < n {
@@ -80,7 +83,7 @@ fn read_stream(addr: (&str, u16), n: u64) -> Option<f64> {
 fn exec_round_trips_and_port_forward_throughput() {
     let s = Server::start_with_agent(&bin(), &[]);
     s.apply(&format!(
-        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: bench\nspec:\n  terminationGracePeriodSeconds: 1\n  containers:\n  - name: main\n    image: {BUSYBOX}\n    command: [sh, -c, 'while true; do nc -l -p 9000 < /dev/zero; done']\n"
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: bench\nspec:\n  terminationGracePeriodSeconds: 1\n  containers:\n  - name: main\n    image: {BUSYBOX}\n    command: [sh, -c, {ZERO:?}]\n"
     ));
     s.wait_pod_field(
         "bench",
