@@ -94,6 +94,34 @@ fn exec_carries_output_exit_codes_and_stdin_and_refuses_as_upstream() {
         "hi\n"
     );
 
+    // The agent's streaming endpoints admit only the API server's client certificate.
+    let kubelet_port = s.agent.clone().expect("agent").kubelet_port;
+    let direct = Command::new("curl")
+        .args([
+            "-sk",
+            "--max-time",
+            "10",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+        ])
+        .args(["-H", "Connection: Upgrade", "-H", "Upgrade: websocket"])
+        .args([
+            "-H",
+            "Sec-WebSocket-Version: 13",
+            "-H",
+            "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
+        ])
+        .args(["-H", "Sec-WebSocket-Protocol: v5.channel.k8s.io"])
+        .arg(format!(
+            "https://127.0.0.1:{kubelet_port}/exec/default/p/main?command=true&stdout=1"
+        ))
+        .output()
+        .expect("curl");
+    assert!(!direct.status.success(), "{direct:?}");
+    assert_ne!(String::from_utf8_lossy(&direct.stdout), "101", "{direct:?}");
+
     // Upstream's refusals.
     let e = s.fails(&["exec", "nope", "--", "true"]);
     assert!(e.contains(r#"pods "nope" not found"#), "{e}");
