@@ -208,6 +208,9 @@ pub async fn get(reg: &Registry, req: &Req<'_>, name: &str) -> ApiResult<Respons
         None | Some("status") => {
             object_response(r.info, 200, &ObjectOut::Stored(kv), format, &req.query)
         }
+        Some("ephemeralcontainers") if r.info.plural == "pods" => {
+            object_response(r.info, 200, &ObjectOut::Stored(kv), format, &req.query)
+        }
         Some("scale") => {
             let obj = decode_stored(r.info, &kv)?;
             let scale = crate::scale::to_scale(r.info, &obj)?;
@@ -546,8 +549,13 @@ pub async fn update(reg: &Registry, req: &Req<'_>, name: &str) -> ApiResult<Resp
     let r = &req.route;
     let format = negotiate(req.accept)?;
     let opts = write_options(req)?;
+    let ephemeral =
+        r.info.plural == "pods" && r.subresource.as_deref() == Some("ephemeralcontainers");
     match r.subresource.as_deref() {
-        None | Some("status") | Some("finalize") => {
+        Some("ephemeralcontainers") if !ephemeral => {
+            Err(not_implemented_subresource(r.info, "ephemeralcontainers"))
+        }
+        None | Some("status") | Some("finalize") | Some("ephemeralcontainers") => {
             let mut warnings = Vec::new();
             let obj = decode_request_body(req, &mut warnings)?;
             let w = reg

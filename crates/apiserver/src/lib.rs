@@ -30,6 +30,7 @@ pub mod patch;
 pub mod pki;
 pub mod pod_streams;
 pub mod protobuf;
+pub mod proxy;
 pub mod read;
 pub mod registry;
 pub mod route;
@@ -141,6 +142,12 @@ impl ApiServer {
         };
         let response = if !anonymous_ok && caller.user.is_empty() {
             error_response(&ApiError::unauthorized())
+        } else if let Some(target) = proxy::parse(&path) {
+            // pods/proxy, services/proxy, nodes/proxy: any method, any path after /proxy.
+            match proxy::serve(&self.registry, target, req).await {
+                Ok(r) => r,
+                Err(e) => error_response(&e),
+            }
         } else {
             match route {
                 Err(e) => error_response(&e),

@@ -139,8 +139,13 @@ pub async fn patch(
     let info = r.info;
     let patch_doc = parse_patch(pt, &req.body)?;
     let fv = opts.field_validation;
+    let ephemeral =
+        info.plural == "pods" && r.subresource.as_deref() == Some("ephemeralcontainers");
     match r.subresource.as_deref() {
-        None | Some("status") => {
+        Some("ephemeralcontainers") if !ephemeral => Err(ApiError::not_implemented(
+            "patching the ephemeralcontainers subresource is only served for pods",
+        )),
+        None | Some("status") | Some("ephemeralcontainers") => {
             let w = reg
                 .update_with(
                     info,

@@ -526,6 +526,7 @@ impl Registry {
             let merged = match subresource {
                 Some("status") => status_update(&old, &new),
                 Some("finalize") => finalize_update(&old, &new),
+                Some("ephemeralcontainers") => ephemeral_update(&old, &new),
                 _ => new.clone(),
             };
             match self
@@ -576,6 +577,7 @@ impl Registry {
             };
             let merged = match subresource {
                 Some("status") => status_update(&old, &new),
+                Some("ephemeralcontainers") => ephemeral_update(&old, &new),
                 _ => new,
             };
             if let Some(w) = self
@@ -669,6 +671,9 @@ impl Registry {
         }
         if !own_rules {
             info.strategy.validate_update(&new, &old, &mut errs);
+        }
+        if subresource == Some("ephemeralcontainers") {
+            ephemeral_changes(&old, &new, &mut errs);
         }
         if !errs.is_empty() {
             return Err(ApiError::invalid(info, &name, &errs));
@@ -997,6 +1002,51 @@ fn status_update(old: &Value, new: &Value) -> Value {
         out["metadata"]["resourceVersion"] = rv.clone();
     }
     out
+}
+
+/// pods/{name}/ephemeralcontainers changes only spec.ephemeralContainers.
+fn ephemeral_update(old: &Value, new: &Value) -> Value {
+    let mut out = old.clone();
+    match new["spec"].get("ephemeralContainers") {
+        Some(e) if !e.is_null() => out["spec"]["ephemeralContainers"] = e.clone(),
+        _ => {
+            if let Some(m) = out["spec"].as_object_mut() {
+                m.remove("ephemeralContainers");
+            }
+        }
+    }
+    if let Some(mf) = new["metadata"].get("managedFields") {
+        out["metadata"]["managedFields"] = mf.clone();
+    }
+    if let Some(rv) = new["metadata"].get("resourceVersion") {
+        out["metadata"]["resourceVersion"] = rv.clone();
+    }
+    out
+}
+
+/// Upstream's ValidatePodEphemeralContainersUpdate: ephemeral containers are only added.
+fn ephemeral_changes(old: &Value, new: &Value, errs: &mut Vec<FieldError>) {
+    let list = |v: &Value| -> Vec<Value> {
+        v["spec"]["ephemeralContainers"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    };
+    let (before, after) = (list(old), list(new));
+    for (i, o) in before.iter().enumerate() {
+        let name = o["name"].as_str().unwrap_or_default();
+        match after.iter().position(|n| n["name"] == o["name"]) {
+            None => errs.push(FieldError::forbidden(
+                "spec.ephemeralContainers",
+                format!("existing ephemeral containers {name:?} may not be removed\n"),
+            )),
+            Some(j) if after[j] != *o => errs.push(FieldError::forbidden(
+                format!("spec.ephemeralContainers[{i}]"),
+                format!("existing ephemeral containers {name:?} may not be changed\n"),
+            )),
+            Some(_) => {}
+        }
+    }
 }
 
 /// namespaces/{name}/finalize changes only spec.finalizers.

@@ -94,6 +94,34 @@ fn exec_carries_output_exit_codes_and_stdin_and_refuses_as_upstream() {
         "hi\n"
     );
 
+    // The agent's streaming endpoints admit only the API server's client certificate.
+    let kubelet_port = s.agent.clone().expect("agent").kubelet_port;
+    let direct = Command::new("curl")
+        .args([
+            "-sk",
+            "--max-time",
+            "10",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+        ])
+        .args(["-H", "Connection: Upgrade", "-H", "Upgrade: websocket"])
+        .args([
+            "-H",
+            "Sec-WebSocket-Version: 13",
+            "-H",
+            "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
+        ])
+        .args(["-H", "Sec-WebSocket-Protocol: v5.channel.k8s.io"])
+        .arg(format!(
+            "https://127.0.0.1:{kubelet_port}/exec/default/p/main?command=true&stdout=1"
+        ))
+        .output()
+        .expect("curl");
+    assert!(!direct.status.success(), "{direct:?}");
+    assert_ne!(String::from_utf8_lossy(&direct.stdout), "101", "{direct:?}");
+
     // Upstream's refusals.
     let e = s.fails(&["exec", "nope", "--", "true"]);
     assert!(e.contains(r#"pods "nope" not found"#), "{e}");
@@ -360,6 +388,31 @@ fn a_terminal_resizes_and_attach_and_run_carry_stdin() {
         String::from_utf8_lossy(&out.stdout).contains("EXIT:3"),
         "{out:?}"
     );
+    // run -it --rm: attach with a terminal, resized the same way; the pod is deleted after.
+    let image = format!("--image={BUSYBOX}");
+    let out = python(
+        PTY_DRIVER,
+        &[
+            "kubectl",
+            "--kubeconfig",
+            &kc,
+            "run",
+            "shell",
+            "-it",
+            "--rm",
+            "--restart=Never",
+            &image,
+            "--",
+            "sh",
+        ],
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("EXIT:"),
+        "{out:?}"
+    );
+    eventually(Duration::from_secs(60), "the shell pod deleted", || {
+        (!s.kubectl(&["get", "pod", "shell"]).status.success()).then_some(())
+    });
 
     // attach to a container reading stdin (stdinOnce: the end of our stdin is its end).
     s.apply(&format!(
@@ -582,4 +635,246 @@ for port in (80, 8080):
     assert!(body.starts_with("hello from pf"), "{body}");
     let _ = again.kill();
     let _ = again.wait();
+}
+
+#[test]
+fn proxy_subresources_reach_pods_services_and_nodes_with_upgrades() {
+    use capstan_testkit::agent::HTTPD;
+    let s = Server::start_with_agent(BIN, &[]);
+    let node = s.node_name();
+    s.apply(&format!(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: web\n  labels:\n    app: web\nspec:\n  terminationGracePeriodSeconds: 1\n  containers:\n  - name: main\n    image: {HTTPD}\n    ports:\n    - name: http\n      containerPort: 80\n---\napiVersion: v1\nkind: Service\nmetadata:\n  name: web\nspec:\n  selector:\n    app: web\n  ports:\n  - name: http\n    port: 8000\n    targetPort: 80\n---\napiVersion: v1\nkind: Service\nmetadata:\n  name: empty\nspec:\n  selector:\n    app: nobody\n  ports:\n  - port: 80\n"
+    ));
+    s.wait_pod_field("web", "{.status.phase}", "Running", Duration::from_secs(90));
+    let body = s.ok(&["get", "--raw", "/api/v1/namespaces/default/pods/web/proxy/"]);
+    assert!(body.starts_with("hello from web"), "{body}");
+    let body = s.ok(&[
+        "get",
+        "--raw",
+        "/api/v1/namespaces/default/pods/web:http/proxy/",
+    ]);
+    assert!(body.starts_with("hello from web"), "{body}");
+    let body = eventually(Duration::from_secs(30), "the Service's endpoint", || {
+        let out = s.kubectl(&[
+            "get",
+            "--raw",
+            "/api/v1/namespaces/default/services/web:8000/proxy/",
+        ]);
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+    });
+    assert!(body.starts_with("hello from web"), "{body}");
+    let body = s.ok(&[
+        "get",
+        "--raw",
+        &format!("/api/v1/nodes/{node}/proxy/healthz"),
+    ]);
+    assert_eq!(body, "ok");
+    let e = s.fails(&[
+        "get",
+        "--raw",
+        "/api/v1/namespaces/default/services/empty/proxy/",
+    ]);
+    assert!(
+        e.contains(r#"no endpoints available for service "empty""#),
+        "{e}"
+    );
+    let e = s.fails(&[
+        "get",
+        "--raw",
+        "/api/v1/namespaces/default/services/nope/proxy/",
+    ]);
+    assert!(e.contains(r#"services "nope" not found"#), "{e}");
+
+    // kubectl proxy in front of the API server.
+    let port = free_port();
+    let mut proxy = Command::new("kubectl")
+        .arg("--kubeconfig")
+        .arg(s.kubeconfig())
+        .args(["proxy", &format!("--port={port}")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("kubectl proxy");
+    let body = eventually(
+        Duration::from_secs(30),
+        "HTTP through kubectl proxy",
+        || {
+            use std::io::Read;
+            let mut c = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+            c.write_all(
+            b"GET /api/v1/namespaces/default/services/web:8000/proxy/ HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n",
+        )
+        .ok()?;
+            let mut out = String::new();
+            c.read_to_string(&mut out).ok()?;
+            out.contains(" 200 ").then_some(out)
+        },
+    );
+    assert!(body.contains("hello from web"), "{body}");
+    let _ = proxy.kill();
+    let _ = proxy.wait();
+
+    // A WebSocket upgrade through nodes/proxy: the kubelet's own exec endpoint.
+    let py = python(
+        r#"
+import ssl, sys, websocket
+url, token, ca = sys.argv[1], sys.argv[2], sys.argv[3]
+ws = websocket.create_connection(url, header=["Authorization: Bearer " + token],
+                                 subprotocols=["v4.channel.k8s.io"], sslopt={"ca_certs": ca})
+out = b""
+while True:
+    try:
+        op, data = ws.recv_data()
+    except Exception:
+        break
+    if op == websocket.ABNF.OPCODE_CLOSE:
+        break
+    out += data
+print(repr(out))
+"#,
+        &[
+            &format!(
+                "{}/api/v1/nodes/{node}/proxy/exec/default/web/main?command=echo&command=via-node-proxy&stdout=1",
+                s.url().replace("https://", "wss://")
+            ),
+            &s.admin_token(),
+            s.ca_file().to_str().unwrap(),
+        ],
+    );
+    let py_out = String::from_utf8_lossy(&py.stdout);
+    assert!(py_out.contains("\\x01via-node-proxy"), "{py:?}");
+    assert!(py_out.contains("Success"), "{py:?}");
+}
+
+#[test]
+fn debug_adds_an_ephemeral_container_that_sees_the_targets_processes() {
+    let s = Server::start_with_agent(BIN, &[]);
+    idle_pod(&s, "dbg", "");
+    let out = s.kubectl_stdin(
+        &[
+            "debug",
+            "-i",
+            "dbg",
+            &format!("--image={BUSYBOX}"),
+            "--target=main",
+            "--",
+            "sh",
+            "-c",
+            "read x; ps",
+        ],
+        "go\n",
+    );
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout)
+            .contains("Defaulting debug container name to debugger-"),
+        "{out:?}"
+    );
+    let pod = s.get_json(&["pod", "dbg"]);
+    let eph = &pod["spec"]["ephemeralContainers"][0];
+    assert_eq!(eph["targetContainerName"], "main", "{pod}");
+    let name = eph["name"].as_str().expect("a debugger name").to_string();
+    let st = eventually(
+        Duration::from_secs(30),
+        "the ephemeral container's status",
+        || {
+            let pod = s.get_json(&["pod", "dbg"]);
+            let st = pod["status"]["ephemeralContainerStatuses"][0].clone();
+            (st["name"] == name.as_str() && st["state"]["terminated"].is_object()).then_some(st)
+        },
+    );
+    assert_eq!(st["state"]["terminated"]["exitCode"], 0, "{st}");
+    // What it printed (read back from its log: a process this short may end before an
+    // attached client has read its output, with containerd as upstream): the target's `sleep`
+    // as PID 1, so it shares the target's process namespace.
+    let logs = s.ok(&["logs", "dbg", "-c", &name]);
+    assert!(
+        logs.lines()
+            .any(|l| l.trim_start().starts_with("1 ") && l.contains("sleep 3600")),
+        "{logs}"
+    );
+    // Existing ephemeral containers cannot be removed (upstream's rule), nor is the pod's
+    // main spec changed through the subresource.
+    let mut pod = s.get_json(&["pod", "dbg"]);
+    pod["spec"]["ephemeralContainers"] = serde_json::json!([]);
+    let (code, body) = capstan_testkit::http(
+        &s,
+        "PUT",
+        "/api/v1/namespaces/default/pods/dbg/ephemeralcontainers",
+        Some(pod.to_string().as_bytes()),
+        "application/json",
+        true,
+    );
+    assert_eq!(code, 422, "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("may not be removed"),
+        "{body}"
+    );
+    // The container ran once: the pod still runs its app container, untouched.
+    assert_eq!(s.jsonpath(&["pod", "dbg"], "{.status.phase}"), "Running");
+}
+
+/// Resident memory of process `pid`, in bytes.
+fn rss(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .expect("VmRSS")
+        * 1024
+}
+
+#[test]
+fn a_client_that_stops_reading_holds_the_process_back_instead_of_filling_memory() {
+    let s = Server::start_with_agent(BIN, &[]);
+    idle_pod(&s, "fast", "");
+    let pid = s.pid().expect("server pid");
+    let before = rss(pid);
+    // A process writing as fast as it can to a kubectl that reads nothing (stopped).
+    let mut kubectl = Command::new("kubectl")
+        .arg("--kubeconfig")
+        .arg(s.kubeconfig())
+        .args(["exec", "fast", "--", "cat", "/dev/zero"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("kubectl");
+    let mut out = kubectl.stdout.take().expect("stdout");
+    let mut first = [0u8; 4096];
+    std::io::Read::read_exact(&mut out, &mut first).expect("data flows");
+    Command::new("kill")
+        .args(["-STOP", &kubectl.id().to_string()])
+        .status()
+        .expect("kill -STOP");
+    // The server's memory settles (every buffer on the way is full and the writer waits)
+    // instead of growing with the gigabytes `cat` could write meanwhile.
+    let mut last = rss(pid);
+    let settled = eventually(Duration::from_secs(60), "memory to settle", || {
+        std::thread::sleep(Duration::from_millis(500));
+        let now = rss(pid);
+        let steady = now.abs_diff(last) < 2 * 1024 * 1024;
+        last = now;
+        steady.then_some(now)
+    });
+    assert!(
+        settled < before + 64 * 1024 * 1024,
+        "server RSS grew from {} MB to {} MB behind a stopped client",
+        before >> 20,
+        settled >> 20
+    );
+    assert_eq!(api_sessions(&s), 1);
+    Command::new("kill")
+        .args(["-KILL", &kubectl.id().to_string()])
+        .status()
+        .expect("kill");
+    let _ = kubectl.wait();
+    eventually(Duration::from_secs(30), "no open session", || {
+        (api_sessions(&s) == 0 && agent_sessions(&s) == 0).then_some(())
+    });
 }

@@ -167,12 +167,9 @@ pub async fn spawn(
 async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Body> {
     let path = req.uri().path().to_string();
     let query = req.uri().query().unwrap_or("").to_string();
-    let parts: Vec<String> = path
-        .trim_start_matches('/')
-        .split('/')
-        .map(str::to_string)
-        .collect();
-    let parts: Vec<&str> = parts.iter().map(String::as_str).collect();
+    // Upgrades (exec, attach, port-forward) take the request itself, so they are routed first.
+    let segments = path.clone();
+    let parts: Vec<&str> = segments.trim_start_matches('/').split('/').collect();
     let stream = match parts.as_slice() {
         ["exec", ns, pod, container] => Some((streams::Kind::Exec, *ns, *pod, *container)),
         ["attach", ns, pod, container] => Some((streams::Kind::Attach, *ns, *pod, *container)),

@@ -326,6 +326,17 @@ pub fn plan(
             }
         }
     }
+    // Ephemeral containers (kubectl debug) start once in the live sandbox, never again.
+    for e in spec.ephemeral_containers.iter().flatten() {
+        if obs.latest(&e.name, None).is_none() {
+            p.actions.push(Action::Start {
+                name: e.name.clone(),
+                init: false,
+                attempt: 0,
+                after_exit: None,
+            });
+        }
+    }
     gc(&mut p, pod, obs, Some(&sb.id));
     p
 }
@@ -609,6 +620,38 @@ mod tests {
                 containers: vec!["a-0".into()],
                 sandboxes: vec![]
             }]
+        );
+    }
+
+    #[test]
+    fn ephemeral_containers_start_once_and_never_again() {
+        let mut p = pod("Always", &[], &["app"]);
+        p.spec.as_mut().expect("spec").ephemeral_containers = Some(vec![serde_json::from_value(
+            serde_json::json!({"name": "debugger", "image": "i"}),
+        )
+        .expect("ephemeral container")]);
+        let mut obs = Observed {
+            sandboxes: vec![sandbox()],
+            ..Default::default()
+        };
+        obs.containers.push(ctr("app", 0, CState::Running, 0, 0));
+        let now = t(100);
+        let first = plan(&p, &obs, &ProbeVerdicts::default(), &backoff(), now);
+        assert!(first.actions.contains(&Action::Start {
+            name: "debugger".into(),
+            init: false,
+            attempt: 0,
+            after_exit: None
+        }));
+        obs.containers
+            .push(ctr("debugger", 0, CState::Exited, 0, 50));
+        let after = plan(&p, &obs, &ProbeVerdicts::default(), &backoff(), now);
+        assert!(
+            !after
+                .actions
+                .iter()
+                .any(|a| matches!(a, Action::Start { name, .. } if name == "debugger")),
+            "{after:?}"
         );
     }
 }

@@ -151,6 +151,23 @@ pub fn hosts_file(pod: &Pod, pod_ip: Option<&str>, domain: &str) -> String {
 }
 
 /// QoS class as upstream computes it.
+/// The pod's ephemeral containers (`kubectl debug`) as plain containers (the same fields
+/// less `targetContainerName`), with the container whose process namespace each joins.
+pub fn ephemeral_containers(pod: &Pod) -> Vec<(Container, Option<String>)> {
+    pod.spec
+        .iter()
+        .flat_map(|s| s.ephemeral_containers.iter().flatten())
+        .filter_map(|e| {
+            let target = e.target_container_name.clone().filter(|t| !t.is_empty());
+            let mut v = serde_json::to_value(e).ok()?;
+            if let Some(m) = v.as_object_mut() {
+                m.remove("targetContainerName");
+            }
+            Some((serde_json::from_value::<Container>(v).ok()?, target))
+        })
+        .collect()
+}
+
 pub fn qos_class(pod: &Pod) -> &'static str {
     let Some(spec) = &pod.spec else {
         return "BestEffort";

@@ -395,6 +395,13 @@ pub fn build(pod: &Pod, obs: &Observed, inp: &Inputs<'_>) -> Value {
     if !inits.is_empty() {
         st["initContainerStatuses"] = Value::Array(inits);
     }
+    let ephemeral: Vec<Value> = super::spec::ephemeral_containers(pod)
+        .iter()
+        .map(|(c, _)| container_status(c, obs, sb_id, inp, false))
+        .collect();
+    if !ephemeral.is_empty() {
+        st["ephemeralContainerStatuses"] = Value::Array(ephemeral);
+    }
     let host_net = spec.host_network.unwrap_or(false);
     let ip = if host_net {
         Some(inp.host_ip.to_string())

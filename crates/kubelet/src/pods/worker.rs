@@ -621,11 +621,32 @@ impl Worker {
         init: bool,
         attempt: u32,
     ) -> bool {
-        let Some(c) = find_container(pod, name).cloned() else {
+        let ephemeral = spec::ephemeral_containers(pod)
+            .into_iter()
+            .find(|(c, _)| c.name == name);
+        let Some(c) = find_container(pod, name)
+            .cloned()
+            .or_else(|| ephemeral.as_ref().map(|(c, _)| c.clone()))
+        else {
             return false;
         };
         let Some(sb) = obs.ready_sandbox().cloned() else {
             return false;
+        };
+        // An ephemeral container with a target shares that container's process namespace.
+        let pid_target = match ephemeral.as_ref().and_then(|(_, t)| t.as_deref()) {
+            Some(t) => match obs.latest(t, Some(&sb.id)) {
+                Some(x) if x.state == CState::Running => Some(x.id.clone()),
+                _ => {
+                    self.set_error(
+                        name,
+                        "CreateContainerConfigError",
+                        format!("target container {t:?} is not running"),
+                    );
+                    return false;
+                }
+            },
+            None => None,
         };
         let started = Instant::now();
         // Image.
@@ -789,7 +810,7 @@ impl Worker {
         }
         let log_dir = self.log_dir(pod);
         let _ = std::fs::create_dir_all(log_dir.join(name));
-        let cfg = match spec::container_config(ContainerInputs {
+        let mut cfg = match spec::container_config(ContainerInputs {
             pod,
             container: &c,
             attempt,
@@ -806,6 +827,17 @@ impl Worker {
                 return false;
             }
         };
+        if let Some(target_id) = pid_target {
+            if let Some(ns) = cfg
+                .linux
+                .as_mut()
+                .and_then(|l| l.security_context.as_mut())
+                .and_then(|sc| sc.namespace_options.as_mut())
+            {
+                ns.pid = k8s_cri::v1::NamespaceMode::Target as i32;
+                ns.target_id = target_id;
+            }
+        }
         let sandbox_cfg = spec::sandbox_config(pod, sb.attempt, &log_dir, &self.shared.dns);
         let id = match self
             .shared
