@@ -9,6 +9,8 @@
 //! the owner's `status.collisionCount` resolves (it feeds the hash).
 
 use std::collections::HashSet;
+use std::future::Future;
+use std::sync::Arc;
 
 use k8s_openapi::api::apps::v1::ControllerRevision;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
@@ -17,7 +19,9 @@ use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use kube::{Api, ResourceExt};
 use serde_json::{json, Value};
 
+use crate::claim::claim;
 use crate::metrics;
+use capstan_api::selector::Selector;
 
 /// The label on pods (and revisions) naming their revision's hash.
 pub const REVISION_HASH_LABEL: &str = "controller-revision-hash";
@@ -149,6 +153,52 @@ pub enum Created {
     Collision,
 }
 
+/// The owner whose revisions [`History::sync`] settles, with what claiming them needs.
+pub struct Owner<'a, F> {
+    pub ns: &'a str,
+    pub meta: &'a ObjectMeta,
+    pub owner_ref: OwnerReference,
+    pub selector: &'a Selector,
+    /// The uncached check that the owner is still there before adopting orphans.
+    pub still_there: F,
+}
+
+/// When an existing revision with the current data gets the next number. The two
+/// controllers follow their upstream counterparts, which differ only when several revisions
+/// share the highest number.
+#[derive(Clone, Copy)]
+pub enum Renumber {
+    /// Upstream's DaemonSet `constructHistory`: when its number is below the highest.
+    BelowMax,
+    /// Upstream's StatefulSet `getStatefulSetRevisions`: unless it is the last one sorted.
+    UnlessLast,
+}
+
+/// What [`History::sync`] ended in.
+pub enum Synced {
+    /// `revs[index]` already has the data (renumbered if it was out of date; `revs` is then
+    /// left unsorted).
+    Existing {
+        revs: Vec<ControllerRevision>,
+        index: usize,
+    },
+    /// `revs[index]` (the last) was created with the data (or found under its name from an
+    /// earlier try).
+    Created {
+        revs: Vec<ControllerRevision>,
+        index: usize,
+    },
+    /// The name is taken by other data: the owner's `status.collisionCount` must become
+    /// this, and the sync retried.
+    Collision(i32),
+}
+
+/// Why [`History::sync`] failed.
+pub enum SyncError {
+    Claim(kube::Error),
+    Write(kube::Error),
+}
+
 /// Writes revisions for one controller.
 #[derive(Clone)]
 pub struct History {
@@ -199,6 +249,60 @@ impl History {
                 &Patch::Merge(json!({"revision": revision})),
             )
             .await
+    }
+
+    /// Claims the owner's revisions, sorts them, and makes sure one holds `data`: the newest
+    /// equal one (renumbered per `rule` when out of date) or a new one from `new_rev(data,
+    /// number)` (upstream's `constructHistory` / `getStatefulSetRevisions`).
+    pub async fn sync<F>(
+        &self,
+        owner: Owner<'_, F>,
+        candidates: Vec<Arc<ControllerRevision>>,
+        data: Value,
+        collision: Option<i32>,
+        rule: Renumber,
+        new_rev: impl FnOnce(Value, i64) -> ControllerRevision,
+    ) -> Result<Synced, SyncError>
+    where
+        F: Future<Output = bool>,
+    {
+        let owned = claim(
+            &self.api(owner.ns),
+            self.controller,
+            candidates,
+            owner.meta,
+            owner.owner_ref,
+            owner.selector,
+            owner.still_there,
+        )
+        .await
+        .map_err(SyncError::Claim)?;
+        let mut revs: Vec<ControllerRevision> = owned.iter().map(|r| (**r).clone()).collect();
+        sort_revisions(&mut revs);
+        let next = next_revision(&revs);
+        if let Some(&i) = equal_revisions(&revs, &data).last() {
+            let stale = match rule {
+                Renumber::BelowMax => revs[i].revision < next - 1,
+                Renumber::UnlessLast => i + 1 != revs.len(),
+            };
+            if stale {
+                // Back to an older template (rollout undo): that revision becomes the newest.
+                revs[i] = self
+                    .renumber(&revs[i], next)
+                    .await
+                    .map_err(SyncError::Write)?;
+            }
+            return Ok(Synced::Existing { revs, index: i });
+        }
+        let rev = new_rev(data, next);
+        match self.create(&rev).await.map_err(SyncError::Write)? {
+            Created::Revision(r) => {
+                revs.push(*r);
+                let index = revs.len() - 1;
+                Ok(Synced::Created { revs, index })
+            }
+            Created::Collision => Ok(Synced::Collision(collision.unwrap_or(0) + 1)),
+        }
     }
 
     pub async fn delete(&self, rev: &ControllerRevision) -> Result<(), kube::Error> {

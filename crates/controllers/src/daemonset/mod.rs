@@ -26,9 +26,9 @@ use serde_json::{json, Value};
 use crate::claim::{claim, owner_still_there};
 use crate::deployment::util::{scaled_value, template_hash};
 use crate::expectations::Expectations;
-use crate::history::{self, Created, History, REVISION_HASH_LABEL};
+use crate::history::{self, History, Synced, REVISION_HASH_LABEL};
 use crate::metrics;
-use crate::owner::{controller_ref, owner_ref};
+use crate::owner::{self, controller_ref, owner_ref};
 use crate::pods::{self, slow_start_batches};
 use capstan_api::kinds::apps::TEMPLATE_GENERATION_ANNOTATION;
 use capstan_api::selector::Selector;
@@ -94,14 +94,15 @@ pub struct DaemonSetController {
     failed_backoff: backoff::FailedPodBackoff,
 }
 
-/// The key of the DaemonSet an object's controller reference points at, if we know it.
-fn owner_key(dss: &Cache<DaemonSet>, meta: &ObjectMeta) -> Option<String> {
-    let r = controller_ref(meta)?;
-    if r.kind != KIND {
-        return None;
+/// The controller's errors for a failed revision sync.
+fn sync_error(e: history::SyncError) -> Error {
+    match e {
+        history::SyncError::Claim(source) => Error::Claim {
+            what: "controller revisions",
+            source,
+        },
+        history::SyncError::Write(e) => Error::History(e),
     }
-    let ds = dss.get_in(meta.namespace.as_deref()?, &r.name)?;
-    (ds.metadata.uid.as_deref() == Some(r.uid.as_str())).then(|| key_of(ds.as_ref()))
 }
 
 fn selector(ds: &DaemonSet) -> Selector {
@@ -197,7 +198,7 @@ impl DaemonSetController {
         });
         let (q, exp, dss) = (queue.clone(), expectations.clone(), daemonsets.cache());
         pods.on_change(move |c| match c {
-            Change::Added(p) => match owner_key(&dss, &p.metadata) {
+            Change::Added(p) => match owner::owner_key(&dss, KIND, &p.metadata) {
                 Some(k) => {
                     if p.metadata.deletion_timestamp.is_some() {
                         exp.deletion_observed(&k, &key_of(p.as_ref()));
@@ -206,13 +207,15 @@ impl DaemonSetController {
                     }
                     q.add(k);
                 }
-                None if controller_ref(&p.metadata).is_none() => queue_matching(&dss, &q, p),
+                None if controller_ref(&p.metadata).is_none() => {
+                    owner::queue_matching(&dss, selector, &q, p)
+                }
                 None => {}
             },
             Change::Updated { old, new } => {
                 let (ok, nk) = (
-                    owner_key(&dss, &old.metadata),
-                    owner_key(&dss, &new.metadata),
+                    owner::owner_key(&dss, KIND, &old.metadata),
+                    owner::owner_key(&dss, KIND, &new.metadata),
                 );
                 if let Some(k) = &nk {
                     if new.metadata.deletion_timestamp.is_some()
@@ -232,11 +235,11 @@ impl DaemonSetController {
                     q.add(k);
                 }
                 if controller_ref(&new.metadata).is_none() {
-                    queue_matching(&dss, &q, new);
+                    owner::queue_matching(&dss, selector, &q, new);
                 }
             }
             Change::Deleted(p) => {
-                if let Some(k) = owner_key(&dss, &p.metadata) {
+                if let Some(k) = owner::owner_key(&dss, KIND, &p.metadata) {
                     exp.deletion_observed(&k, &key_of(p.as_ref()));
                     q.add(k);
                 }
@@ -265,7 +268,7 @@ impl DaemonSetController {
         let (q, dss) = (queue.clone(), daemonsets.cache());
         revisions.on_change(move |c| {
             for r in c.objects() {
-                if let Some(k) = owner_key(&dss, &r.metadata) {
+                if let Some(k) = owner::owner_key(&dss, KIND, &r.metadata) {
                     q.add(k);
                 }
             }
@@ -303,23 +306,6 @@ impl DaemonSetController {
         ns: &str,
         sel: &Selector,
     ) -> Result<(String, Vec<ControllerRevision>), Error> {
-        let api: Api<ControllerRevision> = Api::namespaced(self.client.clone(), ns);
-        let owned = claim(
-            &api,
-            NAME,
-            self.revisions.list_ns(ns),
-            &ds.metadata,
-            owner_ref("apps/v1", KIND, &ds.metadata),
-            sel,
-            owner_still_there(self.ds_api(ns), &ds.metadata),
-        )
-        .await
-        .map_err(|source| Error::Claim {
-            what: "controller revisions",
-            source,
-        })?;
-        let mut revs: Vec<ControllerRevision> = owned.iter().map(|r| (**r).clone()).collect();
-        history::sort_revisions(&mut revs);
         let collision = ds.status.as_ref().and_then(|s| s.collision_count);
         let template = ds
             .spec
@@ -328,46 +314,53 @@ impl DaemonSetController {
             .unwrap_or_default();
         let hash = template_hash(&template, collision);
         let data = history::template_patch(&serde_json::to_value(ds)?);
-        let max = history::next_revision(&revs) - 1;
-        let equal = history::equal_revisions(&revs, &data);
-        if let Some(&i) = equal.last() {
-            if revs[i].revision < max {
-                // A rollback to an older template: it becomes the newest revision.
-                let r = self
-                    .history
-                    .renumber(&revs[i], max + 1)
-                    .await
-                    .map_err(Error::History)?;
-                revs[i] = r;
-            }
-            let hash = revs[i]
-                .metadata
-                .labels
-                .as_ref()
-                .and_then(|l| l.get(REVISION_HASH_LABEL))
-                .cloned()
-                .unwrap_or(hash);
-            return Ok((hash, revs));
-        }
-        let mut rev = history::new_revision(
-            format!("{}-{hash}", ds.name_any()),
-            &hash,
-            ds.metadata.namespace.clone(),
-            owner_ref("apps/v1", KIND, &ds.metadata),
-            template.metadata.as_ref().and_then(|m| m.labels.as_ref()),
-            data,
-            max + 1,
-        );
-        // As upstream, the revision carries the DaemonSet's annotations (kubectl's
-        // change-cause among them).
-        rev.metadata.annotations = ds.metadata.annotations.clone();
-        match self.history.create(&rev).await.map_err(Error::History)? {
-            Created::Revision(r) => {
-                revs.push(*r);
+        let owner = history::Owner {
+            ns,
+            meta: &ds.metadata,
+            owner_ref: owner_ref("apps/v1", KIND, &ds.metadata),
+            selector: sel,
+            still_there: owner_still_there(self.ds_api(ns), &ds.metadata),
+        };
+        let new_rev = |data, number| {
+            let mut rev = history::new_revision(
+                format!("{}-{hash}", ds.name_any()),
+                &hash,
+                ds.metadata.namespace.clone(),
+                owner_ref("apps/v1", KIND, &ds.metadata),
+                template.metadata.as_ref().and_then(|m| m.labels.as_ref()),
+                data,
+                number,
+            );
+            // As upstream, the revision carries the DaemonSet's annotations (kubectl's
+            // change-cause among them).
+            rev.metadata.annotations = ds.metadata.annotations.clone();
+            rev
+        };
+        let synced = self
+            .history
+            .sync(
+                owner,
+                self.revisions.list_ns(ns),
+                data,
+                collision,
+                history::Renumber::BelowMax,
+                new_rev,
+            )
+            .await
+            .map_err(sync_error)?;
+        match synced {
+            Synced::Existing { revs, index } => {
+                let hash = revs[index]
+                    .metadata
+                    .labels
+                    .as_ref()
+                    .and_then(|l| l.get(REVISION_HASH_LABEL))
+                    .cloned()
+                    .unwrap_or(hash);
                 Ok((hash, revs))
             }
-            Created::Collision => {
-                let next = collision.unwrap_or(0) + 1;
+            Synced::Created { revs, .. } => Ok((hash, revs)),
+            Synced::Collision(next) => {
                 self.write_status_value(ds, json!({"status": {"collisionCount": next}}))
                     .await?;
                 Err(Error::Collision(next))
@@ -745,14 +738,6 @@ impl DaemonSetController {
             .chain(requeue)
             .min();
         Ok(next)
-    }
-}
-
-fn queue_matching(dss: &Cache<DaemonSet>, q: &Queue, p: &Pod) {
-    for ds in dss.list_ns(p.metadata.namespace.as_deref().unwrap_or("")) {
-        if selector(&ds).matches(&p.metadata.labels.as_ref()) {
-            q.add(key_of(ds.as_ref()));
-        }
     }
 }
 

@@ -17,7 +17,6 @@ use std::time::Duration;
 use futures::future::join_all;
 use k8s_openapi::api::apps::v1::{ControllerRevision, StatefulSet};
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod, PodTemplateSpec};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::{Api, Client, ResourceExt};
@@ -25,9 +24,9 @@ use serde_json::{json, Value};
 
 use crate::claim::{claim, owner_still_there};
 use crate::deployment::util::scaled_value;
-use crate::history::{self, Created, History};
+use crate::history::{self, History, Synced};
 use crate::metrics;
-use crate::owner::{controller_ref, owner_ref};
+use crate::owner::{self, controller_ref, owner_ref};
 use crate::pods;
 use capstan_api::selector::Selector;
 use capstan_runtime::Recorder;
@@ -111,14 +110,15 @@ pub struct StatefulSetController {
     recorder: Recorder,
 }
 
-/// The key of the StatefulSet an object's controller reference points at, if we know it.
-fn owner_key(sets: &Cache<StatefulSet>, meta: &ObjectMeta) -> Option<String> {
-    let r = controller_ref(meta)?;
-    if r.kind != KIND {
-        return None;
+/// The controller's errors for a failed revision sync.
+fn sync_error(e: history::SyncError) -> Error {
+    match e {
+        history::SyncError::Claim(source) => Error::Claim {
+            what: "controller revisions",
+            source,
+        },
+        history::SyncError::Write(e) => Error::History(e),
     }
-    let set = sets.get_in(meta.namespace.as_deref()?, &r.name)?;
-    (set.metadata.uid.as_deref() == Some(r.uid.as_str())).then(|| key_of(set.as_ref()))
 }
 
 fn selector(set: &StatefulSet) -> Selector {
@@ -158,14 +158,6 @@ fn parallel(set: &StatefulSet) -> bool {
         == Some("Parallel")
 }
 
-fn queue_matching(sets: &Cache<StatefulSet>, q: &Queue, p: &Pod) {
-    for s in sets.list_ns(p.metadata.namespace.as_deref().unwrap_or("")) {
-        if selector(&s).matches(&p.metadata.labels.as_ref()) {
-            q.add(key_of(s.as_ref()));
-        }
-    }
-}
-
 impl StatefulSetController {
     pub fn new(
         client: Client,
@@ -180,7 +172,7 @@ impl StatefulSetController {
         let (q, ss) = (queue.clone(), sets.cache());
         pods.on_change(move |c| {
             for p in c.objects() {
-                match owner_key(&ss, &p.metadata) {
+                match owner::owner_key(&ss, KIND, &p.metadata) {
                     Some(k) => {
                         // Ready pods become available after minReadySeconds: look again then.
                         if let Change::Updated { old, new } = c {
@@ -191,7 +183,9 @@ impl StatefulSetController {
                         }
                         q.add(k)
                     }
-                    None if controller_ref(&p.metadata).is_none() => queue_matching(&ss, &q, p),
+                    None if controller_ref(&p.metadata).is_none() => {
+                        owner::queue_matching(&ss, selector, &q, p)
+                    }
                     None => {}
                 }
             }
@@ -199,7 +193,7 @@ impl StatefulSetController {
         let (q, ss) = (queue.clone(), sets.cache());
         revisions.on_change(move |c| {
             for r in c.objects() {
-                if let Some(k) = owner_key(&ss, &r.metadata) {
+                if let Some(k) = owner::owner_key(&ss, KIND, &r.metadata) {
                     q.add(k);
                 }
             }
@@ -259,68 +253,56 @@ impl StatefulSetController {
         ),
         Error,
     > {
-        let api: Api<ControllerRevision> = Api::namespaced(self.client.clone(), ns);
-        let owned = claim(
-            &api,
-            NAME,
-            self.revisions.list_ns(ns),
-            &set.metadata,
-            owner_ref("apps/v1", KIND, &set.metadata),
-            sel,
-            owner_still_there(self.set_api(ns), &set.metadata),
-        )
-        .await
-        .map_err(|source| Error::Claim {
-            what: "controller revisions",
-            source,
-        })?;
-        let mut revs: Vec<ControllerRevision> = owned.iter().map(|r| (**r).clone()).collect();
-        history::sort_revisions(&mut revs);
         let collision = set.status.as_ref().and_then(|s| s.collision_count);
         let data = history::template_patch(&serde_json::to_value(set)?);
-        let next = history::next_revision(&revs);
-        let equal = history::equal_revisions(&revs, &data);
-        let update = match equal.last() {
-            Some(&i) if i + 1 == revs.len() => revs[i].clone(),
-            Some(&i) => {
-                // Back to an older template (rollout undo): that revision becomes the newest.
-                let r = self
-                    .history
-                    .renumber(&revs[i], next)
-                    .await
-                    .map_err(Error::History)?;
-                revs[i] = r.clone();
+        let owner = history::Owner {
+            ns,
+            meta: &set.metadata,
+            owner_ref: owner_ref("apps/v1", KIND, &set.metadata),
+            selector: sel,
+            still_there: owner_still_there(self.set_api(ns), &set.metadata),
+        };
+        let new_rev = |data, number| {
+            let hash = history::hash_data(&data, collision);
+            let template_labels = set
+                .spec
+                .as_ref()
+                .and_then(|s| s.template.metadata.as_ref())
+                .and_then(|m| m.labels.as_ref());
+            history::new_revision(
+                history::revision_name(&set.name_any(), &hash),
+                &hash,
+                set.metadata.namespace.clone(),
+                owner_ref("apps/v1", KIND, &set.metadata),
+                template_labels,
+                data,
+                number,
+            )
+        };
+        let synced = self
+            .history
+            .sync(
+                owner,
+                self.revisions.list_ns(ns),
+                data,
+                collision,
+                history::Renumber::UnlessLast,
+                new_rev,
+            )
+            .await
+            .map_err(sync_error)?;
+        let (update, revs) = match synced {
+            Synced::Existing { mut revs, index } => {
+                let update = revs[index].clone();
+                // A renumbered revision moves to the end (a no-op otherwise: it was last).
                 history::sort_revisions(&mut revs);
-                r
+                (update, revs)
             }
-            None => {
-                let hash = history::hash_data(&data, collision);
-                let template_labels = set
-                    .spec
-                    .as_ref()
-                    .and_then(|s| s.template.metadata.as_ref())
-                    .and_then(|m| m.labels.as_ref());
-                let rev = history::new_revision(
-                    history::revision_name(&set.name_any(), &hash),
-                    &hash,
-                    set.metadata.namespace.clone(),
-                    owner_ref("apps/v1", KIND, &set.metadata),
-                    template_labels,
-                    data,
-                    next,
-                );
-                match self.history.create(&rev).await.map_err(Error::History)? {
-                    Created::Revision(r) => {
-                        revs.push((*r).clone());
-                        *r
-                    }
-                    Created::Collision => {
-                        let n = collision.unwrap_or(0) + 1;
-                        self.patch_status(set, json!({"status": {"collisionCount": n}}))
-                            .await?;
-                        return Err(Error::Collision(n));
-                    }
-                }
+            Synced::Created { revs, index } => (revs[index].clone(), revs),
+            Synced::Collision(n) => {
+                self.patch_status(set, json!({"status": {"collisionCount": n}}))
+                    .await?;
+                return Err(Error::Collision(n));
             }
         };
         let current_name = set
