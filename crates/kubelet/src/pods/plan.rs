@@ -275,6 +275,11 @@ pub fn plan(
                     mark_initializing(&mut p, pod);
                     return p;
                 }
+                Some(c) if c.state == CState::Created => {
+                    start_again(&mut p, c, true);
+                    mark_initializing(&mut p, pod);
+                    return p;
+                }
                 Some(c) => {
                     if probes.liveness_failed.contains(&c.id) {
                         p.actions.push(Action::Kill {
@@ -306,6 +311,7 @@ pub fn plan(
                     restart_or_wait(&mut p, &pid, x, false, backoff, now);
                 }
             }
+            Some(x) if x.state == CState::Created => start_again(&mut p, x, false),
             Some(x) => {
                 let why = if !x.hash.is_empty() && x.hash != container_hash(c) {
                     Some(KillReason::SpecChanged)
@@ -339,6 +345,23 @@ pub fn plan(
     }
     gc(&mut p, pod, obs, Some(&sb.id));
     p
+}
+
+/// A container that was created but never started (its start was cut short, e.g. by a
+/// restart of the agent or of containerd) is started again as a new instance whatever the
+/// restart policy, as upstream's kubelet does (`ShouldContainerBeRestarted`): it never ran.
+/// The stale instance is removed first so it can never start late beside the new one.
+fn start_again(p: &mut Plan, c: &Ctr, init: bool) {
+    p.actions.push(Action::Remove {
+        containers: vec![c.id.clone()],
+        sandboxes: Vec::new(),
+    });
+    p.actions.push(Action::Start {
+        name: c.name.clone(),
+        init,
+        attempt: c.attempt + 1,
+        after_exit: None,
+    });
 }
 
 fn mark_initializing(p: &mut Plan, pod: &Pod) {
@@ -559,6 +582,33 @@ mod tests {
             );
             let started = p.actions.iter().any(|a| matches!(a, Action::Start { .. }));
             assert_eq!(started, restarts, "{policy} exit {exit}");
+        }
+    }
+
+    #[test]
+    fn a_container_created_but_never_started_starts_again_whatever_the_policy() {
+        for policy in ["Always", "OnFailure", "Never"] {
+            let obs = Observed {
+                sandboxes: vec![sandbox()],
+                containers: vec![ctr("a", 0, CState::Created, 0, 0)],
+            };
+            let p = plan(
+                &pod(policy, &[], &["a"]),
+                &obs,
+                &ProbeVerdicts::default(),
+                &backoff(),
+                t(101),
+            );
+            let stale = obs.containers[0].id.clone();
+            assert!(
+                matches!(&p.actions[..], [
+                    Action::Remove { containers, .. },
+                    Action::Start { name, attempt: 1, init: false, .. },
+                    ..
+                ] if containers == &vec![stale.clone()] && name == "a"),
+                "{policy}: {:?}",
+                p.actions
+            );
         }
     }
 
